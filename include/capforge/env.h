@@ -1,0 +1,34 @@
+// The file-system seam. Everything that makes output durable goes through Env, so tests can
+// inject faults (a full disk, a failing rename) without touching the real file system.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace capforge {
+
+class Env {
+ public:
+  virtual ~Env() = default;
+  // Each throws std::system_error (with the path in the message) on failure.
+  virtual void write_file(const std::string& path, std::string_view data);
+  virtual void fsync_file(const std::string& path);
+  virtual void fsync_dir(const std::string& dir);
+  virtual void rename_file(const std::string& from, const std::string& to);
+  virtual void remove_file(const std::string& path) noexcept;
+  virtual void make_dirs(const std::string& dir);
+};
+
+// The process-wide Env (a plain POSIX one unless a test swaps it).
+Env& env();
+// Installs `e` (not owned) as the process-wide Env; nullptr restores the default.
+void set_env(Env* e);
+
+// Makes `tmp_path` durable under `final_path`: fsync the file, rename, fsync the directory.
+void commit_file(const std::string& tmp_path, const std::string& final_path);
+// Writes `data` to `final_path` atomically (temp file, fsync, rename).
+void write_file_atomic(const std::string& final_path, std::string_view data);
+// A temp path beside `final_path`, unique to this process and call.
+std::string temp_path_for(const std::string& final_path);
+
+}  // namespace capforge

@@ -1,0 +1,42 @@
+// Image decoding with libvips: shrink-on-load, EXIF orientation, 8-bit sRGB out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "capforge/sample.h"
+
+namespace capforge {
+
+struct DecodeParams {
+  // Shortest edge to shrink to (never enlarged). 0 keeps the full size.
+  int short_edge = 0;
+  // Decompression-bomb guard: images with more pixels than this are refused from the header.
+  int64_t max_pixels = 178956970;  // PIL's error threshold (2 x MAX_IMAGE_PIXELS)
+  // Encoded images larger than this are refused without decoding.
+  size_t max_bytes = 64u << 20;
+  // Only read the header (size, format); pixels stay empty.
+  bool header_only = false;
+};
+
+struct DecodedImage {
+  Image pixels;              // RGB8; empty when header_only
+  int original_width = 0;    // after EXIF orientation
+  int original_height = 0;
+  std::string format;        // loader's format: "jpeg", "png", ...
+};
+
+// Decodes `bytes`. Returns an empty string on success, else a one-line reason.
+// Colour rule: grey, CMYK and 16-bit become 8-bit sRGB; alpha is composited over white;
+// animated images give their first frame.
+std::string decode_image(std::string_view bytes, const DecodeParams& params, DecodedImage& out);
+
+// Sniffs the container format from magic bytes: "jpg", "png", "webp", "gif", "bmp", "tiff" or "".
+std::string sniff_image_ext(std::string_view bytes);
+bool is_image_ext(std::string_view ext);  // the extensions readers treat as the sample's image
+
+// Initialises libvips once per process (idempotent, thread-safe); throws if it cannot.
+void init_vips();
+
+}  // namespace capforge

@@ -1,0 +1,83 @@
+// Shard readers and writers. Every format sits behind one of these two interfaces.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "capforge/sample.h"
+
+namespace capforge {
+
+enum class InputFormat { webdataset, parquet, csv, tsv, jsonl, folder };
+const char* format_name(InputFormat f);
+
+// One unit of work: an input file (or image folder) and the shard name its outputs carry.
+struct ShardInput {
+  std::string path;
+  std::string name;  // output stem, e.g. "00012" for 00012.tar
+  InputFormat format = InputFormat::webdataset;
+};
+
+// Expands CLI paths (files, directories of shards, image folders) into shards, directory contents
+// sorted. Throws std::runtime_error with a hint on missing paths, unknown formats, or (with
+// unique_names) two inputs that would write the same shard name.
+std::vector<ShardInput> discover_inputs(const std::vector<std::string>& paths, bool unique_names = true);
+
+struct ReaderParams {
+  // Column names for table formats. Empty: auto (url|URL, caption|text|TEXT, key|uid,
+  // image|jpg|png|image_bytes|image_base64).
+  std::string url_col, caption_col, key_col, image_col;
+  size_t max_member_bytes = 256u << 20;  // tar members larger than this are refused
+};
+
+// Streams the samples of one shard in order with bounded memory.
+class SampleReader {
+ public:
+  virtual ~SampleReader() = default;
+  // Fills `out` with the next sample; false at the end (or after a fatal break, see error()).
+  virtual bool next(Sample& out) = 0;
+  // Set when the container broke (truncated tar, unreadable file): samples before the break were
+  // delivered, nothing after it.
+  virtual const std::string& error() const = 0;
+  // DuckDB type of each pass-through column when the format knows it (empty for tar/folder).
+  virtual std::vector<std::pair<std::string, std::string>> meta_types() const { return {}; }
+};
+
+// Opens a reader; throws std::runtime_error with a clear message if the input cannot be opened
+// (missing file, malformed parquet, configured column absent).
+std::unique_ptr<SampleReader> open_reader(const ShardInput& in, const ReaderParams& params);
+
+// Output layouts: which canonical columns a command writes before the pass-through ones.
+enum class OutputSchema {
+  samples,  // convert: key, url, caption, image{bytes,path} + pass-through
+  caption,  // caption: canonical capforge columns + pass-through
+};
+
+enum class OutputFormat { parquet, jsonl, webdataset };
+const char* format_name(OutputFormat f);
+std::optional<OutputFormat> output_format_from_name(const std::string& name);
+std::string output_extension(OutputFormat f);  // ".parquet", ".jsonl", ".tar"
+
+struct WriterParams {
+  OutputSchema schema = OutputSchema::samples;
+  std::vector<std::pair<std::string, std::string>> meta_types;  // from the reader, may be empty
+  std::string captioner = "none";  // recorded in the caption schema
+  bool include_images = true;      // samples schema: embed the image bytes
+};
+
+// Writes one shard's output to a temporary file; commit() fsyncs and renames it into place.
+// Destroying an uncommitted writer removes the temporary file.
+class SampleWriter {
+ public:
+  virtual ~SampleWriter() = default;
+  virtual void write(const Sample& s) = 0;  // in output order
+  virtual void commit() = 0;                // throws on I/O errors; the final file is then absent
+  virtual const std::string& path() const = 0;  // the final path
+};
+
+std::unique_ptr<SampleWriter> open_writer(OutputFormat f, const std::string& final_path,
+                                          const WriterParams& params);
+
+}  // namespace capforge

@@ -1,0 +1,82 @@
+// A sample as it flows through every stage: one input row in, exactly one output row out.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace capforge {
+
+using Json = nlohmann::ordered_json;
+
+// Per-sample outcome. Names are written verbatim to the `status` column; the first three are
+// img2dataset's.
+enum class Status {
+  success,
+  failed_to_download,  // no image bytes could be obtained
+  failed_to_resize,    // img2dataset: decoded but could not be resized
+  failed_to_decode,    // bytes present but not a decodable image (corrupt, bomb, unknown format)
+  failed_to_read,      // the container broke inside this sample (e.g. tar truncated mid-member)
+  failed_to_caption,   // a model stage rejected the sample
+};
+const char* status_name(Status s);
+std::optional<Status> status_from_name(const std::string& name);
+
+// 8-bit interleaved RGB pixels.
+struct Image {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;  // width * height * 3
+  bool empty() const { return rgb.empty(); }
+};
+
+// One caption candidate from the captioner, with its ranker score.
+struct Candidate {
+  std::string text;
+  std::optional<double> score;     // ranker cosine similarity, when ranked
+  std::vector<std::string> flags;  // e.g. "loop", "max_length", "harvested"
+  int tokens = 0;
+  double logprob = 0;
+};
+
+struct Sample {
+  // identity
+  std::string key;
+  int64_t index = -1;  // position within its shard, 0-based; output order follows it
+
+  // input fields
+  std::string url;
+  std::optional<std::string> caption;  // the original (alt-text) caption
+  Json meta = Json::object();          // pass-through columns / .json fields, in input order
+  std::string image_bytes;             // encoded image as stored (empty: no image)
+  std::string image_ext;               // "jpg", "png", ... (empty: unknown, sniffed when needed)
+  std::map<std::string, std::string> extra_members;  // other tar members by extension
+
+  // derived
+  std::string sha256;  // of image_bytes, hex
+  int width = 0, height = 0;  // original (EXIF-oriented) size of the image
+  Image pixels;               // decoded, shrunk to what the model stages need (may be empty)
+
+  // model outputs (empty until the model stages run)
+  std::vector<Candidate> candidates;
+  std::optional<std::string> re_caption;  // the winner, repaired
+  std::optional<double> re_clip_score, org_clip_score;  // cosine x 100
+  std::string ranker;                                   // ranker that produced the scores
+
+  // outcome
+  Status status = Status::success;
+  std::string error;  // why it failed; for successful samples, notes (e.g. repaired UTF-8)
+
+  void fail(Status s, std::string why) {
+    status = s;
+    error = std::move(why);
+  }
+  void note(const std::string& what) { error = error.empty() ? what : error + "; " + what; }
+  bool ok() const { return status == Status::success; }
+};
+
+}  // namespace capforge

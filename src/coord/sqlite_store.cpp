@@ -1,0 +1,233 @@
+// The embedded job store: one SQLite file (WAL) shared by any number of local worker processes.
+#include <signal.h>
+#include <sqlite3.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <chrono>
+#include <stdexcept>
+
+#include "capforge/jobstore.h"
+#include "coord/stores.h"
+
+namespace capforge {
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
+      throw std::runtime_error(fmt::format("job store: {} (in: {})", sqlite3_errmsg(db), sql));
+  }
+  ~Stmt() { sqlite3_finalize(st_); }
+  Stmt& bind(int i, const std::string& v) { return check(sqlite3_bind_text(st_, i, v.c_str(), (int)v.size(), SQLITE_TRANSIENT)); }
+  Stmt& bind(int i, int64_t v) { return check(sqlite3_bind_int64(st_, i, v)); }
+  Stmt& bind(int i, double v) { return check(sqlite3_bind_double(st_, i, v)); }
+  void reset() {
+    sqlite3_reset(st_);
+    sqlite3_clear_bindings(st_);
+  }
+  // True while a row is available.
+  bool step() {
+    int rc = sqlite3_step(st_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw std::runtime_error(fmt::format("job store: {}", sqlite3_errmsg(db_)));
+  }
+  int64_t i64(int c) { return sqlite3_column_int64(st_, c); }
+  double dbl(int c) { return sqlite3_column_double(st_, c); }
+  std::string text(int c) {
+    auto* p = sqlite3_column_text(st_, c);
+    return p ? reinterpret_cast<const char*>(p) : "";
+  }
+
+ private:
+  Stmt& check(int rc) {
+    if (rc != SQLITE_OK) throw std::runtime_error(fmt::format("job store: {}", sqlite3_errmsg(db_)));
+    return *this;
+  }
+  sqlite3* db_;
+  sqlite3_stmt* st_ = nullptr;
+};
+
+bool owner_is_dead_local(const std::string& owner) {
+  auto colon = owner.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string me = local_owner_id();
+  if (owner.compare(0, colon, me, 0, me.rfind(':')) != 0) return false;  // another host
+  pid_t pid = (pid_t)std::strtol(owner.c_str() + colon + 1, nullptr, 10);
+  if (pid <= 0) return false;
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+constexpr const char* kCols = "id, name, input, format, state, attempts, last_error, owner, lease_until, samples";
+
+ShardRecord read_record(Stmt& s) {
+  ShardRecord r;
+  r.id = s.i64(0);
+  r.input.name = s.text(1);
+  r.input.path = s.text(2);
+  r.input.format = input_format_from_name(s.text(3));
+  r.state = shard_state_from_name(s.text(4));
+  r.attempts = (int)s.i64(5);
+  r.last_error = s.text(6);
+  r.owner = s.text(7);
+  r.lease_until = s.dbl(8);
+  r.samples = s.i64(9);
+  return r;
+}
+
+class SqliteStore : public JobStore {
+ public:
+  explicit SqliteStore(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        nullptr) != SQLITE_OK) {
+      std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+      sqlite3_close(db_);
+      throw std::runtime_error(fmt::format("cannot open job store {}: {}", path, msg));
+    }
+    sqlite3_busy_timeout(db_, 30000);
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=FULL");
+    exec("CREATE TABLE IF NOT EXISTS shards ("
+         " id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, input TEXT NOT NULL,"
+         " format TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
+         " last_error TEXT, owner TEXT, lease_until REAL NOT NULL DEFAULT 0, samples INTEGER NOT NULL DEFAULT 0,"
+         " updated_at REAL NOT NULL)");
+    exec("CREATE INDEX IF NOT EXISTS shards_state ON shards(state, id)");
+    exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+  }
+  ~SqliteStore() override { sqlite3_close(db_); }
+
+  void add_shards(const std::vector<ShardInput>& inputs) override {
+    Tx tx(*this);
+    Stmt s(db_, "INSERT OR IGNORE INTO shards(name, input, format, updated_at) VALUES (?, ?, ?, ?)");
+    for (auto& in : inputs) {
+      s.bind(1, in.name).bind(2, in.path).bind(3, std::string(format_name(in.format))).bind(4, now()).step();
+      s.reset();
+    }
+    tx.commit();
+  }
+
+  std::optional<ShardRecord> claim(const std::string& owner, double lease_seconds) override {
+    Tx tx(*this);
+    double t = now();
+    std::optional<int64_t> id;
+    {
+      Stmt s(db_, "SELECT id FROM shards WHERE state = 'pending' OR (state = 'running' AND lease_until < ?)"
+                  " ORDER BY id LIMIT 1");
+      s.bind(1, t);
+      if (s.step()) id = s.i64(0);
+    }
+    if (!id) {
+      Stmt s(db_, "SELECT id, owner FROM shards WHERE state = 'running' ORDER BY id");
+      while (!id && s.step())
+        if (owner_is_dead_local(s.text(1))) id = s.i64(0);
+    }
+    if (!id) return std::nullopt;
+    Stmt u(db_, "UPDATE shards SET state = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,"
+                " updated_at = ? WHERE id = ?");
+    u.bind(1, owner).bind(2, t + lease_seconds).bind(3, t).bind(4, *id).step();
+    auto rec = get(*id);
+    tx.commit();
+    return rec;
+  }
+
+  bool heartbeat(int64_t id, const std::string& owner, double lease_seconds) override {
+    Stmt u(db_, "UPDATE shards SET lease_until = ?, updated_at = ? WHERE id = ? AND owner = ? AND state = 'running'");
+    u.bind(1, now() + lease_seconds).bind(2, now()).bind(3, id).bind(4, owner).step();
+    return sqlite3_changes(db_) == 1;
+  }
+
+  bool complete(int64_t id, const std::string& owner, int64_t samples) override {
+    Stmt u(db_, "UPDATE shards SET state = 'done', samples = ?, last_error = NULL, lease_until = 0, updated_at = ?"
+                " WHERE id = ? AND owner = ? AND state = 'running'");
+    u.bind(1, samples).bind(2, now()).bind(3, id).bind(4, owner).step();
+    return sqlite3_changes(db_) == 1;
+  }
+
+  void fail(int64_t id, const std::string& owner, const std::string& error) override {
+    Stmt u(db_, "UPDATE shards SET state = 'failed', last_error = ?, lease_until = 0, updated_at = ?"
+                " WHERE id = ? AND owner = ? AND state = 'running'");
+    u.bind(1, error).bind(2, now()).bind(3, id).bind(4, owner).step();
+  }
+
+  void release(int64_t id, const std::string& owner) override {
+    Stmt u(db_, "UPDATE shards SET state = 'pending', owner = NULL, lease_until = 0, attempts = MAX(attempts - 1, 0),"
+                " updated_at = ? WHERE id = ? AND owner = ? AND state = 'running'");
+    u.bind(1, now()).bind(2, id).bind(3, owner).step();
+  }
+
+  int reset_failed() override {
+    Stmt u(db_, "UPDATE shards SET state = 'pending', owner = NULL, updated_at = ? WHERE state = 'failed'");
+    u.bind(1, now()).step();
+    return sqlite3_changes(db_);
+  }
+
+  std::vector<ShardRecord> list() override {
+    std::vector<ShardRecord> out;
+    Stmt s(db_, fmt::format("SELECT {} FROM shards ORDER BY id", kCols).c_str());
+    while (s.step()) out.push_back(read_record(s));
+    return out;
+  }
+
+  std::optional<std::string> get_meta(const std::string& key) override {
+    Stmt s(db_, "SELECT value FROM meta WHERE key = ?");
+    s.bind(1, key);
+    if (s.step()) return s.text(0);
+    return std::nullopt;
+  }
+
+  void set_meta(const std::string& key, const std::string& value) override {
+    Stmt s(db_, "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    s.bind(1, key).bind(2, value).step();
+  }
+
+ private:
+  // BEGIN IMMEDIATE: takes the write lock up front, so concurrent claimers serialise.
+  class Tx {
+   public:
+    explicit Tx(SqliteStore& s) : s_(s) { s_.exec("BEGIN IMMEDIATE"); }
+    ~Tx() {
+      if (!done_) sqlite3_exec(s_.db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    void commit() {
+      s_.exec("COMMIT");
+      done_ = true;
+    }
+
+   private:
+    SqliteStore& s_;
+    bool done_ = false;
+  };
+
+  std::optional<ShardRecord> get(int64_t id) {
+    Stmt s(db_, fmt::format("SELECT {} FROM shards WHERE id = ?", kCols).c_str());
+    s.bind(1, id);
+    if (s.step()) return read_record(s);
+    return std::nullopt;
+  }
+
+  void exec(const char* sql) {
+    char* err = nullptr;
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+      std::string msg = err ? err : "unknown error";
+      sqlite3_free(err);
+      throw std::runtime_error(fmt::format("job store: {}", msg));
+    }
+  }
+
+  sqlite3* db_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<JobStore> open_sqlite_store(const std::string& path) { return std::make_unique<SqliteStore>(path); }
+
+}  // namespace capforge

@@ -1,0 +1,19 @@
+// Small text utilities shared by readers and writers.
+#pragma once
+#include <string>
+#include <string_view>
+
+namespace capforge {
+
+// Replaces each invalid UTF-8 sequence with U+FFFD. Returns how many were replaced.
+size_t repair_utf8(std::string& s);
+// Lower-cases ASCII letters.
+std::string ascii_lower(std::string_view s);
+// "a.b.c" -> ("a", "b.c"): the webdataset key/extension split on the first dot of the basename.
+std::pair<std::string, std::string> split_member_name(std::string_view name);
+// File stem without directory and without all known extensions (".tar", ".parquet", ".csv.gz"...).
+std::string path_stem(std::string_view path);
+// Whitespace-separated word count.
+int word_count(std::string_view s);
+
+}  // namespace capforge

@@ -1,0 +1,170 @@
+#include <vips/vips.h>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+
+#include "capforge/image.h"
+#include "core/log.h"
+
+namespace capforge {
+
+namespace {
+
+struct VipsUnref {
+  void operator()(VipsImage* im) const {
+    if (im) g_object_unref(im);
+  }
+};
+using VipsPtr = std::unique_ptr<VipsImage, VipsUnref>;
+
+// libvips keeps one error buffer per process; take it and clear it. Under concurrency a message
+// may mix with another thread's, so the caller always prefixes its own context.
+std::string take_vips_error() {
+  char* buf = vips_error_buffer_copy();
+  std::string msg = buf ? buf : "";
+  g_free(buf);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  if (auto nl = msg.rfind('\n'); nl != std::string::npos) msg = msg.substr(nl + 1);
+  return msg.empty() ? "unknown libvips error" : msg;
+}
+
+void quiet_vips_log(const gchar* domain, GLogLevelFlags, const gchar* message, gpointer) {
+  spdlog::debug("{}: {}", domain ? domain : "vips", message ? message : "");
+}
+
+// Applies the colour rule to an oriented image: 8-bit sRGB, 3 bands, alpha over white.
+std::string to_rgb8(VipsPtr& im) {
+  VipsImage* out = nullptr;
+  if (vips_image_get_interpretation(im.get()) != VIPS_INTERPRETATION_sRGB ||
+      vips_image_get_format(im.get()) != VIPS_FORMAT_UCHAR) {
+    if (vips_colourspace(im.get(), &out, VIPS_INTERPRETATION_sRGB, nullptr)) return take_vips_error();
+    im.reset(out);
+  }
+  if (vips_image_get_format(im.get()) != VIPS_FORMAT_UCHAR) {
+    if (vips_cast_uchar(im.get(), &out, nullptr)) return take_vips_error();
+    im.reset(out);
+  }
+  if (vips_image_hasalpha(im.get())) {
+    VipsArrayDouble* white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
+    int rc = vips_flatten(im.get(), &out, "background", white, nullptr);
+    vips_area_unref(VIPS_AREA(white));
+    if (rc) return take_vips_error();
+    im.reset(out);
+  }
+  if (im->Bands > 3) {
+    if (vips_extract_band(im.get(), &out, 0, "n", 3, nullptr)) return take_vips_error();
+    im.reset(out);
+  } else if (im->Bands < 3) {
+    if (vips_bandjoin_const1(im.get(), &out, 0, nullptr)) return take_vips_error();  // unreachable for sRGB
+    im.reset(out);
+  }
+  return "";
+}
+
+}  // namespace
+
+void init_vips() {
+  static std::once_flag once;
+  static std::string failure;
+  std::call_once(once, [] {
+    if (VIPS_INIT("capforge")) {
+      failure = "cannot initialise libvips: " + take_vips_error();
+      return;
+    }
+    vips_concurrency_set(1);  // we parallelise across images, not within one
+    vips_cache_set_max(0);    // no operation cache: memory stays flat over millions of images
+    vips_cache_set_max_mem(0);
+    g_log_set_handler("VIPS", (GLogLevelFlags)(G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE), quiet_vips_log,
+                      nullptr);
+  });
+  if (!failure.empty()) throw std::runtime_error(failure);
+}
+
+std::string sniff_image_ext(std::string_view b) {
+  auto starts = [&](const char* magic, size_t n, size_t off = 0) {
+    return b.size() >= off + n && std::memcmp(b.data() + off, magic, n) == 0;
+  };
+  if (starts("\xFF\xD8\xFF", 3)) return "jpg";
+  if (starts("\x89PNG\r\n\x1A\n", 8)) return "png";
+  if (starts("RIFF", 4) && starts("WEBP", 4, 8)) return "webp";
+  if (starts("GIF87a", 6) || starts("GIF89a", 6)) return "gif";
+  if (starts("BM", 2)) return "bmp";
+  if (starts("II*\0", 4) || starts("MM\0*", 4)) return "tiff";
+  return "";
+}
+
+bool is_image_ext(std::string_view ext) {
+  static const char* exts[] = {"jpg", "jpeg", "png", "webp", "gif", "bmp", "tiff", "tif"};
+  for (const char* e : exts)
+    if (ext.size() == std::strlen(e) && strncasecmp(ext.data(), e, ext.size()) == 0) return true;
+  return false;
+}
+
+std::string decode_image(std::string_view bytes, const DecodeParams& params, DecodedImage& out) {
+  init_vips();
+  out = DecodedImage{};
+  if (bytes.empty()) return "empty image (0 bytes)";
+  if (bytes.size() > params.max_bytes)
+    return fmt::format("image is {} bytes, above the {}-byte limit (--max-image-bytes)", bytes.size(),
+                       params.max_bytes);
+  const char* loader = vips_foreign_find_load_buffer(bytes.data(), bytes.size());
+  if (!loader) {
+    vips_error_clear();
+    return "not a recognised image format";
+  }
+  out.format = loader;
+  if (auto p = out.format.find("load"); p != std::string::npos) out.format.resize(p);
+
+  VipsPtr header(vips_image_new_from_buffer(bytes.data(), bytes.size(), "", "access",
+                                            VIPS_ACCESS_SEQUENTIAL, nullptr));
+  if (!header) return fmt::format("cannot read {} header: {}", out.format, take_vips_error());
+  int w = vips_image_get_width(header.get()), h = vips_image_get_height(header.get());
+  int orientation = 1;
+  if (vips_image_get_typeof(header.get(), VIPS_META_ORIENTATION))
+    vips_image_get_int(header.get(), VIPS_META_ORIENTATION, &orientation);
+  if (orientation >= 5 && orientation <= 8) std::swap(w, h);
+  out.original_width = w;
+  out.original_height = h;
+  if (w <= 0 || h <= 0) return fmt::format("image has invalid size {}x{}", w, h);
+  if ((int64_t)w * h > params.max_pixels)
+    return fmt::format("image is {}x{} ({:.0f} MP), above the {:.0f} MP limit (--max-pixels): "
+                       "refused as a possible decompression bomb",
+                       w, h, w * (double)h / 1e6, params.max_pixels / 1e6);
+  header.reset();
+  if (params.header_only) return "";
+
+  int tw = w, th = h;
+  if (params.short_edge > 0 && std::min(w, h) > params.short_edge) {
+    double s = (double)params.short_edge / std::min(w, h);
+    tw = std::max(1, (int)std::lround(w * s));
+    th = std::max(1, (int)std::lround(h * s));
+    if (w <= h) tw = params.short_edge; else th = params.short_edge;
+  }
+  VipsImage* raw = nullptr;
+  if (vips_thumbnail_buffer((void*)bytes.data(), bytes.size(), &raw, tw, "height", th, "size",
+                            VIPS_SIZE_DOWN, "option_string", "fail_on=truncated", nullptr))
+    return fmt::format("cannot decode {}: {}", out.format, take_vips_error());
+  VipsPtr im(raw);
+  if (auto err = to_rgb8(im); !err.empty()) return fmt::format("cannot convert {} to RGB: {}", out.format, err);
+
+  size_t size = 0;
+  void* mem = vips_image_write_to_memory(im.get(), &size);
+  if (!mem) return fmt::format("cannot decode {}: {}", out.format, take_vips_error());
+  Image& px = out.pixels;
+  px.width = vips_image_get_width(im.get());
+  px.height = vips_image_get_height(im.get());
+  px.rgb.assign((uint8_t*)mem, (uint8_t*)mem + size);
+  g_free(mem);
+  if (px.rgb.size() != (size_t)px.width * px.height * 3) {
+    px = Image{};
+    return "decoder returned an unexpected pixel layout";
+  }
+  return "";
+}
+
+}  // namespace capforge

@@ -1,0 +1,121 @@
+#include "io/duckdb_util.h"
+
+#include <stdexcept>
+
+namespace capforge::duck {
+
+std::string quote_ident(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string quote_string(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  return out + "'";
+}
+
+Database::Database(int threads, const std::string& memory_limit) {
+  duckdb_config config = nullptr;
+  duckdb_create_config(&config);
+  if (threads > 0) duckdb_set_config(config, "threads", std::to_string(threads).c_str());
+  if (!memory_limit.empty()) duckdb_set_config(config, "memory_limit", memory_limit.c_str());
+  duckdb_set_config(config, "autoinstall_known_extensions", "false");
+  duckdb_set_config(config, "autoload_known_extensions", "true");
+  char* err = nullptr;
+  duckdb_state st = duckdb_open_ext(nullptr, &db_, config, &err);
+  duckdb_destroy_config(&config);
+  if (st != DuckDBSuccess) {
+    std::string msg = err ? err : "unknown error";
+    duckdb_free(err);
+    throw std::runtime_error("cannot open DuckDB: " + msg);
+  }
+  if (duckdb_connect(db_, &con_) != DuckDBSuccess) {
+    duckdb_close(&db_);
+    throw std::runtime_error("cannot connect to DuckDB");
+  }
+}
+
+Database::~Database() {
+  if (con_) duckdb_disconnect(&con_);
+  if (db_) duckdb_close(&db_);
+}
+
+void Database::exec(const std::string& sql) {
+  duckdb_result res;
+  if (duckdb_query(con_, sql.c_str(), &res) != DuckDBSuccess) {
+    std::string msg = duckdb_result_error(&res) ? duckdb_result_error(&res) : "unknown error";
+    duckdb_destroy_result(&res);
+    throw std::runtime_error(msg);
+  }
+  duckdb_destroy_result(&res);
+}
+
+std::vector<std::vector<std::optional<std::string>>> Database::rows(const std::string& sql) {
+  Stream st(*this, "SELECT CAST(COLUMNS(*) AS VARCHAR) FROM (" + sql + ")");
+  std::vector<std::vector<std::optional<std::string>>> out;
+  while (st.next_chunk())
+    for (size_t r = 0; r < st.rows(); ++r) {
+      auto& row = out.emplace_back(st.columns());
+      for (size_t c = 0; c < row.size(); ++c)
+        if (auto v = st.str(c, r)) row[c] = std::string(*v);
+    }
+  return out;
+}
+
+Stream::Stream(Database& db, const std::string& sql) {
+  auto fail = [&](const char* what, const char* msg) {
+    throw std::runtime_error(std::string(what) + (msg ? msg : "unknown error"));
+  };
+  if (duckdb_prepare(db.conn(), sql.c_str(), &stmt_) != DuckDBSuccess)
+    fail("", duckdb_prepare_error(stmt_));
+  if (duckdb_pending_prepared_streaming(stmt_, &pending_) != DuckDBSuccess)
+    fail("", duckdb_pending_error(pending_));
+  if (duckdb_execute_pending(pending_, &result_) != DuckDBSuccess) {
+    have_result_ = true;
+    fail("", duckdb_result_error(&result_));
+  }
+  have_result_ = true;
+}
+
+Stream::~Stream() {
+  if (chunk_) duckdb_destroy_data_chunk(&chunk_);
+  if (have_result_) duckdb_destroy_result(&result_);
+  if (pending_) duckdb_destroy_pending(&pending_);
+  if (stmt_) duckdb_destroy_prepare(&stmt_);
+}
+
+bool Stream::next_chunk() {
+  if (chunk_) duckdb_destroy_data_chunk(&chunk_);
+  rows_ = 0;
+  chunk_ = duckdb_fetch_chunk(result_);
+  if (!chunk_) {
+    if (const char* e = duckdb_result_error(&result_)) throw std::runtime_error(e);
+    return false;
+  }
+  rows_ = duckdb_data_chunk_get_size(chunk_);
+  idx_t ncol = duckdb_data_chunk_get_column_count(chunk_);
+  vecs_.resize(ncol);
+  validity_.resize(ncol);
+  for (idx_t c = 0; c < ncol; ++c) {
+    vecs_[c] = duckdb_data_chunk_get_vector(chunk_, c);
+    validity_[c] = duckdb_vector_get_validity(vecs_[c]);
+  }
+  return true;
+}
+
+std::optional<std::string_view> Stream::str(size_t col, size_t row) const {
+  if (validity_[col] && !duckdb_validity_row_is_valid(validity_[col], row)) return std::nullopt;
+  auto* data = static_cast<duckdb_string_t*>(duckdb_vector_get_data(vecs_[col]));
+  duckdb_string_t& s = data[row];
+  return std::string_view(duckdb_string_t_data(&s), duckdb_string_t_length(s));
+}
+
+}  // namespace capforge::duck

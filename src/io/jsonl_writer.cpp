@@ -1,0 +1,73 @@
+// JSON Lines output: one object per sample, canonical columns first, then pass-through fields.
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+#include "capforge/env.h"
+#include "core/hash.h"
+#include "io/schema.h"
+#include "io/writers.h"
+
+namespace capforge {
+
+Json output_object(const Sample& s, const WriterParams& params, bool with_image) {
+  Json o = canonical_row(s, params);
+  if (with_image && params.schema == OutputSchema::samples && !s.image_bytes.empty()) {
+    o["image_base64"] = base64_encode(s.image_bytes);
+    o["image_ext"] = s.image_ext;
+  }
+  for (auto& [k, v] : s.meta.items()) {
+    std::string name = meta_output_name(params.schema, k);
+    if (!o.contains(name)) o[name] = v;
+  }
+  return o;
+}
+
+namespace {
+
+class JsonlWriter : public SampleWriter {
+ public:
+  JsonlWriter(std::string final_path, const WriterParams& params)
+      : final_(std::move(final_path)), tmp_(temp_path_for(final_)), params_(params) {
+    f_ = std::fopen(tmp_.c_str(), "wb");
+    if (!f_) throw std::runtime_error(fmt::format("cannot create {}: {}", tmp_, std::strerror(errno)));
+  }
+  ~JsonlWriter() override {
+    if (f_) std::fclose(f_);
+    if (!committed_) env().remove_file(tmp_);
+  }
+
+  void write(const Sample& s) override {
+    std::string line = output_object(s, params_, params_.include_images).dump(-1, ' ', false, Json::error_handler_t::replace);
+    line += '\n';
+    if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
+      throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, std::strerror(errno)));
+  }
+
+  void commit() override {
+    int rc = std::fclose(f_);
+    f_ = nullptr;
+    if (rc != 0) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, std::strerror(errno)));
+    commit_file(tmp_, final_);
+    committed_ = true;
+  }
+
+  const std::string& path() const override { return final_; }
+
+ private:
+  std::string final_, tmp_;
+  WriterParams params_;
+  FILE* f_ = nullptr;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<SampleWriter> open_jsonl_writer(const std::string& final_path, const WriterParams& params) {
+  return std::make_unique<JsonlWriter>(final_path, params);
+}
+
+}  // namespace capforge

@@ -1,0 +1,11 @@
+// Internal: one factory per input format (see open_reader in io.h).
+#pragma once
+#include <memory>
+
+#include "capforge/io.h"
+
+namespace capforge {
+std::unique_ptr<SampleReader> open_tar_reader(const ShardInput& in, const ReaderParams& params);
+std::unique_ptr<SampleReader> open_table_reader(const ShardInput& in, const ReaderParams& params);
+std::unique_ptr<SampleReader> open_folder_reader(const ShardInput& in, const ReaderParams& params);
+}  // namespace capforge

@@ -1,0 +1,50 @@
+#include "io/sample_builder.h"
+
+#include <fmt/format.h>
+
+#include "capforge/image.h"
+#include "core/text.h"
+
+namespace capforge {
+
+namespace {
+std::string take_text(std::string bytes, Sample& s, const std::string& what) {
+  if (size_t bad = repair_utf8(bytes))
+    s.note(fmt::format("{} had {} invalid UTF-8 byte(s), replaced with U+FFFD", what, bad));
+  return bytes;
+}
+}  // namespace
+
+Sample build_sample(MemberGroup&& group, int64_t index) {
+  Sample s;
+  s.key = std::move(group.key);
+  s.index = index;
+  std::optional<std::string> json_caption;
+  for (auto& [ext_raw, bytes] : group.members) {
+    std::string ext = ascii_lower(ext_raw);
+    if (s.image_bytes.empty() && s.image_ext.empty() && is_image_ext(ext)) {
+      s.image_bytes = std::move(bytes);
+      s.image_ext = ext == "jpeg" ? "jpg" : ext;
+    } else if (ext == "txt" && !s.caption) {
+      s.caption = take_text(std::move(bytes), s, "caption");
+    } else if (ext == "json" && s.meta.empty()) {
+      Json j = Json::parse(take_text(std::move(bytes), s, ".json"), nullptr, false);
+      if (!j.is_object()) {
+        s.note(j.is_discarded() ? ".json member is not valid JSON; metadata dropped"
+                                : ".json member is not an object; metadata dropped");
+        continue;
+      }
+      for (auto& [k, v] : j.items()) {
+        if (k == "url" && v.is_string()) s.url = v.get<std::string>();
+        else if (k == "caption" && v.is_string()) json_caption = v.get<std::string>();
+        else if (k != "key") s.meta[k] = std::move(v);
+      }
+    } else {
+      s.extra_members[ext_raw] = std::move(bytes);
+    }
+  }
+  if (!s.caption && json_caption) s.caption = std::move(json_caption);
+  return s;
+}
+
+}  // namespace capforge

@@ -1,0 +1,92 @@
+// webdataset tar output via libarchive: {key}.{ext} image, {key}.txt caption, {key}.json the rest.
+#include <archive.h>
+#include <archive_entry.h>
+
+#include <fmt/format.h>
+
+#include <ctime>
+#include <stdexcept>
+
+#include "capforge/env.h"
+#include "capforge/image.h"
+#include "io/writers.h"
+
+namespace capforge {
+
+namespace {
+
+// webdataset splits member names on the first dot of the basename, so keys must not contain one.
+std::string tar_key(const std::string& key) {
+  std::string k = key;
+  size_t slash = k.rfind('/');
+  for (size_t i = slash == std::string::npos ? 0 : slash + 1; i < k.size(); ++i)
+    if (k[i] == '.') k[i] = '_';
+  return k.empty() ? "_" : k;
+}
+
+class TarWriter : public SampleWriter {
+ public:
+  TarWriter(std::string final_path, const WriterParams& params)
+      : final_(std::move(final_path)), tmp_(temp_path_for(final_)), params_(params) {
+    a_ = archive_write_new();
+    archive_write_set_format_pax_restricted(a_);
+    if (archive_write_open_filename(a_, tmp_.c_str()) != ARCHIVE_OK)
+      throw std::runtime_error(fmt::format("cannot create {}: {}", tmp_, archive_error_string(a_)));
+  }
+  ~TarWriter() override {
+    if (a_) archive_write_free(a_);
+    if (!committed_) env().remove_file(tmp_);
+  }
+
+  void write(const Sample& s) override {
+    std::string key = tar_key(s.key);
+    if (!s.image_bytes.empty() && params_.include_images) {
+      std::string ext = s.image_ext.empty() ? sniff_image_ext(s.image_bytes) : s.image_ext;
+      add(key + "." + (ext.empty() ? "bin" : ext), s.image_bytes);
+    }
+    const auto& text = params_.schema == OutputSchema::caption ? s.re_caption : s.caption;
+    if (text) add(key + ".txt", *text);
+    Json j = output_object(s, params_, false);
+    add(key + ".json", j.dump(-1, ' ', false, Json::error_handler_t::replace));
+    for (auto& [ext, bytes] : s.extra_members) add(key + "." + ext, bytes);
+  }
+
+  void commit() override {
+    int rc = archive_write_close(a_);
+    if (rc != ARCHIVE_OK) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, archive_error_string(a_)));
+    archive_write_free(a_);
+    a_ = nullptr;
+    commit_file(tmp_, final_);
+    committed_ = true;
+  }
+
+  const std::string& path() const override { return final_; }
+
+ private:
+  void add(const std::string& name, const std::string& data) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_size(e, (la_int64_t)data.size());
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_mtime(e, now_, 0);
+    int rc = archive_write_header(a_, e);
+    archive_entry_free(e);
+    if (rc != ARCHIVE_OK || archive_write_data(a_, data.data(), data.size()) != (la_ssize_t)data.size())
+      throw std::runtime_error(fmt::format("cannot write {} to {}: {}", name, tmp_, archive_error_string(a_)));
+  }
+
+  std::string final_, tmp_;
+  WriterParams params_;
+  archive* a_ = nullptr;
+  time_t now_ = std::time(nullptr);
+  bool committed_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<SampleWriter> open_tar_writer(const std::string& final_path, const WriterParams& params) {
+  return std::make_unique<TarWriter>(final_path, params);
+}
+
+}  // namespace capforge
