@@ -28,7 +28,14 @@ void set_env(Env* e);
 void commit_file(const std::string& tmp_path, const std::string& final_path);
 // Writes `data` to `final_path` atomically (temp file, fsync, rename).
 void write_file_atomic(const std::string& final_path, std::string_view data);
-// A temp path beside `final_path`, unique to this process and call.
+// Temp files live in DIR/.capforge-tmp/{host}-{pid}/ beside their final path (same file system,
+// so the rename is atomic), never under a name a reader of DIR would pick up.
+extern const char* const kTempDirName;
+// A temp path for `final_path`, unique to this process and call (its folder is created).
 std::string temp_path_for(const std::string& final_path);
+// Removes temp folders in `dir` left by dead processes of this host; returns entries removed.
+int remove_stale_temp_files(const std::string& dir);
+// Removes this process's (empty) temp folder in `dir`, and the temp root if it is empty.
+void remove_own_temp_dir(const std::string& dir);
 
 }  // namespace capforge

@@ -52,7 +52,8 @@ struct Sample {
   std::string url;
   std::optional<std::string> caption;  // the original (alt-text) caption
   Json meta = Json::object();          // pass-through columns / .json fields, in input order
-  std::string image_bytes;             // encoded image as stored (empty: no image)
+  bool has_image = false;              // the input had an image for this sample (maybe 0 bytes)
+  std::string image_bytes;             // encoded image as stored
   std::string image_ext;               // "jpg", "png", ... (empty: unknown, sniffed when needed)
   std::map<std::string, std::string> extra_members;  // other tar members by extension
 

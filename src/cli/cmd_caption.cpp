@@ -70,6 +70,11 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
   for (auto& [k, v] : s.status_dict) statuses += fmt::format("{}{} {}", statuses.empty() ? "" : ", ", k, v);
   double rate = s.seconds > 0 ? s.samples / s.seconds : 0;
   std::string org_len = t.org_n ? fmt::format("{:.1f}", (double)t.org_words / t.org_n) : "n/a";
+  logging::event("summary", {{"shards_done", s.shards_done}, {"shards_failed", s.shards_failed}, {"pending", pending},
+                             {"samples", s.samples}, {"status_dict", s.status_dict}, {"seconds", s.seconds},
+                             {"samples_per_s", rate}, {"mean_org_length", t.org_n ? Json((double)t.org_words / t.org_n) : Json(nullptr)},
+                             {"failures", Json::array()}});
+  if (logging::format() == logging::Format::json) return;
   std::fprintf(stderr,
                "\nsummary: %lld shard(s) done, %lld failed, %lld pending\n"
                "  samples %lld: %s\n"
@@ -81,9 +86,6 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
                statuses.empty() ? "none" : statuses.c_str(), org_len.c_str(), rate, s.seconds, out.c_str());
   for (auto& f : s.failures) std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), f.error.c_str());
   for (auto& f : s.read_errors) std::fprintf(stderr, "  broken input %s: %s\n", f.shard.c_str(), f.error.c_str());
-  logging::event("summary", {{"shards_done", s.shards_done}, {"shards_failed", s.shards_failed}, {"pending", pending},
-                             {"samples", s.samples}, {"status_dict", s.status_dict}, {"seconds", s.seconds},
-                             {"samples_per_s", rate}, {"mean_org_length", t.org_n ? Json((double)t.org_words / t.org_n) : Json(nullptr)}});
 }
 
 int run_caption(const CaptionOptions& o) {
@@ -98,6 +100,7 @@ int run_caption(const CaptionOptions& o) {
   for (auto& in : inputs) in.path = fs::absolute(in.path).lexically_normal().string();
 
   env().make_dirs(o.out);
+  if (int n = remove_stale_temp_files(o.out)) info("removed {} temp file(s) left by an interrupted run", n);
   std::string db = o.db;
   if (db.empty()) {
     env().make_dirs((fs::path(o.out) / ".capforge").string());
@@ -142,6 +145,7 @@ int run_caption(const CaptionOptions& o) {
                                              (fs::path(o.out) / (in.name + "_stats.json")).string(), tally);
       },
       pp);
+  remove_own_temp_dir(o.out);
   int64_t pending = 0;
   for (auto& r : store->list()) pending += r.state == ShardState::pending || r.state == ShardState::running;
   print_summary(summary, tally, o.out, pending);

@@ -48,6 +48,7 @@ int run_convert(const ConvertOptions& o) {
     throw UsageError(e.what());
   }
   env().make_dirs(o.out);
+  remove_stale_temp_files(o.out);
   for (auto& in : inputs) {
     fs::path target = fs::path(o.out) / (in.name + output_extension(*fmt_out));
     std::error_code ec;
@@ -70,6 +71,7 @@ int run_convert(const ConvertOptions& o) {
         return std::make_unique<WriterSink>(open_writer(*fmt_out, path, wp), *fmt_out == OutputFormat::webdataset);
       },
       pp);
+  remove_own_temp_dir(o.out);
   info("converted {} shard(s), {} sample(s) to {} in {} ({:.1f}s)", summary.shards_done, summary.samples, o.to, o.out,
        summary.seconds);
   if (summary.cancelled) return 130;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -117,8 +118,10 @@ std::string decode_image(std::string_view bytes, const DecodeParams& params, Dec
     vips_error_clear();
     return "not a recognised image format";
   }
-  out.format = loader;
-  if (auto p = out.format.find("load"); p != std::string::npos) out.format.resize(p);
+  out.format = loader;  // e.g. "VipsForeignLoadJpegBuffer" -> "jpeg"
+  if (out.format.rfind("VipsForeignLoad", 0) == 0) out.format = out.format.substr(15);
+  if (auto p = out.format.find("Buffer"); p != std::string::npos) out.format.resize(p);
+  for (auto& c : out.format) c = (char)std::tolower((unsigned char)c);
 
   VipsPtr header(vips_image_new_from_buffer(bytes.data(), bytes.size(), "", "access",
                                             VIPS_ACCESS_SEQUENTIAL, nullptr));

@@ -1,6 +1,7 @@
 #include "capforge/env.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -9,6 +10,8 @@
 #include <system_error>
 
 namespace capforge {
+
+const char* const kTempDirName = ".capforge-tmp";
 
 namespace {
 [[noreturn]] void throw_errno(const std::string& what, const std::string& path) {
@@ -87,9 +90,41 @@ void write_file_atomic(const std::string& final_path, std::string_view data) {
   }
 }
 
+namespace {
+std::string host_name() {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+}  // namespace
+
 std::string temp_path_for(const std::string& final_path) {
   static std::atomic<uint64_t> counter{0};
-  return final_path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+  std::filesystem::path f(final_path);
+  auto dir = f.parent_path() / kTempDirName / (host_name() + "-" + std::to_string(::getpid()));
+  env().make_dirs(dir.string());
+  return (dir / (f.filename().string() + "." + std::to_string(counter++))).string();
+}
+
+int remove_stale_temp_files(const std::string& dir) {
+  std::error_code ec;
+  auto root = std::filesystem::path(dir) / kTempDirName;
+  int removed = 0;
+  std::string prefix = host_name() + "-";
+  for (auto& e : std::filesystem::directory_iterator(root, ec)) {
+    std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;  // another machine's: its owner may be alive
+    pid_t pid = (pid_t)std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (pid == ::getpid()) continue;
+    if (pid <= 0 || (::kill(pid, 0) != 0 && errno == ESRCH)) removed += (int)std::filesystem::remove_all(e.path(), ec);
+  }
+  return removed;
+}
+
+void remove_own_temp_dir(const std::string& dir) {
+  auto root = std::filesystem::path(dir) / kTempDirName;
+  ::rmdir((root / (host_name() + "-" + std::to_string(::getpid()))).c_str());
+  ::rmdir(root.c_str());  // only succeeds when no other process has files there
 }
 
 }  // namespace capforge

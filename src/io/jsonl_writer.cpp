@@ -15,7 +15,7 @@ namespace capforge {
 
 Json output_object(const Sample& s, const WriterParams& params, bool with_image) {
   Json o = canonical_row(s, params);
-  if (with_image && params.schema == OutputSchema::samples && !s.image_bytes.empty()) {
+  if (with_image && params.schema == OutputSchema::samples && s.has_image) {
     o["image_base64"] = base64_encode(s.image_bytes);
     o["image_ext"] = s.image_ext;
   }

@@ -83,7 +83,7 @@ class ParquetWriter : public SampleWriter {
               duckdb_append_int64(app_, rows_++) == DuckDBSuccess &&
               duckdb_append_varchar_length(app_, c.data(), c.size()) == DuckDBSuccess &&
               duckdb_append_varchar_length(app_, m.data(), m.size()) == DuckDBSuccess;
-    bool with_image = params_.schema == OutputSchema::samples && params_.include_images && !s.image_bytes.empty();
+    bool with_image = params_.schema == OutputSchema::samples && params_.include_images && s.has_image;
     if (ok && with_image) {
       std::string path = s.key + "." + (s.image_ext.empty() ? "bin" : s.image_ext);
       ok = duckdb_append_blob(app_, s.image_bytes.data(), s.image_bytes.size()) == DuckDBSuccess &&

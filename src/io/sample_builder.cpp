@@ -22,7 +22,8 @@ Sample build_sample(MemberGroup&& group, int64_t index) {
   std::optional<std::string> json_caption;
   for (auto& [ext_raw, bytes] : group.members) {
     std::string ext = ascii_lower(ext_raw);
-    if (s.image_bytes.empty() && s.image_ext.empty() && is_image_ext(ext)) {
+    if (!s.has_image && is_image_ext(ext)) {
+      s.has_image = true;
       s.image_bytes = std::move(bytes);
       s.image_ext = ext == "jpeg" ? "jpg" : ext;
     } else if (ext == "txt" && !s.caption) {

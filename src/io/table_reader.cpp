@@ -111,7 +111,6 @@ class TableReader : public SampleReader {
     std::string sql = fmt::format("SELECT {}, {}, {}, {}, {}, CAST({} AS VARCHAR) FROM {}", text(key), text(url),
                                   text(cap), img_bytes, img_path, first ? "NULL" : meta,
                                   source_expr(in, in.format == InputFormat::parquet ? std::vector<std::string>{} : as_text));
-    has_image_col_ = img != nullptr;
     try {
       stream_ = std::make_unique<duck::Stream>(db_, sql);
     } catch (const std::exception& e) {
@@ -137,7 +136,10 @@ class TableReader : public SampleReader {
     out.key = key && !key->empty() ? std::string(*key) : fmt::format("{}_{:06d}", stem_, out.index);
     if (auto v = stream_->str(1, r)) out.url = *v;
     if (auto v = stream_->str(2, r)) out.caption = std::string(*v);
-    if (auto v = stream_->str(3, r)) out.image_bytes = *v;
+    if (auto v = stream_->str(3, r)) {
+      out.has_image = true;
+      out.image_bytes = *v;
+    }
     if (auto v = stream_->str(4, r)) {  // an image path or a bare extension
       auto dot = v->rfind('.');
       auto e = dot == std::string_view::npos ? *v : v->substr(dot + 1);
@@ -150,8 +152,6 @@ class TableReader : public SampleReader {
       if (!out.meta.is_object()) out.meta = Json::object();
     }
     if (out.caption && repair_utf8(*out.caption)) out.note("caption had invalid UTF-8, replaced with U+FFFD");
-    if (has_image_col_ && out.image_bytes.empty() && stream_->str(3, r) == std::nullopt)
-      out.note("image column is null");
     return true;
   }
 
@@ -163,7 +163,6 @@ class TableReader : public SampleReader {
   std::string stem_;
   std::unique_ptr<duck::Stream> stream_;
   std::vector<std::pair<std::string, std::string>> meta_types_;
-  bool has_image_col_ = false;
   size_t row_ = 0;
   int64_t index_ = 0;
   std::string error_;

@@ -40,7 +40,7 @@ class TarWriter : public SampleWriter {
 
   void write(const Sample& s) override {
     std::string key = tar_key(s.key);
-    if (!s.image_bytes.empty() && params_.include_images) {
+    if (s.has_image && params_.include_images) {
       std::string ext = s.image_ext.empty() ? sniff_image_ext(s.image_bytes) : s.image_ext;
       add(key + "." + (ext.empty() ? "bin" : ext), s.image_bytes);
     }

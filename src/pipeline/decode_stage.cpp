@@ -16,8 +16,10 @@ class DecodeStage : public Stage {
   void process(std::vector<Sample*>& batch) override {
     for (Sample* s : batch) {
       if (!s->ok()) continue;
-      if (s->image_bytes.empty()) {
-        s->fail(Status::failed_to_download, s->url.empty() ? "sample has no image" : "sample has no image bytes (url not downloaded; run `capforge download` first)");
+      if (!s->has_image) {
+        s->fail(Status::failed_to_download, s->url.empty()
+                                                ? "sample has no image"
+                                                : "sample has no image bytes (the url was not downloaded)");
         continue;
       }
       s->sha256 = sha256_hex(s->image_bytes);

@@ -1,0 +1,72 @@
+// Kill -9 a run midway, rerun, and every shard is complete exactly once.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "capforge/jobstore.h"
+#include "support/fixtures.h"
+#include "support/process.h"
+
+namespace fs = std::filesystem;
+
+namespace capforge {
+
+TEST(Resume, KilledRunResumesToCompleteDuplicateFreeOutput) {
+  test::TempDir dir;
+  const int shards = 6, per = 10;
+  std::vector<std::string> inputs;
+  for (int s = 0; s < shards; ++s) {
+    std::string name = "0000" + std::to_string(s);
+    test::write_tar(dir / (name + ".tar"), test::wds_members(name, per, (uint32_t)s));
+    inputs.push_back(dir / (name + ".tar"));
+  }
+  std::vector<std::string> args = {"caption"};
+  args.insert(args.end(), inputs.begin(), inputs.end());
+  for (auto a : {"--out", "", "--format", "parquet,jsonl", "--progress", "off", "--debug-sample-delay", "0.01"})
+    args.push_back(a);
+  args[shards + 2] = dir / "out";
+
+  int pid = test::spawn_capforge(args);
+  // wait until at least two shards are done, then kill without warning
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto done_count = [&] {
+    int n = 0;
+    for (int s = 0; s < shards; ++s) n += fs::exists(dir / ("out/0000" + std::to_string(s) + "_stats.json"));
+    return n;
+  };
+  while (done_count() < 2 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  ASSERT_LT(done_count(), shards) << "the run finished before it could be killed";
+  // The kill may land between a shard's output and its job-store commit: that shard is redone.
+  int before = 0;
+  for (auto& rec : open_job_store("sqlite:" + dir / "out/.capforge/jobs.db")->list())
+    before += rec.state == ShardState::done;
+  ASSERT_GE(before, 1);
+
+  args.erase(args.end() - 2, args.end());  // no delay on the rerun
+  auto r = test::run_capforge(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("skipping " + std::to_string(before) + " shard(s) already done"), std::string::npos) << r.err;
+
+  std::set<std::string> keys;
+  for (int s = 0; s < shards; ++s) {
+    std::string pq = dir / ("out/0000" + std::to_string(s) + ".parquet");
+    auto k = test::duckdb_column("SELECT key FROM '" + pq + "'");
+    ASSERT_EQ(k.size(), (size_t)per) << pq;
+    keys.insert(k.begin(), k.end());
+  }
+  EXPECT_EQ(keys.size(), (size_t)shards * per);
+  EXPECT_FALSE(fs::exists(dir / "out/.capforge-tmp")) << "temp files left behind";
+  for (auto& rec : open_job_store("sqlite:" + dir / "out/.capforge/jobs.db")->list()) {
+    EXPECT_EQ(rec.state, ShardState::done) << rec.input.name;
+    EXPECT_EQ(rec.samples, per) << rec.input.name;
+  }
+}
+
+}  // namespace capforge

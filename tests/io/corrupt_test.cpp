@@ -1,0 +1,140 @@
+// Bad input: each case gets a per-sample status or a clear error, and every other sample survives.
+#include <gtest/gtest.h>
+
+#include "capforge/io.h"
+#include "capforge/pipeline.h"
+#include "support/fixtures.h"
+
+namespace capforge {
+
+namespace {
+
+std::vector<Sample> read_all(const ShardInput& in, std::string* error = nullptr) {
+  auto r = open_reader(in, ReaderParams{});
+  std::vector<Sample> out;
+  Sample s;
+  while (r->next(s)) out.push_back(std::move(s));
+  if (error) *error = r->error();
+  return out;
+}
+
+std::vector<Sample> decode_all(std::vector<Sample> samples) {
+  auto stage = make_decode_stage(DecodeParams{}, 1);
+  std::vector<Sample*> batch;
+  for (auto& s : samples) batch.push_back(&s);
+  stage->process(batch);
+  return samples;
+}
+
+}  // namespace
+
+TEST(Corrupt, TruncatedTarKeepsSamplesBeforeTheBreak) {
+  test::TempDir dir;
+  test::write_tar(dir / "full.tar", test::wds_members("00000", 5));
+  std::string full = test::read_file(dir / "full.tar");
+  // cut in the middle of sample 3's jpg payload
+  size_t at = full.find("000000003.jpg");
+  ASSERT_NE(at, std::string::npos);
+  test::write_file(dir / "cut.tar", full.substr(0, at + 512 + 100));
+  std::string err;
+  auto samples = read_all({dir / "cut.tar", "cut", InputFormat::webdataset}, &err);
+  ASSERT_EQ(samples.size(), 4u);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(samples[i].ok()) << i;
+  EXPECT_EQ(samples[3].status, Status::failed_to_read);
+  EXPECT_NE(samples[3].error.find("truncated"), std::string::npos);
+  EXPECT_NE(err.find("truncated"), std::string::npos);
+}
+
+TEST(Corrupt, TarCutBetweenMembersReportsTheBreak) {
+  test::TempDir dir;
+  test::write_tar(dir / "full.tar", test::wds_members("00000", 3));
+  std::string full = test::read_file(dir / "full.tar");
+  size_t at = full.find("000000002.jpg");  // cut inside sample 2's header block
+  test::write_file(dir / "cut.tar", full.substr(0, at + 50));
+  std::string err;
+  auto samples = read_all({dir / "cut.tar", "cut", InputFormat::webdataset}, &err);
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_TRUE(samples[0].ok() && samples[1].ok());
+  EXPECT_FALSE(err.empty());
+}
+
+TEST(Corrupt, NotATarIsAnOpenError) {
+  test::TempDir dir;
+  test::write_file(dir / "x.tar", std::string(3000, 'z'));
+  try {
+    open_reader({dir / "x.tar", "x", InputFormat::webdataset}, {});
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("x.tar"), std::string::npos);
+  }
+}
+
+TEST(Corrupt, BadImagesAndTextGetStatusesOthersSurvive) {
+  test::TempDir dir;
+  std::string jpeg = test::make_jpeg(120, 90);
+  std::vector<test::Member> m = {
+      {"a.jpg", test::make_jpeg(30, 20)},           {"a.txt", "fine"},
+      {"b.jpg", ""},                                {"b.txt", "zero bytes"},
+      {"c.jpg", jpeg.substr(0, jpeg.size() / 2)},   {"c.txt", "truncated jpeg"},
+      {"d.png", test::corrupt_png_crc(test::make_png(64, 64))},
+      {"e.png", test::make_png_bomb(30000, 30000)}, {"f.jpg", "just some text, not an image\n"},
+      {"g.jpg", test::make_jpeg(30, 20)},           {"g.txt", "bad \xFF\xFE utf-8"},
+      {"h.jpg", test::make_jpeg(30, 20)},           {"h.json", "{not json"},
+      {"i.txt", "no image at all"},
+  };
+  test::write_tar(dir / "bad.tar", m);
+  auto samples = decode_all(read_all({dir / "bad.tar", "bad", InputFormat::webdataset}));
+  ASSERT_EQ(samples.size(), 9u);
+  std::map<std::string, Sample> by;
+  for (auto& s : samples) by[s.key] = s;
+  EXPECT_TRUE(by["a"].ok());
+  EXPECT_EQ(by["a"].width, 30);
+  EXPECT_EQ(by["b"].status, Status::failed_to_decode);
+  EXPECT_EQ(by["b"].error, "empty image (0 bytes)");
+  EXPECT_EQ(by["c"].status, Status::failed_to_decode);
+  EXPECT_EQ(by["d"].status, Status::failed_to_decode);
+  EXPECT_EQ(by["e"].status, Status::failed_to_decode);
+  EXPECT_NE(by["e"].error.find("decompression bomb"), std::string::npos);
+  EXPECT_EQ(by["f"].status, Status::failed_to_decode);
+  EXPECT_EQ(by["f"].error, "not a recognised image format");
+  EXPECT_TRUE(by["g"].ok());
+  EXPECT_EQ(*by["g"].caption, "bad \xEF\xBF\xBD\xEF\xBF\xBD utf-8");
+  EXPECT_NE(by["g"].error.find("invalid UTF-8"), std::string::npos);
+  EXPECT_TRUE(by["h"].ok());
+  EXPECT_NE(by["h"].error.find("not valid JSON"), std::string::npos);
+  EXPECT_EQ(by["i"].status, Status::failed_to_download);
+}
+
+TEST(Corrupt, ParquetMissingConfiguredColumnNamesIt) {
+  test::TempDir dir;
+  test::duckdb_exec("COPY (SELECT 'http://a' AS link, 'cap' AS caption) TO '" + dir / "t.parquet" + "'");
+  ReaderParams p;
+  p.url_col = "url_address";
+  try {
+    open_reader({dir / "t.parquet", "t", InputFormat::parquet}, p);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("no column 'url_address'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--url-col"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("link, caption"), std::string::npos) << msg;
+  }
+}
+
+TEST(Corrupt, MalformedParquetIsAClearError) {
+  test::TempDir dir;
+  test::duckdb_exec("COPY (SELECT range AS i, 'x' || range AS caption FROM range(5000)) TO '" + dir / "t.parquet" + "'");
+  std::string bytes = test::read_file(dir / "t.parquet");
+  test::write_file(dir / "garbage.parquet", "PAR1 not really");
+  test::write_file(dir / "cut.parquet", bytes.substr(0, bytes.size() / 2));
+  for (auto name : {"garbage.parquet", "cut.parquet"}) {
+    try {
+      open_reader({dir / name, "t", InputFormat::parquet}, {});
+      FAIL() << name;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace capforge

@@ -1,0 +1,96 @@
+#include "support/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <stdexcept>
+
+namespace capforge::test {
+
+std::string capforge_bin() { return CAPFORGE_BIN; }
+
+namespace {
+std::vector<char*> c_argv(const std::vector<std::string>& argv) {
+  std::vector<char*> out;
+  for (auto& a : argv) out.push_back(const_cast<char*>(a.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+}  // namespace
+
+ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s) {
+  int out_pipe[2], err_pipe[2];
+  if (pipe(out_pipe) || pipe(err_pipe)) throw std::runtime_error("pipe failed");
+  pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    auto args = c_argv(argv);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  ProcessResult r;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  int open = 2;
+  char buf[65536];
+  bool killed = false;
+  while (open > 0) {
+    int rc = poll(fds, 2, 100);
+    if (std::chrono::steady_clock::now() > deadline && !killed) {
+      kill(pid, SIGKILL);
+      killed = true;
+    }
+    if (rc <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, (size_t)n);
+      }
+    }
+  }
+  int status = 0;
+  rusage ru{};
+  wait4(pid, &status, 0, &ru);
+  r.max_rss_kb = ru.ru_maxrss;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+ProcessResult run_capforge(const std::vector<std::string>& args, double timeout_s) {
+  std::vector<std::string> argv = {capforge_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv, timeout_s);
+}
+
+int spawn_capforge(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {capforge_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    auto a = c_argv(argv);
+    execv(a[0], a.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+}  // namespace capforge::test

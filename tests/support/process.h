@@ -1,0 +1,25 @@
+// Runs the capforge binary (or any command) as a child process for end-to-end tests.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace capforge::test {
+
+struct ProcessResult {
+  int exit_code = -1;  // 128 + signal when killed
+  std::string out, err;
+  long max_rss_kb = 0;
+};
+
+// The capforge binary under test.
+std::string capforge_bin();
+
+// Runs argv[0] with args, waits, captures stdout/stderr. `timeout_s` kills it with SIGKILL.
+ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s = 120);
+ProcessResult run_capforge(const std::vector<std::string>& args, double timeout_s = 120);
+
+// Starts capforge in the background; returns its pid (stdout/stderr to /dev/null).
+int spawn_capforge(const std::vector<std::string>& args);
+
+}  // namespace capforge::test

@@ -1,0 +1,167 @@
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <thread>
+
+#include "capforge/pipeline.h"
+#include "support/fixtures.h"
+
+namespace capforge {
+
+namespace {
+
+// Sleeps a random, key-dependent time so samples finish out of order across workers.
+class JitterStage : public Stage {
+ public:
+  explicit JitterStage(int threads) : threads_(threads) {}
+  std::string name() const override { return "jitter"; }
+  int threads() const override { return threads_; }
+  size_t max_batch() const override { return 3; }
+  void process(std::vector<Sample*>& batch) override {
+    for (Sample* s : batch) {
+      std::this_thread::sleep_for(std::chrono::microseconds(std::hash<std::string>{}(s->key) % 3000));
+      s->note("seen");
+    }
+  }
+
+ private:
+  int threads_;
+};
+
+class ThrowingStage : public Stage {
+ public:
+  std::string name() const override { return "boom"; }
+  void process(std::vector<Sample*>& batch) override {
+    if (batch[0]->index == 2) throw std::runtime_error("kaboom");
+  }
+};
+
+struct Recorded {
+  std::map<std::string, std::vector<Sample>> by_shard;
+  std::map<std::string, ShardStats> stats;
+};
+
+class RecordingSink : public ShardSink {
+ public:
+  RecordingSink(Recorded& r, std::string name) : r_(r), name_(std::move(name)) {}
+  void write(const Sample& s) override { buf_.push_back(s); }
+  void commit(const ShardStats& st) override {
+    r_.by_shard[name_] = buf_;
+    r_.stats[name_] = st;
+  }
+
+ private:
+  Recorded& r_;
+  std::string name_;
+  std::vector<Sample> buf_;
+};
+
+SinkFactory recorder(Recorded& r) {
+  return [&r](const ShardInput& in, const SampleReader&) { return std::make_unique<RecordingSink>(r, in.name); };
+}
+
+std::vector<ShardInput> make_shards(const test::TempDir& dir, int shards, int per_shard) {
+  std::vector<ShardInput> out;
+  for (int s = 0; s < shards; ++s) {
+    std::string name = "0000" + std::to_string(s);
+    test::write_tar(dir / (name + ".tar"), test::wds_members(name, per_shard, (uint32_t)s));
+    out.push_back({dir / (name + ".tar"), name, InputFormat::webdataset});
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Pipeline, KeepsInputOrderAndEverySampleOnceAcrossThreads) {
+  test::TempDir dir;
+  auto inputs = make_shards(dir, 3, 17);
+  ListScheduler sched(inputs);
+  std::vector<std::unique_ptr<Stage>> stages;
+  stages.push_back(std::make_unique<JitterStage>(4));
+  stages.push_back(make_decode_stage(DecodeParams{}, 3));
+  PipelineParams p;
+  p.progress = ProgressMode::off;
+  p.max_in_flight = 8;  // small: exercises back-pressure
+  p.queue_capacity = 2;
+  Recorded rec;
+  auto summary = run_pipeline(sched, stages, recorder(rec), p);
+  EXPECT_EQ(summary.shards_done, 3);
+  EXPECT_EQ(summary.samples, 51);
+  for (auto& in : inputs) {
+    auto& rows = rec.by_shard[in.name];
+    ASSERT_EQ(rows.size(), 17u);
+    for (int i = 0; i < 17; ++i) {
+      EXPECT_EQ(rows[i].index, i);
+      EXPECT_EQ(rows[i].error, "seen");
+      EXPECT_TRUE(rows[i].ok());
+      EXPECT_FALSE(rows[i].sha256.empty());
+      EXPECT_GT(rows[i].width, 0);
+    }
+    EXPECT_EQ(rec.stats[in.name].count, 17);
+    EXPECT_EQ(rec.stats[in.name].successes(), 17);
+  }
+}
+
+TEST(Pipeline, AStageExceptionFailsOnlyItsBatch) {
+  test::TempDir dir;
+  auto inputs = make_shards(dir, 1, 5);
+  ListScheduler sched(inputs);
+  std::vector<std::unique_ptr<Stage>> stages;
+  stages.push_back(std::make_unique<ThrowingStage>());
+  PipelineParams p;
+  p.progress = ProgressMode::off;
+  Recorded rec;
+  run_pipeline(sched, stages, recorder(rec), p);
+  auto& rows = rec.by_shard["00000"];
+  ASSERT_EQ(rows.size(), 5u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(rows[i].ok(), i != 2) << i;
+  EXPECT_NE(rows[2].error.find("kaboom"), std::string::npos);
+}
+
+TEST(Pipeline, UnreadableShardFailsAloneAndOthersFinish) {
+  test::TempDir dir;
+  auto inputs = make_shards(dir, 2, 3);
+  test::write_file(dir / "bad.parquet", "this is not parquet");
+  inputs.insert(inputs.begin() + 1, ShardInput{dir / "bad.parquet", "bad", InputFormat::parquet});
+  ListScheduler sched(inputs);
+  std::vector<std::unique_ptr<Stage>> stages;
+  PipelineParams p;
+  p.progress = ProgressMode::off;
+  Recorded rec;
+  auto summary = run_pipeline(sched, stages, recorder(rec), p);
+  EXPECT_EQ(summary.shards_done, 2);
+  EXPECT_EQ(summary.shards_failed, 1);
+  ASSERT_EQ(summary.failures.size(), 1u);
+  EXPECT_EQ(summary.failures[0].shard, "bad");
+  EXPECT_NE(summary.failures[0].error.find("bad.parquet"), std::string::npos);
+}
+
+TEST(Pipeline, CancelReleasesUnfinishedShardsAndCommitsNothingPartial) {
+  test::TempDir dir;
+  auto inputs = make_shards(dir, 3, 20);
+  struct Sched : ListScheduler {
+    using ListScheduler::ListScheduler;
+    std::vector<std::string> given_back;
+    void released(const ShardInput& in) override { given_back.push_back(in.name); }
+  } sched(inputs);
+  std::atomic<bool> cancel{false};
+  std::vector<std::unique_ptr<Stage>> stages;
+  PipelineParams p;
+  p.progress = ProgressMode::off;
+  p.cancel = &cancel;
+  p.debug_sample_delay = 0.005;
+  Recorded rec;
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));  // mid second shard
+    cancel = true;
+  });
+  auto summary = run_pipeline(sched, stages, recorder(rec), p);
+  stopper.join();
+  EXPECT_TRUE(summary.cancelled);
+  EXPECT_GE(summary.shards_released, 1);
+  for (auto& [name, rows] : rec.by_shard) EXPECT_EQ(rows.size(), 20u) << name;  // committed = complete
+  EXPECT_EQ(rec.by_shard.size() + sched.given_back.size(), (size_t)summary.shards_done + summary.shards_released);
+}
+
+}  // namespace capforge
