@@ -21,10 +21,10 @@ struct DecodeParams {
 };
 
 struct DecodedImage {
-  Image pixels;              // RGB8; empty when header_only
-  int original_width = 0;    // after EXIF orientation
+  Image pixels;            // RGB8; empty when header_only
+  int original_width = 0;  // after EXIF orientation
   int original_height = 0;
-  std::string format;        // loader's format: "jpeg", "png", ...
+  std::string format;  // loader's format: "jpeg", "png", ...
 };
 
 // Decodes `bytes`. Returns an empty string on success, else a one-line reason.

@@ -63,8 +63,8 @@ std::string output_extension(OutputFormat f);  // ".parquet", ".jsonl", ".tar"
 struct WriterParams {
   OutputSchema schema = OutputSchema::samples;
   std::vector<std::pair<std::string, std::string>> meta_types;  // from the reader, may be empty
-  std::string captioner = "none";  // recorded in the caption schema
-  bool include_images = true;      // samples schema: embed the image bytes
+  std::string captioner = "none";                               // recorded in the caption schema
+  bool include_images = true;                                   // samples schema: embed the image bytes
 };
 
 // Writes one shard's output to a temporary file; commit() fsyncs and renames it into place.
@@ -72,8 +72,8 @@ struct WriterParams {
 class SampleWriter {
  public:
   virtual ~SampleWriter() = default;
-  virtual void write(const Sample& s) = 0;  // in output order
-  virtual void commit() = 0;                // throws on I/O errors; the final file is then absent
+  virtual void write(const Sample& s) = 0;      // in output order
+  virtual void commit() = 0;                    // throws on I/O errors; the final file is then absent
   virtual const std::string& path() const = 0;  // the final path
 };
 

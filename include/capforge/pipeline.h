@@ -76,19 +76,18 @@ class ListScheduler : public ShardScheduler {
   size_t next_ = 0;
 };
 
-using SinkFactory =
-    std::function<std::unique_ptr<ShardSink>(const ShardInput&, const SampleReader& reader)>;
+using SinkFactory = std::function<std::unique_ptr<ShardSink>(const ShardInput&, const SampleReader& reader)>;
 
 enum class ProgressMode { automatic, bar, lines, json, off };
 
 struct PipelineParams {
   ReaderParams reader;
-  size_t max_in_flight = 512;   // samples between reader and sink, all stages together
-  size_t queue_capacity = 64;   // per stage queue
+  size_t max_in_flight = 512;  // samples between reader and sink, all stages together
+  size_t queue_capacity = 64;  // per stage queue
   ProgressMode progress = ProgressMode::automatic;
-  double progress_interval = 10.0;  // seconds between plain progress lines
+  double progress_interval = 10.0;            // seconds between plain progress lines
   const std::atomic<bool>* cancel = nullptr;  // set (e.g. by SIGINT) to stop early
-  double debug_sample_delay = 0;  // seconds slept per sample in the reader (tests only)
+  double debug_sample_delay = 0;              // seconds slept per sample in the reader (tests only)
 };
 
 struct FailedShard {

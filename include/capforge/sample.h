@@ -58,13 +58,13 @@ struct Sample {
   std::map<std::string, std::string> extra_members;  // other tar members by extension
 
   // derived
-  std::string sha256;  // of image_bytes, hex
+  std::string sha256;         // of image_bytes, hex
   int width = 0, height = 0;  // original (EXIF-oriented) size of the image
   Image pixels;               // decoded, shrunk to what the model stages need (may be empty)
 
   // model outputs (empty until the model stages run)
   std::vector<Candidate> candidates;
-  std::optional<std::string> re_caption;  // the winner, repaired
+  std::optional<std::string> re_caption;                // the winner, repaired
   std::optional<double> re_clip_score, org_clip_score;  // cosine x 100
   std::string ranker;                                   // ranker that produced the scores
 

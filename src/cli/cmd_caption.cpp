@@ -59,9 +59,15 @@ class CaptionSink : public ShardSink {
 };
 
 std::string config_fingerprint(const CaptionOptions& o) {
-  Json j = {{"captioner", o.captioner}, {"formats", o.formats}, {"image_size", o.image_size},
-            {"url_col", o.reader.url_col}, {"caption_col", o.reader.caption_col}, {"key_col", o.reader.key_col},
-            {"image_col", o.reader.image_col}, {"max_pixels", o.decode.max_pixels}, {"max_bytes", o.decode.max_bytes}};
+  Json j = {{"captioner", o.captioner},
+            {"formats", o.formats},
+            {"image_size", o.image_size},
+            {"url_col", o.reader.url_col},
+            {"caption_col", o.reader.caption_col},
+            {"key_col", o.reader.key_col},
+            {"image_col", o.reader.image_col},
+            {"max_pixels", o.decode.max_pixels},
+            {"max_bytes", o.decode.max_bytes}};
   return j.dump();
 }
 
@@ -70,10 +76,16 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
   for (auto& [k, v] : s.status_dict) statuses += fmt::format("{}{} {}", statuses.empty() ? "" : ", ", k, v);
   double rate = s.seconds > 0 ? s.samples / s.seconds : 0;
   std::string org_len = t.org_n ? fmt::format("{:.1f}", (double)t.org_words / t.org_n) : "n/a";
-  logging::event("summary", {{"shards_done", s.shards_done}, {"shards_failed", s.shards_failed}, {"pending", pending},
-                             {"samples", s.samples}, {"status_dict", s.status_dict}, {"seconds", s.seconds},
-                             {"samples_per_s", rate}, {"mean_org_length", t.org_n ? Json((double)t.org_words / t.org_n) : Json(nullptr)},
-                             {"failures", Json::array()}});
+  logging::event("summary",
+                 {{"shards_done", s.shards_done},
+                  {"shards_failed", s.shards_failed},
+                  {"pending", pending},
+                  {"samples", s.samples},
+                  {"status_dict", s.status_dict},
+                  {"seconds", s.seconds},
+                  {"samples_per_s", rate},
+                  {"mean_org_length", t.org_n ? Json((double)t.org_words / t.org_n) : Json(nullptr)},
+                  {"failures", Json::array()}});
   if (logging::format() == logging::Format::json) return;
   std::fprintf(stderr,
                "\nsummary: %lld shard(s) done, %lld failed, %lld pending\n"
@@ -84,8 +96,10 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
                "  outputs in %s\n",
                (long long)s.shards_done, (long long)s.shards_failed, (long long)pending, (long long)s.samples,
                statuses.empty() ? "none" : statuses.c_str(), org_len.c_str(), rate, s.seconds, out.c_str());
-  for (auto& f : s.failures) std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), f.error.c_str());
-  for (auto& f : s.read_errors) std::fprintf(stderr, "  broken input %s: %s\n", f.shard.c_str(), f.error.c_str());
+  for (auto& f : s.failures)
+    std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), f.error.c_str());
+  for (auto& f : s.read_errors)
+    std::fprintf(stderr, "  broken input %s: %s\n", f.shard.c_str(), f.error.c_str());
 }
 
 int run_caption(const CaptionOptions& o) {
@@ -109,9 +123,10 @@ int run_caption(const CaptionOptions& o) {
   auto store = open_job_store(db);
   std::string fp = config_fingerprint(o);
   if (auto old = store->get_meta("config"); old && *old != fp)
-    throw UsageError(fmt::format("{} already holds a run with other settings", o.out),
-                     fmt::format("use a new --out, or remove {} to start over\n  previous: {}\n  now:      {}",
-                                 (fs::path(o.out) / ".capforge").string(), *old, fp));
+    throw UsageError(
+        fmt::format("{} already holds a run with other settings", o.out),
+        fmt::format("use a new --out, or remove {} to start over\n  previous: {}\n  now:      {}",
+                    (fs::path(o.out) / ".capforge").string(), *old, fp));
   store->set_meta("config", fp);
   store->add_shards(inputs);
   if (int n = store->reset_failed()) info("retrying {} shard(s) that failed before", n);
@@ -157,28 +172,34 @@ int run_caption(const CaptionOptions& o) {
 
 void add_caption(CLI::App& app, Action& action) {
   auto o = std::make_shared<CaptionOptions>();
-  auto* cmd = app.add_subcommand("caption", "Re-caption shards: read, decode, caption, rank, repair, write "
-                                            "(resumable: a rerun skips finished shards)");
-  cmd->add_option("inputs", o->inputs, "shards (.tar .parquet .csv .tsv .jsonl) or image folders")->required();
+  auto* cmd = app.add_subcommand("caption",
+                                 "Re-caption shards: read, decode, caption, rank, repair, write "
+                                 "(resumable: a rerun skips finished shards)");
+  cmd->add_option("inputs", o->inputs, "shards (.tar .parquet .csv .tsv .jsonl) or image folders")
+      ->required();
   cmd->add_option("--out", o->out, "output directory: {shard}.parquet, {shard}_stats.json, .capforge/jobs.db")
       ->required();
   cmd->add_option("--captioner", o->captioner,
                   "captioning model; 'none' runs the pipeline without a model stage (read, decode, write)")
       ->capture_default_str()
       ->check([](const std::string& v) {
-        return v == "none" ? std::string() : "only --captioner none is available in this build (no VLM stage yet)";
+        return v == "none" ? std::string()
+                           : "only --captioner none is available in this build (no VLM stage yet)";
       });
   cmd->add_option("--format", o->formats, "output formats, comma-separated: parquet, jsonl, webdataset")
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::IsMember({"parquet", "jsonl", "webdataset"}));
   cmd->add_option("--db", o->db, "job store URL (default: sqlite:OUT/.capforge/jobs.db)");
-  cmd->add_option("--threads", o->threads, "decode threads")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", o->threads, "decode threads")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--image-size", o->image_size, "decode images to this shortest edge (shrink-on-load)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--lease", o->lease, "job lease in seconds (heartbeats renew it)")->capture_default_str();
-  cmd->add_option("--debug-sample-delay", o->debug_sample_delay, "seconds to sleep per sample (tests)")->group("");
+  cmd->add_option("--debug-sample-delay", o->debug_sample_delay, "seconds to sleep per sample (tests)")
+      ->group("");
   add_reader_options(cmd, o->reader);
   add_decode_options(cmd, o->decode);
   add_progress_option(cmd, o->progress);

@@ -53,7 +53,8 @@ int run_convert(const ConvertOptions& o) {
     fs::path target = fs::path(o.out) / (in.name + output_extension(*fmt_out));
     std::error_code ec;
     if (fs::exists(target) && fs::equivalent(target, in.path, ec))
-      throw UsageError(fmt::format("converting {} would overwrite it", in.path), "choose another --out directory");
+      throw UsageError(fmt::format("converting {} would overwrite it", in.path),
+                       "choose another --out directory");
   }
   ListScheduler sched(inputs);
   std::vector<std::unique_ptr<Stage>> stages;  // bytes move as they are: nothing to decode
@@ -68,12 +69,13 @@ int run_convert(const ConvertOptions& o) {
         wp.schema = OutputSchema::samples;
         wp.meta_types = reader.meta_types();
         auto path = (fs::path(o.out) / (in.name + output_extension(*fmt_out))).string();
-        return std::make_unique<WriterSink>(open_writer(*fmt_out, path, wp), *fmt_out == OutputFormat::webdataset);
+        return std::make_unique<WriterSink>(open_writer(*fmt_out, path, wp),
+                                            *fmt_out == OutputFormat::webdataset);
       },
       pp);
   remove_own_temp_dir(o.out);
-  info("converted {} shard(s), {} sample(s) to {} in {} ({:.1f}s)", summary.shards_done, summary.samples, o.to, o.out,
-       summary.seconds);
+  info("converted {} shard(s), {} sample(s) to {} in {} ({:.1f}s)", summary.shards_done, summary.samples,
+       o.to, o.out, summary.seconds);
   if (summary.cancelled) return 130;
   return summary.shards_failed || !summary.read_errors.empty() ? 1 : 0;
 }
@@ -82,10 +84,13 @@ int run_convert(const ConvertOptions& o) {
 
 void add_convert(CLI::App& app, Action& action) {
   auto o = std::make_shared<ConvertOptions>();
-  auto* cmd = app.add_subcommand("convert", "Move samples between formats without loss (image bytes, captions, "
-                                            "metadata, keys)");
+  auto* cmd = app.add_subcommand("convert",
+                                 "Move samples between formats without loss (image bytes, captions, "
+                                 "metadata, keys)");
   cmd->add_option("inputs", o->inputs, "shards or image folders")->required();
-  cmd->add_option("--to", o->to, "output format")->required()->check(CLI::IsMember({"parquet", "jsonl", "webdataset"}));
+  cmd->add_option("--to", o->to, "output format")
+      ->required()
+      ->check(CLI::IsMember({"parquet", "jsonl", "webdataset"}));
   cmd->add_option("--out", o->out, "output directory (one file per input shard)")->required();
   add_reader_options(cmd, o->reader);
   add_progress_option(cmd, o->progress);

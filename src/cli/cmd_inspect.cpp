@@ -22,7 +22,9 @@ struct Counts {
     with_caption += o.with_caption;
   }
   Json json() const {
-    return {{"samples", samples}, {"images_ok", images_ok}, {"images_failed", images_failed},
+    return {{"samples", samples},
+            {"images_ok", images_ok},
+            {"images_failed", images_failed},
             {"with_caption", with_caption}};
   }
 };
@@ -32,8 +34,10 @@ class CountingSink : public ShardSink {
   explicit CountingSink(Counts& c) : c_(c) {}
   void write(const Sample& s) override {
     c_.samples++;
-    if (s.ok()) c_.images_ok++;
-    else c_.images_failed++;
+    if (s.ok())
+      c_.images_ok++;
+    else
+      c_.images_failed++;
     if (s.caption && !s.caption->empty()) c_.with_caption++;
     if (!s.ok() && failures_shown_++ < 3) warn("{} {}: {}", s.key, status_name(s.status), s.error);
   }
@@ -69,9 +73,11 @@ int run_inspect(const InspectOptions& o) {
   pp.reader = o.reader;
   pp.progress = ProgressMode::off;
   auto summary = run_pipeline(
-      sched, stages, [&](const ShardInput& in, const SampleReader&) { return std::make_unique<CountingSink>(counts[in.path]); },
+      sched, stages,
+      [&](const ShardInput& in, const SampleReader&) {
+        return std::make_unique<CountingSink>(counts[in.path]);
+      },
       pp);
-  
 
   Counts total;
   int64_t broken = 0;
@@ -86,9 +92,9 @@ int run_inspect(const InspectOptions& o) {
       if (!c.error.empty()) j["error"] = c.error;
       std::printf("%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
     } else {
-      std::printf("%s  [%s]\n  samples %lld, images ok %lld, images failed %lld, with caption %lld\n", in.path.c_str(),
-                  format_name(in.format), (long long)c.samples, (long long)c.images_ok, (long long)c.images_failed,
-                  (long long)c.with_caption);
+      std::printf("%s  [%s]\n  samples %lld, images ok %lld, images failed %lld, with caption %lld\n",
+                  in.path.c_str(), format_name(in.format), (long long)c.samples, (long long)c.images_ok,
+                  (long long)c.images_failed, (long long)c.with_caption);
       if (!c.error.empty()) std::printf("  error: %s\n", c.error.c_str());
     }
   }
@@ -98,9 +104,11 @@ int run_inspect(const InspectOptions& o) {
     t["inputs_with_errors"] = broken;
     std::printf("%s\n", Json{{"total", t}}.dump().c_str());
   } else {
-    std::printf("total: %zu input(s), %lld samples, images ok %lld, images failed %lld, with caption %lld%s\n",
-                inputs.size(), (long long)total.samples, (long long)total.images_ok, (long long)total.images_failed,
-                (long long)total.with_caption, broken ? fmt::format(", {} input(s) with errors", broken).c_str() : "");
+    std::printf(
+        "total: %zu input(s), %lld samples, images ok %lld, images failed %lld, with caption %lld%s\n",
+        inputs.size(), (long long)total.samples, (long long)total.images_ok, (long long)total.images_failed,
+        (long long)total.with_caption,
+        broken ? fmt::format(", {} input(s) with errors", broken).c_str() : "");
   }
   return broken ? 1 : 0;
 }
@@ -112,7 +120,9 @@ void add_inspect(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("inspect", "Count samples, decodable images and captions per input");
   cmd->add_option("paths", o->paths, "shards (.tar .parquet .csv .tsv .jsonl) or image folders")->required();
   cmd->add_flag("--json", o->json, "one JSON object per input, then {\"total\": {...}}");
-  cmd->add_option("--threads", o->threads, "decode threads")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", o->threads, "decode threads")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   add_reader_options(cmd, o->reader);
   add_decode_options(cmd, o->decode);
   cmd->callback([o, &action] { action = [o] { return run_inspect(*o); }; });

@@ -10,7 +10,8 @@ namespace capforge::cli {
 void add_reader_options(CLI::App* app, ReaderParams& p) {
   const char* g = "Input columns (parquet/csv/jsonl)";
   app->add_option("--url-col", p.url_col, "URL column (default: url or URL)")->group(g);
-  app->add_option("--caption-col", p.caption_col, "caption column (default: caption, text or TEXT)")->group(g);
+  app->add_option("--caption-col", p.caption_col, "caption column (default: caption, text or TEXT)")
+      ->group(g);
   app->add_option("--key-col", p.key_col, "key column (default: key or uid; else {shard}_{index})")->group(g);
   app->add_option("--image-col", p.image_col,
                   "image column: BLOB, HF struct{bytes,path} or *_base64 text (default: image, jpg, ...)")
@@ -34,7 +35,8 @@ void add_progress_option(CLI::App* app, ProgressMode& mode) {
                                                             {"bar", ProgressMode::bar},
                                                             {"lines", ProgressMode::lines},
                                                             {"off", ProgressMode::off}};
-  app->add_option("--progress", mode, "progress display: auto (bar on a TTY, lines otherwise), bar, lines, off")
+  app->add_option("--progress", mode,
+                  "progress display: auto (bar on a TTY, lines otherwise), bar, lines, off")
       ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
       ->default_str("auto");
 }
@@ -46,8 +48,9 @@ std::atomic<bool> g_interrupted{false};
 
 void on_signal(int) {
   if (g_interrupted.exchange(true)) _exit(130);
-  const char msg[] = "\ninterrupted: stopping after in-flight samples; unfinished shards stay pending "
-                     "(press Ctrl-C again to quit now)\n";
+  const char msg[] =
+      "\ninterrupted: stopping after in-flight samples; unfinished shards stay pending "
+      "(press Ctrl-C again to quit now)\n";
   ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
   (void)ignored;
 }

@@ -16,7 +16,8 @@ namespace capforge::cli {
 
 // A user-facing error: printed as "error: <what>" plus "hint: <hint>", exit code 2.
 struct UsageError : std::runtime_error {
-  UsageError(const std::string& what, std::string hint = "") : std::runtime_error(what), hint(std::move(hint)) {}
+  UsageError(const std::string& what, std::string hint = "")
+      : std::runtime_error(what), hint(std::move(hint)) {}
   std::string hint;
 };
 

@@ -10,10 +10,14 @@ namespace capforge {
 
 const char* shard_state_name(ShardState s) {
   switch (s) {
-    case ShardState::pending: return "pending";
-    case ShardState::running: return "running";
-    case ShardState::done: return "done";
-    case ShardState::failed: return "failed";
+    case ShardState::pending:
+      return "pending";
+    case ShardState::running:
+      return "running";
+    case ShardState::done:
+      return "done";
+    case ShardState::failed:
+      return "failed";
   }
   return "?";
 }

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <stdexcept>
+#include <thread>
 
 #include "capforge/jobstore.h"
 #include "coord/stores.h"
@@ -26,7 +27,9 @@ class Stmt {
       throw std::runtime_error(fmt::format("job store: {} (in: {})", sqlite3_errmsg(db), sql));
   }
   ~Stmt() { sqlite3_finalize(st_); }
-  Stmt& bind(int i, const std::string& v) { return check(sqlite3_bind_text(st_, i, v.c_str(), (int)v.size(), SQLITE_TRANSIENT)); }
+  Stmt& bind(int i, const std::string& v) {
+    return check(sqlite3_bind_text(st_, i, v.c_str(), (int)v.size(), SQLITE_TRANSIENT));
+  }
   Stmt& bind(int i, int64_t v) { return check(sqlite3_bind_int64(st_, i, v)); }
   Stmt& bind(int i, double v) { return check(sqlite3_bind_double(st_, i, v)); }
   void reset() {
@@ -66,7 +69,8 @@ bool owner_is_dead_local(const std::string& owner) {
   return ::kill(pid, 0) != 0 && errno == ESRCH;
 }
 
-constexpr const char* kCols = "id, name, input, format, state, attempts, last_error, owner, lease_until, samples";
+constexpr const char* kCols =
+    "id, name, input, format, state, attempts, last_error, owner, lease_until, samples";
 
 ShardRecord read_record(Stmt& s) {
   ShardRecord r;
@@ -86,22 +90,26 @@ ShardRecord read_record(Stmt& s) {
 class SqliteStore : public JobStore {
  public:
   explicit SqliteStore(const std::string& path) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+    if (sqlite3_open_v2(path.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                         nullptr) != SQLITE_OK) {
       std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
       sqlite3_close(db_);
       throw std::runtime_error(fmt::format("cannot open job store {}: {}", path, msg));
     }
     sqlite3_busy_timeout(db_, 30000);
-    exec("PRAGMA journal_mode=WAL");
+    // Switching to WAL and creating the schema can meet SQLITE_BUSY without the busy handler
+    // when several processes open a new store at once: retry those.
+    exec_retrying("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
-    exec("CREATE TABLE IF NOT EXISTS shards ("
-         " id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, input TEXT NOT NULL,"
-         " format TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
-         " last_error TEXT, owner TEXT, lease_until REAL NOT NULL DEFAULT 0, samples INTEGER NOT NULL DEFAULT 0,"
-         " updated_at REAL NOT NULL)");
-    exec("CREATE INDEX IF NOT EXISTS shards_state ON shards(state, id)");
-    exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+    exec_retrying(
+        "CREATE TABLE IF NOT EXISTS shards ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, input TEXT NOT NULL,"
+        " format TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,"
+        " last_error TEXT, owner TEXT, lease_until REAL NOT NULL DEFAULT 0,"
+        " samples INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL)");
+    exec_retrying("CREATE INDEX IF NOT EXISTS shards_state ON shards(state, id)");
+    exec_retrying("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
   }
   ~SqliteStore() override { sqlite3_close(db_); }
 
@@ -120,8 +128,9 @@ class SqliteStore : public JobStore {
     double t = now();
     std::optional<int64_t> id;
     {
-      Stmt s(db_, "SELECT id FROM shards WHERE state = 'pending' OR (state = 'running' AND lease_until < ?)"
-                  " ORDER BY id LIMIT 1");
+      Stmt s(db_,
+             "SELECT id FROM shards WHERE state = 'pending' OR (state = 'running' AND lease_until < ?)"
+             " ORDER BY id LIMIT 1");
       s.bind(1, t);
       if (s.step()) id = s.i64(0);
     }
@@ -131,8 +140,9 @@ class SqliteStore : public JobStore {
         if (owner_is_dead_local(s.text(1))) id = s.i64(0);
     }
     if (!id) return std::nullopt;
-    Stmt u(db_, "UPDATE shards SET state = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,"
-                " updated_at = ? WHERE id = ?");
+    Stmt u(db_,
+           "UPDATE shards SET state = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,"
+           " updated_at = ? WHERE id = ?");
     u.bind(1, owner).bind(2, t + lease_seconds).bind(3, t).bind(4, *id).step();
     auto rec = get(*id);
     tx.commit();
@@ -140,27 +150,33 @@ class SqliteStore : public JobStore {
   }
 
   bool heartbeat(int64_t id, const std::string& owner, double lease_seconds) override {
-    Stmt u(db_, "UPDATE shards SET lease_until = ?, updated_at = ? WHERE id = ? AND owner = ? AND state = 'running'");
+    Stmt u(
+        db_,
+        "UPDATE shards SET lease_until = ?, updated_at = ? WHERE id = ? AND owner = ? AND state = 'running'");
     u.bind(1, now() + lease_seconds).bind(2, now()).bind(3, id).bind(4, owner).step();
     return sqlite3_changes(db_) == 1;
   }
 
   bool complete(int64_t id, const std::string& owner, int64_t samples) override {
-    Stmt u(db_, "UPDATE shards SET state = 'done', samples = ?, last_error = NULL, lease_until = 0, updated_at = ?"
-                " WHERE id = ? AND owner = ? AND state = 'running'");
+    Stmt u(db_,
+           "UPDATE shards SET state = 'done', samples = ?, last_error = NULL, lease_until = 0, updated_at = ?"
+           " WHERE id = ? AND owner = ? AND state = 'running'");
     u.bind(1, samples).bind(2, now()).bind(3, id).bind(4, owner).step();
     return sqlite3_changes(db_) == 1;
   }
 
   void fail(int64_t id, const std::string& owner, const std::string& error) override {
-    Stmt u(db_, "UPDATE shards SET state = 'failed', last_error = ?, lease_until = 0, updated_at = ?"
-                " WHERE id = ? AND owner = ? AND state = 'running'");
+    Stmt u(db_,
+           "UPDATE shards SET state = 'failed', last_error = ?, lease_until = 0, updated_at = ?"
+           " WHERE id = ? AND owner = ? AND state = 'running'");
     u.bind(1, error).bind(2, now()).bind(3, id).bind(4, owner).step();
   }
 
   void release(int64_t id, const std::string& owner) override {
-    Stmt u(db_, "UPDATE shards SET state = 'pending', owner = NULL, lease_until = 0, attempts = MAX(attempts - 1, 0),"
-                " updated_at = ? WHERE id = ? AND owner = ? AND state = 'running'");
+    Stmt u(
+        db_,
+        "UPDATE shards SET state = 'pending', owner = NULL, lease_until = 0, attempts = MAX(attempts - 1, 0),"
+        " updated_at = ? WHERE id = ? AND owner = ? AND state = 'running'");
     u.bind(1, now()).bind(2, id).bind(3, owner).step();
   }
 
@@ -185,7 +201,9 @@ class SqliteStore : public JobStore {
   }
 
   void set_meta(const std::string& key, const std::string& value) override {
-    Stmt s(db_, "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    Stmt s(
+        db_,
+        "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     s.bind(1, key).bind(2, value).step();
   }
 
@@ -214,6 +232,16 @@ class SqliteStore : public JobStore {
     return std::nullopt;
   }
 
+  void exec_retrying(const char* sql) {
+    for (int attempt = 0;; ++attempt) {
+      int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+      if (rc == SQLITE_OK) return;
+      if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || attempt >= 300) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    exec(sql);  // reports the error
+  }
+
   void exec(const char* sql) {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
@@ -228,6 +256,8 @@ class SqliteStore : public JobStore {
 
 }  // namespace
 
-std::unique_ptr<JobStore> open_sqlite_store(const std::string& path) { return std::make_unique<SqliteStore>(path); }
+std::unique_ptr<JobStore> open_sqlite_store(const std::string& path) {
+  return std::make_unique<SqliteStore>(path);
+}
 
 }  // namespace capforge

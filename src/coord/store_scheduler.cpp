@@ -60,7 +60,8 @@ void StoreScheduler::heartbeat_loop() {
   while (!cv_.wait_for(lock, std::chrono::duration<double>(lease_ / 3), [&] { return stop_; })) {
     for (auto& [name, id] : held_) {
       try {
-        if (!store_.heartbeat(id, owner_, lease_)) warn("shard {}: lease lost (expired and taken over)", name);
+        if (!store_.heartbeat(id, owner_, lease_))
+          warn("shard {}: lease lost (expired and taken over)", name);
       } catch (const std::exception& e) {
         warn("shard {}: heartbeat failed: {}", name, e.what());
       }

@@ -30,7 +30,8 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
 void init(Format format, bool verbose, bool quiet) {
   std::lock_guard lock(g_mu);
   g_format = format;
-  auto logger = std::make_shared<spdlog::logger>("capforge", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>("capforge", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   if (format == Format::json) {
     formatter->add_flag<JsonMessageFlag>('*').set_pattern(

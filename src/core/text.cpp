@@ -45,7 +45,8 @@ std::string path_stem(std::string_view path) {
   while (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
   size_t slash = path.rfind('/');
   std::string base(slash == std::string_view::npos ? path : path.substr(slash + 1));
-  static const char* exts[] = {".gz", ".zst", ".tar", ".parquet", ".csv", ".tsv", ".jsonl", ".ndjson", ".json"};
+  static const char* exts[] = {".gz",  ".zst",   ".tar",    ".parquet", ".csv",
+                               ".tsv", ".jsonl", ".ndjson", ".json"};
   for (bool changed = true; changed;) {
     changed = false;
     for (const char* e : exts) {

@@ -123,8 +123,8 @@ std::string decode_image(std::string_view bytes, const DecodeParams& params, Dec
   if (auto p = out.format.find("Buffer"); p != std::string::npos) out.format.resize(p);
   for (auto& c : out.format) c = (char)std::tolower((unsigned char)c);
 
-  VipsPtr header(vips_image_new_from_buffer(bytes.data(), bytes.size(), "", "access",
-                                            VIPS_ACCESS_SEQUENTIAL, nullptr));
+  VipsPtr header(vips_image_new_from_buffer(bytes.data(), bytes.size(), "", "access", VIPS_ACCESS_SEQUENTIAL,
+                                            "fail_on", VIPS_FAIL_ON_TRUNCATED, nullptr));
   if (!header) return fmt::format("cannot read {} header: {}", out.format, take_vips_error());
   int w = vips_image_get_width(header.get()), h = vips_image_get_height(header.get());
   int orientation = 1;
@@ -135,25 +135,52 @@ std::string decode_image(std::string_view bytes, const DecodeParams& params, Dec
   out.original_height = h;
   if (w <= 0 || h <= 0) return fmt::format("image has invalid size {}x{}", w, h);
   if ((int64_t)w * h > params.max_pixels)
-    return fmt::format("image is {}x{} ({:.0f} MP), above the {:.0f} MP limit (--max-pixels): "
-                       "refused as a possible decompression bomb",
-                       w, h, w * (double)h / 1e6, params.max_pixels / 1e6);
-  header.reset();
+    return fmt::format(
+        "image is {}x{} ({:.0f} MP), above the {:.0f} MP limit (--max-pixels): "
+        "refused as a possible decompression bomb",
+        w, h, w * (double)h / 1e6, params.max_pixels / 1e6);
   if (params.header_only) return "";
 
-  int tw = w, th = h;
-  if (params.short_edge > 0 && std::min(w, h) > params.short_edge) {
-    double s = (double)params.short_edge / std::min(w, h);
-    tw = std::max(1, (int)std::lround(w * s));
-    th = std::max(1, (int)std::lround(h * s));
-    if (w <= h) tw = params.short_edge; else th = params.short_edge;
+  // Shrink-on-load: JPEG decodes at 1/2, 1/4 or 1/8 scale in the DCT domain, WebP at any scale;
+  // the shrunk image stays at least as large as the target.
+  int shrink = 1;
+  if (params.short_edge > 0)
+    while (shrink < 8 && std::min(w, h) / (shrink * 2) >= params.short_edge) shrink *= 2;
+  VipsPtr im;
+  if (shrink > 1 && out.format == "jpeg") {
+    VipsImage* raw = nullptr;
+    if (vips_jpegload_buffer((void*)bytes.data(), bytes.size(), &raw, "shrink", shrink, "access",
+                             VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_TRUNCATED, nullptr))
+      return fmt::format("cannot decode {}: {}", out.format, take_vips_error());
+    im.reset(raw);
+  } else if (shrink > 1 && out.format == "webp") {
+    VipsImage* raw = nullptr;
+    if (vips_webpload_buffer((void*)bytes.data(), bytes.size(), &raw, "scale", 1.0 / shrink, "access",
+                             VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_TRUNCATED, nullptr))
+      return fmt::format("cannot decode {}: {}", out.format, take_vips_error());
+    im.reset(raw);
+  } else {
+    im = std::move(header);  // lazy: the pixels decode when written out below
   }
-  VipsImage* raw = nullptr;
-  if (vips_thumbnail_buffer((void*)bytes.data(), bytes.size(), &raw, tw, "height", th, "size",
-                            VIPS_SIZE_DOWN, "option_string", "fail_on=truncated", nullptr))
-    return fmt::format("cannot decode {}: {}", out.format, take_vips_error());
-  VipsPtr im(raw);
-  if (auto err = to_rgb8(im); !err.empty()) return fmt::format("cannot convert {} to RGB: {}", out.format, err);
+  header.reset();
+  VipsImage* next = nullptr;
+  if (orientation != 1) {
+    if (vips_autorot(im.get(), &next, nullptr))
+      return fmt::format("cannot rotate {}: {}", out.format, take_vips_error());
+    im.reset(next);
+  }
+  int cw = vips_image_get_width(im.get()), ch = vips_image_get_height(im.get());
+  if (params.short_edge > 0 && std::min(cw, ch) > params.short_edge) {
+    double s = (double)params.short_edge / std::min(cw, ch);
+    int tw = cw <= ch ? params.short_edge : std::max(1, (int)std::lround(cw * s));
+    int th = ch < cw ? params.short_edge : std::max(1, (int)std::lround(ch * s));
+    if (vips_resize(im.get(), &next, (double)tw / cw, "vscale", (double)th / ch, "kernel", VIPS_KERNEL_CUBIC,
+                    nullptr))
+      return fmt::format("cannot resize {}: {}", out.format, take_vips_error());
+    im.reset(next);
+  }
+  if (auto err = to_rgb8(im); !err.empty())
+    return fmt::format("cannot convert {} to RGB: {}", out.format, err);
 
   size_t size = 0;
   void* mem = vips_image_write_to_memory(im.get(), &size);

@@ -74,8 +74,7 @@ Stream::Stream(Database& db, const std::string& sql) {
   auto fail = [&](const char* what, const char* msg) {
     throw std::runtime_error(std::string(what) + (msg ? msg : "unknown error"));
   };
-  if (duckdb_prepare(db.conn(), sql.c_str(), &stmt_) != DuckDBSuccess)
-    fail("", duckdb_prepare_error(stmt_));
+  if (duckdb_prepare(db.conn(), sql.c_str(), &stmt_) != DuckDBSuccess) fail("", duckdb_prepare_error(stmt_));
   if (duckdb_pending_prepared_streaming(stmt_, &pending_) != DuckDBSuccess)
     fail("", duckdb_pending_error(pending_));
   if (duckdb_execute_pending(pending_, &result_) != DuckDBSuccess) {

@@ -10,8 +10,8 @@
 
 namespace capforge::duck {
 
-std::string quote_ident(std::string_view name);   // "name" with "" escaping
-std::string quote_string(std::string_view s);     // 'text' with '' escaping
+std::string quote_ident(std::string_view name);  // "name" with "" escaping
+std::string quote_string(std::string_view s);    // 'text' with '' escaping
 
 class Database {
  public:

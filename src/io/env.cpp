@@ -116,7 +116,8 @@ int remove_stale_temp_files(const std::string& dir) {
     if (name.rfind(prefix, 0) != 0) continue;  // another machine's: its owner may be alive
     pid_t pid = (pid_t)std::strtol(name.c_str() + prefix.size(), nullptr, 10);
     if (pid == ::getpid()) continue;
-    if (pid <= 0 || (::kill(pid, 0) != 0 && errno == ESRCH)) removed += (int)std::filesystem::remove_all(e.path(), ec);
+    if (pid <= 0 || (::kill(pid, 0) != 0 && errno == ESRCH))
+      removed += (int)std::filesystem::remove_all(e.path(), ec);
   }
   return removed;
 }

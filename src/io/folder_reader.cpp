@@ -22,7 +22,8 @@ bool read_file(const fs::path& p, std::string& out, size_t limit, std::string& e
   std::error_code ec;
   auto size = fs::file_size(p, ec);
   if (ec) return err = "cannot stat " + p.string() + ": " + ec.message(), false;
-  if (size > limit) return err = fmt::format("{} is {} bytes, above the {}-byte limit", p.string(), size, limit), false;
+  if (size > limit)
+    return err = fmt::format("{} is {} bytes, above the {}-byte limit", p.string(), size, limit), false;
   std::ifstream f(p, std::ios::binary);
   if (!f) return err = "cannot open " + p.string(), false;
   out.assign(std::istreambuf_iterator<char>(f), {});

@@ -41,7 +41,8 @@ class JsonlWriter : public SampleWriter {
   }
 
   void write(const Sample& s) override {
-    std::string line = output_object(s, params_, params_.include_images).dump(-1, ' ', false, Json::error_handler_t::replace);
+    std::string line = output_object(s, params_, params_.include_images)
+                           .dump(-1, ' ', false, Json::error_handler_t::replace);
     line += '\n';
     if (std::fwrite(line.data(), 1, line.size(), f_) != line.size())
       throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, std::strerror(errno)));

@@ -31,7 +31,8 @@ std::string json_path(const std::string& key) {
 // Select expression for column `name` of JSON column `src` as SQL `type`.
 std::string typed_extract(const std::string& src, const std::string& name, const std::string& type) {
   if (type == "JSON") return fmt::format("json_extract({}, {})", src, json_path(name));
-  if (is_nested_type(type)) return fmt::format("CAST(json_extract({}, {}) AS {})", src, json_path(name), type);
+  if (is_nested_type(type))
+    return fmt::format("CAST(json_extract({}, {}) AS {})", src, json_path(name), type);
   return fmt::format("CAST(json_extract_string({}, {}) AS {})", src, json_path(name), type);
 }
 
@@ -39,8 +40,10 @@ std::string typed_extract(const std::string& src, const std::string& name, const
 // UBIGINT for non-negative integers (BIGINT reads better everywhere).
 void normalize_types(Json& structure) {
   if (structure.is_string()) {
-    if (structure == "NULL") structure = "VARCHAR";
-    else if (structure == "UBIGINT") structure = "BIGINT";
+    if (structure == "NULL")
+      structure = "VARCHAR";
+    else if (structure == "UBIGINT")
+      structure = "BIGINT";
   } else if (structure.is_object() || structure.is_array()) {
     for (auto& v : structure) normalize_types(v);
   }
@@ -109,7 +112,8 @@ class ParquetWriter : public SampleWriter {
       used.insert(c.name);
     }
     if (params_.schema == OutputSchema::samples && params_.include_images) {
-      cols.push_back("CASE WHEN img IS NULL THEN NULL ELSE struct_pack(bytes := img, path := img_path) END AS image");
+      cols.push_back(
+          "CASE WHEN img IS NULL THEN NULL ELSE struct_pack(bytes := img, path := img_path) END AS image");
       used.insert("image");
     }
     for (auto& [name, type] : meta_columns()) {
@@ -120,8 +124,8 @@ class ParquetWriter : public SampleWriter {
     std::string select;
     for (auto& c : cols) select += (select.empty() ? "" : ", ") + c;
     try {
-      db_.exec(fmt::format("COPY (SELECT {} FROM rows ORDER BY idx) TO {} (FORMAT parquet, COMPRESSION zstd)", select,
-                           duck::quote_string(tmp_)));
+      db_.exec(fmt::format("COPY (SELECT {} FROM rows ORDER BY idx) TO {} (FORMAT parquet, COMPRESSION zstd)",
+                           select, duck::quote_string(tmp_)));
     } catch (const std::exception& e) {
       throw std::runtime_error(fmt::format("cannot write {}: {}", final_, e.what()));
     }
@@ -141,7 +145,8 @@ class ParquetWriter : public SampleWriter {
     Json structure = rows.empty() || !rows[0][0] ? Json::object() : Json::parse(*rows[0][0], nullptr, false);
     if (!structure.is_object()) return out;
     normalize_types(structure);
-    for (auto& [k, v] : structure.items()) out.emplace_back(k, v.is_string() ? v.get<std::string>() : structure_to_type(v));
+    for (auto& [k, v] : structure.items())
+      out.emplace_back(k, v.is_string() ? v.get<std::string>() : structure_to_type(v));
     return out;
   }
 

@@ -36,9 +36,12 @@ Sample build_sample(MemberGroup&& group, int64_t index) {
         continue;
       }
       for (auto& [k, v] : j.items()) {
-        if (k == "url" && v.is_string()) s.url = v.get<std::string>();
-        else if (k == "caption" && v.is_string()) json_caption = v.get<std::string>();
-        else if (k != "key") s.meta[k] = std::move(v);
+        if (k == "url" && v.is_string())
+          s.url = v.get<std::string>();
+        else if (k == "caption" && v.is_string())
+          json_caption = v.get<std::string>();
+        else if (k != "key")
+          s.meta[k] = std::move(v);
       }
     } else {
       s.extra_members[ext_raw] = std::move(bytes);

@@ -23,14 +23,18 @@ std::string source_expr(const ShardInput& in, const std::vector<std::string>& va
   std::string types;
   for (auto& c : varchar_cols) types += (types.empty() ? "" : ", ") + duck::quote_string(c) + ": 'VARCHAR'";
   switch (in.format) {
-    case InputFormat::parquet: return "read_parquet(" + path + ")";
+    case InputFormat::parquet:
+      return "read_parquet(" + path + ")";
     case InputFormat::csv:
-      return "read_csv(" + path + ", header = true" + (types.empty() ? "" : ", types = {" + types + "}") + ")";
+      return "read_csv(" + path + ", header = true" + (types.empty() ? "" : ", types = {" + types + "}") +
+             ")";
     case InputFormat::tsv:
       return "read_csv(" + path + ", header = true, delim = '\\t', quote = ''" +
              (types.empty() ? "" : ", types = {" + types + "}") + ")";
-    case InputFormat::jsonl: return "read_json(" + path + ", format = 'newline_delimited')";
-    default: throw std::logic_error("not a table format");
+    case InputFormat::jsonl:
+      return "read_json(" + path + ", format = 'newline_delimited')";
+    default:
+      throw std::logic_error("not a table format");
   }
 }
 
@@ -43,8 +47,8 @@ const Column* find_column(const std::vector<Column>& cols, const std::string& wa
       if (c.name == wanted) return &c;
     std::string names;
     for (auto& c : cols) names += (names.empty() ? "" : ", ") + c.name;
-    throw std::runtime_error(fmt::format("{} has no column '{}' ({}); its columns are: {}", path, wanted,
-                                         flag, names));
+    throw std::runtime_error(
+        fmt::format("{} has no column '{}' ({}); its columns are: {}", path, wanted, flag, names));
   }
   for (const char* d : defaults)
     for (auto& c : cols)
@@ -63,13 +67,15 @@ class TableReader : public SampleReader {
       for (auto& r : db_.rows("DESCRIBE SELECT * FROM " + source_expr(in, {})))
         cols.push_back({r[0].value_or(""), r[1].value_or("")});
     } catch (const std::exception& e) {
-      throw std::runtime_error(fmt::format("cannot read {} as {}: {}", in.path, format_name(in.format), e.what()));
+      throw std::runtime_error(
+          fmt::format("cannot read {} as {}: {}", in.path, format_name(in.format), e.what()));
     }
     const Column* key = find_column(cols, p.key_col, {"key", "uid"}, "--key-col", in.path);
     const Column* url = find_column(cols, p.url_col, {"url"}, "--url-col", in.path);
     const Column* cap = find_column(cols, p.caption_col, {"caption", "text"}, "--caption-col", in.path);
-    const Column* img = find_column(cols, p.image_col, {"image", "jpg", "png", "webp", "image_bytes", "img", "image_base64"},
-                                    "--image-col", in.path);
+    const Column* img =
+        find_column(cols, p.image_col, {"image", "jpg", "png", "webp", "image_bytes", "img", "image_base64"},
+                    "--image-col", in.path);
     std::string img_bytes = "NULL::BLOB", img_path = "NULL::VARCHAR";
     if (img) {
       std::string q = duck::quote_ident(img->name);
@@ -107,10 +113,13 @@ class TableReader : public SampleReader {
       meta_types_.emplace_back(c.name, c.type);
     }
     meta += ")";
-    auto text = [](const Column* c) { return c ? "CAST(" + duck::quote_ident(c->name) + " AS VARCHAR)" : std::string("NULL::VARCHAR"); };
-    std::string sql = fmt::format("SELECT {}, {}, {}, {}, {}, CAST({} AS VARCHAR) FROM {}", text(key), text(url),
-                                  text(cap), img_bytes, img_path, first ? "NULL" : meta,
-                                  source_expr(in, in.format == InputFormat::parquet ? std::vector<std::string>{} : as_text));
+    auto text = [](const Column* c) {
+      return c ? "CAST(" + duck::quote_ident(c->name) + " AS VARCHAR)" : std::string("NULL::VARCHAR");
+    };
+    std::string sql = fmt::format(
+        "SELECT {}, {}, {}, {}, {}, CAST({} AS VARCHAR) FROM {}", text(key), text(url), text(cap), img_bytes,
+        img_path, first ? "NULL" : meta,
+        source_expr(in, in.format == InputFormat::parquet ? std::vector<std::string>{} : as_text));
     try {
       stream_ = std::make_unique<duck::Stream>(db_, sql);
     } catch (const std::exception& e) {

@@ -6,9 +6,9 @@
 
 #include <stdexcept>
 
+#include "core/text.h"
 #include "io/readers.h"
 #include "io/sample_builder.h"
-#include "core/text.h"
 
 namespace capforge {
 
@@ -25,7 +25,8 @@ class TarReader : public SampleReader {
       throw std::runtime_error(fmt::format("cannot open {}: {}", path_, archive_error_string(a_)));
     // A file that is not a tar at all fails on its first header: an open error, not a break.
     if (!read_member()) {
-      if (!error_.empty()) throw std::runtime_error(fmt::format("{} is not a readable tar: {}", path_, error_));
+      if (!error_.empty())
+        throw std::runtime_error(fmt::format("{} is not a readable tar: {}", path_, error_));
     }
   }
   ~TarReader() override { archive_read_free(a_); }

@@ -53,7 +53,8 @@ class TarWriter : public SampleWriter {
 
   void commit() override {
     int rc = archive_write_close(a_);
-    if (rc != ARCHIVE_OK) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, archive_error_string(a_)));
+    if (rc != ARCHIVE_OK)
+      throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, archive_error_string(a_)));
     archive_write_free(a_);
     a_ = nullptr;
     commit_file(tmp_, final_);
@@ -73,7 +74,8 @@ class TarWriter : public SampleWriter {
     int rc = archive_write_header(a_, e);
     archive_entry_free(e);
     if (rc != ARCHIVE_OK || archive_write_data(a_, data.data(), data.size()) != (la_ssize_t)data.size())
-      throw std::runtime_error(fmt::format("cannot write {} to {}: {}", name, tmp_, archive_error_string(a_)));
+      throw std::runtime_error(
+          fmt::format("cannot write {} to {}: {}", name, tmp_, archive_error_string(a_)));
   }
 
   std::string final_, tmp_;

@@ -6,9 +6,12 @@ namespace capforge {
 
 const char* format_name(OutputFormat f) {
   switch (f) {
-    case OutputFormat::parquet: return "parquet";
-    case OutputFormat::jsonl: return "jsonl";
-    case OutputFormat::webdataset: return "webdataset";
+    case OutputFormat::parquet:
+      return "parquet";
+    case OutputFormat::jsonl:
+      return "jsonl";
+    case OutputFormat::webdataset:
+      return "webdataset";
   }
   return "?";
 }
@@ -22,18 +25,25 @@ std::optional<OutputFormat> output_format_from_name(const std::string& name) {
 
 std::string output_extension(OutputFormat f) {
   switch (f) {
-    case OutputFormat::parquet: return ".parquet";
-    case OutputFormat::jsonl: return ".jsonl";
-    case OutputFormat::webdataset: return ".tar";
+    case OutputFormat::parquet:
+      return ".parquet";
+    case OutputFormat::jsonl:
+      return ".jsonl";
+    case OutputFormat::webdataset:
+      return ".tar";
   }
   return "";
 }
 
-std::unique_ptr<SampleWriter> open_writer(OutputFormat f, const std::string& final_path, const WriterParams& params) {
+std::unique_ptr<SampleWriter> open_writer(OutputFormat f, const std::string& final_path,
+                                          const WriterParams& params) {
   switch (f) {
-    case OutputFormat::parquet: return open_parquet_writer(final_path, params);
-    case OutputFormat::jsonl: return open_jsonl_writer(final_path, params);
-    case OutputFormat::webdataset: return open_tar_writer(final_path, params);
+    case OutputFormat::parquet:
+      return open_parquet_writer(final_path, params);
+    case OutputFormat::jsonl:
+      return open_jsonl_writer(final_path, params);
+    case OutputFormat::webdataset:
+      return open_tar_writer(final_path, params);
   }
   throw std::logic_error("unknown output format");
 }

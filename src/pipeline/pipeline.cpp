@@ -20,8 +20,8 @@ struct ShardCtx {
   ShardInput input;
   std::unique_ptr<ShardSink> sink;
   ShardStats stats;
-  std::string fail_error;               // set: the shard cannot be finished
-  std::atomic<bool> cancelled{false};   // reading stopped early (Ctrl-C): give it back
+  std::string fail_error;              // set: the shard cannot be finished
+  std::atomic<bool> cancelled{false};  // reading stopped early (Ctrl-C): give it back
   int64_t total = 0;  // samples read; set by the source before it sends the end-of-shard item
   // sink-thread state
   std::map<int64_t, std::unique_ptr<Sample>> pending;  // reorder buffer
@@ -43,7 +43,8 @@ class Runner {
   Runner(ShardScheduler& sched, std::vector<std::unique_ptr<Stage>>& stages, const SinkFactory& make_sink,
          const PipelineParams& params)
       : sched_(sched), stages_(stages), make_sink_(make_sink), p_(params), limit_(params.max_in_flight) {
-    for (size_t i = 0; i <= stages_.size(); ++i) queues_.push_back(std::make_unique<Queue>(p_.queue_capacity));
+    for (size_t i = 0; i <= stages_.size(); ++i)
+      queues_.push_back(std::make_unique<Queue>(p_.queue_capacity));
   }
 
   RunSummary run() {
@@ -51,7 +52,8 @@ class Runner {
     {
       ProgressReporter progress(counters_, sched_.total(), p_.progress, p_.progress_interval);
       std::vector<std::thread> threads;
-      for (auto& st : stages_) live_workers_.push_back(std::make_unique<std::atomic<int>>(std::max(1, st->threads())));
+      for (auto& st : stages_)
+        live_workers_.push_back(std::make_unique<std::atomic<int>>(std::max(1, st->threads())));
       threads.emplace_back([this] { source(); });
       for (size_t i = 0; i < stages_.size(); ++i)
         for (int w = 0, n = std::max(1, stages_[i]->threads()); w < n; ++w)
@@ -113,8 +115,10 @@ class Runner {
       items.clear();
       items.push_back(std::move(*first));
       while (items.size() < max_batch)
-        if (auto more = in.try_pop()) items.push_back(std::move(*more));
-        else break;
+        if (auto more = in.try_pop())
+          items.push_back(std::move(*more));
+        else
+          break;
       batch.clear();
       for (auto& it : items)
         if (!it.shard->cancelled && it.shard->fail_error.empty()) batch.push_back(it.sample.get());
@@ -123,7 +127,8 @@ class Runner {
           stage.process(batch);
         } catch (const std::exception& e) {  // a stage bug must not take the run down
           for (Sample* s : batch)
-            if (s->ok()) s->fail(Status::failed_to_caption, fmt::format("{} stage failed: {}", stage.name(), e.what()));
+            if (s->ok())
+              s->fail(Status::failed_to_caption, fmt::format("{} stage failed: {}", stage.name(), e.what()));
         }
       }
       for (auto& it : items) out.push(std::move(it));
@@ -209,7 +214,8 @@ class Runner {
     summary_.samples += shard.stats.count;
     for (auto& [k, v] : shard.stats.status_dict) summary_.status_dict[k] += v;
     if (!shard.stats.read_error.empty()) {
-      warn("shard {}: {} (kept the {} samples before the break)", name, shard.stats.read_error, shard.stats.count);
+      warn("shard {}: {} (kept the {} samples before the break)", name, shard.stats.read_error,
+           shard.stats.count);
       summary_.read_errors.push_back({name, shard.input.path, shard.stats.read_error});
     }
     logging::event("shard_done", {{"shard", name},

@@ -26,8 +26,10 @@ ProgressReporter::ProgressReporter(const ProgressCounters& c, std::optional<int6
                                    ProgressMode mode, double interval)
     : c_(c), total_(total_shards), mode_(mode), interval_(interval), start_(now_seconds()) {
   if (mode_ == ProgressMode::automatic) {
-    if (logging::format() == logging::Format::json) mode_ = ProgressMode::json;
-    else mode_ = isatty(STDERR_FILENO) ? ProgressMode::bar : ProgressMode::lines;
+    if (logging::format() == logging::Format::json)
+      mode_ = ProgressMode::json;
+    else
+      mode_ = isatty(STDERR_FILENO) ? ProgressMode::bar : ProgressMode::lines;
   }
   if (mode_ == ProgressMode::off) return;
   thread_ = std::thread([this] { loop(); });
@@ -68,9 +70,9 @@ void ProgressReporter::draw(bool final) {
       double frac = total_ && *total_ > 0 ? (double)done / *total_ : 0;
       int fill = (int)(frac * width);
       std::string bar = std::string(fill, '#') + std::string(width - fill, '.');
-      std::fprintf(stderr, "\r[%s] shards %s | %lld samples (%lld failed) | %.1f/s | ETA %s\033[K%s", bar.c_str(),
-                   shards.c_str(), (long long)samples, (long long)c_.failed.load(), rate, eta.c_str(),
-                   final ? "\n" : "");
+      std::fprintf(stderr, "\r[%s] shards %s | %lld samples (%lld failed) | %.1f/s | ETA %s\033[K%s",
+                   bar.c_str(), shards.c_str(), (long long)samples, (long long)c_.failed.load(), rate,
+                   eta.c_str(), final ? "\n" : "");
       std::fflush(stderr);
       break;
     }
@@ -87,7 +89,8 @@ void ProgressReporter::draw(bool final) {
                                   {"samples_per_s", rate},
                                   {"elapsed_s", elapsed}});
       break;
-    default: break;
+    default:
+      break;
   }
 }
 

@@ -52,7 +52,7 @@ TEST(Cli, InspectJsonCountsPerInputAndTotal) {
   test::TempDir dir;
   test::write_tar(dir / "00000.tar", test::wds_members("00000", 4));
   auto m = test::wds_members("00001", 3);
-  m[0].data = "not an image";  // sample 0's jpg
+  m[0].data = "not an image";                             // sample 0's jpg
   m.push_back({"000019999.jpg", test::make_jpeg(8, 8)});  // no caption
   test::write_tar(dir / "00001.tar", m);
   auto r = test::run_capforge({"inspect", "--json", dir / "00000.tar", dir / "00001.tar"});
@@ -73,13 +73,18 @@ TEST(Cli, InspectJsonCountsPerInputAndTotal) {
 TEST(Cli, ConvertRoundTripIsLossless) {
   test::TempDir dir;
   test::write_tar(dir / "00000.tar", test::wds_members("00000", 5));
-  ASSERT_EQ(test::run_capforge({"convert", dir / "00000.tar", "--to", "parquet", "--out", dir / "p"}).exit_code, 0);
+  ASSERT_EQ(
+      test::run_capforge({"convert", dir / "00000.tar", "--to", "parquet", "--out", dir / "p"}).exit_code, 0);
   ASSERT_EQ(test::run_capforge({"convert", dir / "p", "--to", "jsonl", "--out", dir / "j"}).exit_code, 0);
-  ASSERT_EQ(test::run_capforge({"convert", dir / "j", "--to", "webdataset", "--out", dir / "w"}).exit_code, 0);
+  ASSERT_EQ(test::run_capforge({"convert", dir / "j", "--to", "webdataset", "--out", dir / "w"}).exit_code,
+            0);
   ASSERT_EQ(test::run_capforge({"convert", dir / "w", "--to", "parquet", "--out", dir / "p2"}).exit_code, 0);
-  auto diff = test::duckdb_column("SELECT count(*) FROM (SELECT key, url, caption, image.bytes, punsafe, source FROM '" +
-                                  dir / "p/00000.parquet" + "' EXCEPT SELECT key, url, caption, image.bytes, punsafe, "
-                                  "source FROM '" + dir / "p2/00000.parquet" + "')");
+  auto diff = test::duckdb_column(
+      "SELECT count(*) FROM (SELECT key, url, caption, image.bytes, punsafe, source FROM '" +
+      dir / "p/00000.parquet" +
+      "' EXCEPT SELECT key, url, caption, image.bytes, punsafe, "
+      "source FROM '" +
+      dir / "p2/00000.parquet" + "')");
   EXPECT_EQ(diff, std::vector<std::string>{"0"});
   EXPECT_EQ(test::duckdb_column("SELECT count(*) FROM '" + dir / "p2/00000.parquet" + "'"),
             std::vector<std::string>{"5"});
@@ -92,11 +97,11 @@ TEST(Cli, CaptionNoneWritesEveryRowWithStatusAndStats) {
   test::TempDir dir;
   auto m = test::wds_members("00000", 6);
   m[3].data = m[3].data.substr(0, m[3].data.size() / 2);  // sample 1: truncated JPEG
-  m[6].data = "";                                          // sample 2's jpg: zero bytes
+  m[6].data = "";                                         // sample 2's jpg: zero bytes
   test::write_tar(dir / "00000.tar", m);
   test::write_tar(dir / "00001.tar", test::wds_members("00001", 3));
-  auto r = test::run_capforge({"caption", dir / "00000.tar", dir / "00001.tar", "--out", dir / "out", "--format",
-                               "parquet,jsonl,webdataset", "--progress", "off"});
+  auto r = test::run_capforge({"caption", dir / "00000.tar", dir / "00001.tar", "--out", dir / "out",
+                               "--format", "parquet,jsonl,webdataset", "--progress", "off"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("summary: 2 shard(s) done, 0 failed"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("failed_to_decode 2"), std::string::npos) << r.err;
@@ -105,10 +110,12 @@ TEST(Cli, CaptionNoneWritesEveryRowWithStatusAndStats) {
   EXPECT_EQ(test::duckdb_column("SELECT status FROM '" + pq + "' ORDER BY key"),
             (std::vector<std::string>{"success", "failed_to_decode", "failed_to_decode", "success", "success",
                                       "success"}));
-  EXPECT_EQ(test::duckdb_column("SELECT string_agg(column_name, ',') FROM (DESCRIBE SELECT * FROM '" + pq + "')"),
-            std::vector<std::string>{"key,url,org_caption,re_caption,candidates,re_clip_score,org_clip_score,"
-                                     "re_length,org_length,sha256,width,height,status,error_message,captioner,ranker,"
-                                     "punsafe,source"});
+  EXPECT_EQ(
+      test::duckdb_column("SELECT string_agg(column_name, ',') FROM (DESCRIBE SELECT * FROM '" + pq + "')"),
+      std::vector<std::string>{
+          "key,url,org_caption,re_caption,candidates,re_clip_score,org_clip_score,"
+          "re_length,org_length,sha256,width,height,status,error_message,captioner,ranker,"
+          "punsafe,source"});
   EXPECT_EQ(test::duckdb_column("SELECT key FROM '" + pq + "'")[5], "000000005");  // input order
   EXPECT_EQ(test::duckdb_column("SELECT org_length FROM '" + pq + "'")[0], "5");
   auto stats = Json::parse(test::read_file(dir / "out/00000_stats.json"));
@@ -125,7 +132,8 @@ TEST(Cli, CaptionNoneWritesEveryRowWithStatusAndStats) {
 TEST(Cli, CaptionRerunSkipsDoneShardsAndRefusesOtherSettings) {
   test::TempDir dir;
   test::write_tar(dir / "00000.tar", test::wds_members("00000", 3));
-  auto args = std::vector<std::string>{"caption", dir / "00000.tar", "--out", dir / "out", "--progress", "off"};
+  auto args =
+      std::vector<std::string>{"caption", dir / "00000.tar", "--out", dir / "out", "--progress", "off"};
   ASSERT_EQ(test::run_capforge(args).exit_code, 0);
   auto mtime = fs::last_write_time(dir / "out/00000.parquet");
   auto again = test::run_capforge(args);
@@ -144,8 +152,8 @@ TEST(Cli, CaptionKeepsGoingPastAnUnreadableShard) {
   test::TempDir dir;
   test::write_tar(dir / "00000.tar", test::wds_members("00000", 2));
   test::write_file(dir / "00001.parquet", "garbage");
-  auto r = test::run_capforge({"caption", dir / "00000.tar", dir / "00001.parquet", "--out", dir / "out", "--progress",
-                               "off"});
+  auto r = test::run_capforge(
+      {"caption", dir / "00000.tar", dir / "00001.parquet", "--out", dir / "out", "--progress", "off"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("failed shard 00001"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(dir / "out/00000.parquet"));

@@ -26,7 +26,8 @@ TEST(Resume, KilledRunResumesToCompleteDuplicateFreeOutput) {
   }
   std::vector<std::string> args = {"caption"};
   args.insert(args.end(), inputs.begin(), inputs.end());
-  for (auto a : {"--out", "", "--format", "parquet,jsonl", "--progress", "off", "--debug-sample-delay", "0.01"})
+  for (auto a :
+       {"--out", "", "--format", "parquet,jsonl", "--progress", "off", "--debug-sample-delay", "0.01"})
     args.push_back(a);
   args[shards + 2] = dir / "out";
 
@@ -52,7 +53,8 @@ TEST(Resume, KilledRunResumesToCompleteDuplicateFreeOutput) {
   args.erase(args.end() - 2, args.end());  // no delay on the rerun
   auto r = test::run_capforge(args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("skipping " + std::to_string(before) + " shard(s) already done"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("skipping " + std::to_string(before) + " shard(s) already done"), std::string::npos)
+      << r.err;
 
   std::set<std::string> keys;
   for (int s = 0; s < shards; ++s) {
@@ -67,6 +69,81 @@ TEST(Resume, KilledRunResumesToCompleteDuplicateFreeOutput) {
     EXPECT_EQ(rec.state, ShardState::done) << rec.input.name;
     EXPECT_EQ(rec.samples, per) << rec.input.name;
   }
+}
+
+}  // namespace capforge
+
+namespace capforge {
+
+namespace {
+std::vector<std::string> make_inputs(const test::TempDir& dir, int shards, int per) {
+  std::vector<std::string> inputs;
+  for (int s = 0; s < shards; ++s) {
+    std::string name = "0000" + std::to_string(s);
+    test::write_tar(dir / (name + ".tar"), test::wds_members(name, per, (uint32_t)s));
+    inputs.push_back(dir / (name + ".tar"));
+  }
+  return inputs;
+}
+}  // namespace
+
+TEST(Resume, CtrlCLeavesNoPartialShardDone) {
+  test::TempDir dir;
+  auto inputs = make_inputs(dir, 4, 20);
+  std::vector<std::string> args = {"caption"};
+  args.insert(args.end(), inputs.begin(), inputs.end());
+  for (auto a : {"--progress", "off", "--debug-sample-delay", "0.01"}) args.push_back(a);
+  args.push_back("--out");
+  args.push_back(dir / "out");
+  int pid = test::spawn_capforge(args);
+  while (!fs::exists(dir / "out/00000_stats.json"))
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  int done = 0;
+  for (auto& rec : open_job_store("sqlite:" + dir / "out/.capforge/jobs.db")->list()) {
+    EXPECT_NE(rec.state, ShardState::running) << rec.input.name;  // released, not left leased
+    if (rec.state == ShardState::done) {
+      ++done;
+      EXPECT_EQ(
+          test::duckdb_column("SELECT count(*) FROM '" + dir / ("out/" + rec.input.name + ".parquet") + "'"),
+          std::vector<std::string>{"20"});
+    } else {
+      EXPECT_FALSE(fs::exists(dir / ("out/" + rec.input.name + ".parquet"))) << rec.input.name;
+    }
+  }
+  EXPECT_GE(done, 1);
+  EXPECT_LT(done, 4);
+  EXPECT_FALSE(fs::exists(dir / "out/.capforge-tmp"));
+}
+
+TEST(Resume, TwoProcessesShareOneOutDirWithoutOverlap) {
+  test::TempDir dir;
+  auto inputs = make_inputs(dir, 8, 6);
+  std::vector<std::string> args = {"caption"};
+  args.insert(args.end(), inputs.begin(), inputs.end());
+  for (auto a : {"--progress", "off", "--debug-sample-delay", "0.005"}) args.push_back(a);
+  args.push_back("--out");
+  args.push_back(dir / "out");
+  int a = test::spawn_capforge(args), b = test::spawn_capforge(args);
+  int sa = 0, sb = 0;
+  waitpid(a, &sa, 0);
+  waitpid(b, &sb, 0);
+  EXPECT_EQ(WEXITSTATUS(sa), 0);
+  EXPECT_EQ(WEXITSTATUS(sb), 0);
+  std::set<std::string> owners;
+  for (auto& rec : open_job_store("sqlite:" + dir / "out/.capforge/jobs.db")->list()) {
+    EXPECT_EQ(rec.state, ShardState::done);
+    EXPECT_EQ(rec.attempts, 1) << rec.input.name << " was processed twice";
+    owners.insert(rec.owner);
+  }
+  EXPECT_EQ(owners.size(), 2u) << "both processes should have taken shards";
+  EXPECT_EQ(
+      test::duckdb_column("SELECT count(DISTINCT key) FROM read_parquet('" + dir / "out/*.parquet" + "')"),
+      std::vector<std::string>{"48"});
 }
 
 }  // namespace capforge

@@ -51,8 +51,8 @@ TEST(Decode, AppliesExifOrientation) {
 }
 
 TEST(Decode, GreyCmykAnd16BitBecome8BitRgb) {
-  for (auto bytes : {test::make_png(20, 10, 1, 1), test::make_cmyk_jpeg(20, 10), test::make_png(20, 10, 1, 3, true),
-                     test::make_png(20, 10, 1, 1, true)}) {
+  for (auto bytes : {test::make_png(20, 10, 1, 1), test::make_cmyk_jpeg(20, 10),
+                     test::make_png(20, 10, 1, 3, true), test::make_png(20, 10, 1, 1, true)}) {
     auto img = decode_ok(bytes);
     EXPECT_EQ(img.pixels.rgb.size(), 20u * 10 * 3);
   }
@@ -87,7 +87,8 @@ TEST(Decode, CorruptInputsGiveReasons) {
   auto jpeg = test::make_jpeg(200, 150);
   EXPECT_EQ(decode_err(""), "empty image (0 bytes)");
   EXPECT_NE(decode_err(jpeg.substr(0, jpeg.size() / 2)).find("cannot decode jpeg"), std::string::npos);
-  EXPECT_NE(decode_err(test::corrupt_png_crc(test::make_png(64, 64))).find("cannot decode png"), std::string::npos);
+  EXPECT_NE(decode_err(test::corrupt_png_crc(test::make_png(64, 64))).find("cannot decode png"),
+            std::string::npos);
   EXPECT_EQ(decode_err("hello, I am text\n"), "not a recognised image format");
   std::string bomb = decode_err(test::make_png_bomb(30000, 30000));
   EXPECT_NE(bomb.find("30000x30000"), std::string::npos);

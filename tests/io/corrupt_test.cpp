@@ -73,13 +73,19 @@ TEST(Corrupt, BadImagesAndTextGetStatusesOthersSurvive) {
   test::TempDir dir;
   std::string jpeg = test::make_jpeg(120, 90);
   std::vector<test::Member> m = {
-      {"a.jpg", test::make_jpeg(30, 20)},           {"a.txt", "fine"},
-      {"b.jpg", ""},                                {"b.txt", "zero bytes"},
-      {"c.jpg", jpeg.substr(0, jpeg.size() / 2)},   {"c.txt", "truncated jpeg"},
+      {"a.jpg", test::make_jpeg(30, 20)},
+      {"a.txt", "fine"},
+      {"b.jpg", ""},
+      {"b.txt", "zero bytes"},
+      {"c.jpg", jpeg.substr(0, jpeg.size() / 2)},
+      {"c.txt", "truncated jpeg"},
       {"d.png", test::corrupt_png_crc(test::make_png(64, 64))},
-      {"e.png", test::make_png_bomb(30000, 30000)}, {"f.jpg", "just some text, not an image\n"},
-      {"g.jpg", test::make_jpeg(30, 20)},           {"g.txt", "bad \xFF\xFE utf-8"},
-      {"h.jpg", test::make_jpeg(30, 20)},           {"h.json", "{not json"},
+      {"e.png", test::make_png_bomb(30000, 30000)},
+      {"f.jpg", "just some text, not an image\n"},
+      {"g.jpg", test::make_jpeg(30, 20)},
+      {"g.txt", "bad \xFF\xFE utf-8"},
+      {"h.jpg", test::make_jpeg(30, 20)},
+      {"h.json", "{not json"},
       {"i.txt", "no image at all"},
   };
   test::write_tar(dir / "bad.tar", m);
@@ -123,7 +129,8 @@ TEST(Corrupt, ParquetMissingConfiguredColumnNamesIt) {
 
 TEST(Corrupt, MalformedParquetIsAClearError) {
   test::TempDir dir;
-  test::duckdb_exec("COPY (SELECT range AS i, 'x' || range AS caption FROM range(5000)) TO '" + dir / "t.parquet" + "'");
+  test::duckdb_exec("COPY (SELECT range AS i, 'x' || range AS caption FROM range(5000)) TO '" +
+                    dir / "t.parquet" + "'");
   std::string bytes = test::read_file(dir / "t.parquet");
   test::write_file(dir / "garbage.parquet", "PAR1 not really");
   test::write_file(dir / "cut.parquet", bytes.substr(0, bytes.size() / 2));

@@ -72,9 +72,9 @@ TEST(RoundTrip, EveryFormatChainedKeepsEverything) {
   std::vector<Sample> current = original;
   std::string prev = "tar";
   for (auto [f, in_fmt, ext] : {std::tuple{OutputFormat::parquet, InputFormat::parquet, ".parquet"},
-                               std::tuple{OutputFormat::jsonl, InputFormat::jsonl, ".jsonl"},
-                               std::tuple{OutputFormat::webdataset, InputFormat::webdataset, ".tar"},
-                               std::tuple{OutputFormat::parquet, InputFormat::parquet, ".parquet"}}) {
+                                std::tuple{OutputFormat::jsonl, InputFormat::jsonl, ".jsonl"},
+                                std::tuple{OutputFormat::webdataset, InputFormat::webdataset, ".tar"},
+                                std::tuple{OutputFormat::parquet, InputFormat::parquet, ".parquet"}}) {
     std::string path = dir / ("step_" + prev + "_to" + ext);
     write_all(f, path, current);
     auto back = read_all({path, "x", in_fmt});

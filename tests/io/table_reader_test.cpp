@@ -20,10 +20,14 @@ std::vector<Sample> read_all(const ShardInput& in, const ReaderParams& p = {}) {
 TEST(TableReader, HuggingFaceImageStructAndDefaultColumns) {
   test::TempDir dir;
   std::string jpeg = test::make_jpeg(16, 12);
-  test::duckdb_exec("COPY (SELECT 'http://x/' || i AS URL, 'caption ' || i AS TEXT, i::BIGINT AS n, "
-                    "{'a': i, 'tags': ['x', 'y']} AS nested, "
-                    "{'bytes': from_base64('" + base64_encode(jpeg) + "'), 'path': 'img' || i || '.jpg'} AS image "
-                    "FROM range(3) t(i)) TO '" + dir / "hf.parquet" + "'");
+  test::duckdb_exec(
+      "COPY (SELECT 'http://x/' || i AS URL, 'caption ' || i AS TEXT, i::BIGINT AS n, "
+      "{'a': i, 'tags': ['x', 'y']} AS nested, "
+      "{'bytes': from_base64('" +
+      base64_encode(jpeg) +
+      "'), 'path': 'img' || i || '.jpg'} AS image "
+      "FROM range(3) t(i)) TO '" +
+      dir / "hf.parquet" + "'");
   ShardInput in{dir / "hf.parquet", "hf", InputFormat::parquet};
   auto rows = read_all(in);
   ASSERT_EQ(rows.size(), 3u);
@@ -42,9 +46,11 @@ TEST(TableReader, HuggingFaceImageStructAndDefaultColumns) {
 
 TEST(TableReader, NestedPassThroughTypesSurviveParquetOut) {
   test::TempDir dir;
-  test::duckdb_exec("COPY (SELECT 'k' || i AS key, {'a': i::INTEGER, 'tags': ['x']} AS nested, "
-                    "DATE '2024-01-02' + i::INTEGER AS day, 1.5::DECIMAL(6,2) AS price "
-                    "FROM range(2) t(i)) TO '" + dir / "in.parquet" + "'");
+  test::duckdb_exec(
+      "COPY (SELECT 'k' || i AS key, {'a': i::INTEGER, 'tags': ['x']} AS nested, "
+      "DATE '2024-01-02' + i::INTEGER AS day, 1.5::DECIMAL(6,2) AS price "
+      "FROM range(2) t(i)) TO '" +
+      dir / "in.parquet" + "'");
   ShardInput in{dir / "in.parquet", "in", InputFormat::parquet};
   auto reader = open_reader(in, {});
   WriterParams wp;
@@ -58,14 +64,16 @@ TEST(TableReader, NestedPassThroughTypesSurviveParquetOut) {
   auto out_types = test::duckdb_column("SELECT column_type FROM (DESCRIBE SELECT nested, day, price FROM '" +
                                        dir / "out.parquet" + "')");
   EXPECT_EQ(in_types, out_types);
-  EXPECT_EQ(test::duckdb_column("SELECT count(*) FROM (SELECT key, nested, day, price FROM '" + dir / "in.parquet" +
-                                "' EXCEPT SELECT key, nested, day, price FROM '" + dir / "out.parquet" + "')"),
-            std::vector<std::string>{"0"});
+  EXPECT_EQ(
+      test::duckdb_column("SELECT count(*) FROM (SELECT key, nested, day, price FROM '" + dir / "in.parquet" +
+                          "' EXCEPT SELECT key, nested, day, price FROM '" + dir / "out.parquet" + "')"),
+      std::vector<std::string>{"0"});
 }
 
 TEST(TableReader, CsvKeepsZeroPaddedKeysAndConfiguredColumns) {
   test::TempDir dir;
-  test::write_file(dir / "list.csv", "uid,link,alt,score\n000012,http://a,first,0.5\n000013,http://b,second,0.7\n");
+  test::write_file(dir / "list.csv",
+                   "uid,link,alt,score\n000012,http://a,first,0.5\n000013,http://b,second,0.7\n");
   ReaderParams p;
   p.url_col = "link";
   p.caption_col = "alt";
@@ -81,7 +89,8 @@ TEST(TableReader, CsvKeepsZeroPaddedKeysAndConfiguredColumns) {
 TEST(TableReader, JsonlWithBase64Images) {
   test::TempDir dir;
   std::string png = test::make_png(4, 4);
-  test::write_file(dir / "x.jsonl", "{\"key\":\"a\",\"caption\":\"c\",\"image_base64\":\"" + base64_encode(png) +
+  test::write_file(dir / "x.jsonl", "{\"key\":\"a\",\"caption\":\"c\",\"image_base64\":\"" +
+                                        base64_encode(png) +
                                         "\",\"image_ext\":\"png\",\"extra\":[1,2]}\n"
                                         "{\"key\":\"b\",\"caption\":null,\"image_base64\":\"%%%not base64\","
                                         "\"image_ext\":\"png\",\"extra\":[]}\n");

@@ -61,7 +61,8 @@ std::string take_buffer(void* buf, size_t len) {
 std::string save_jpeg(VipsImage* im, int quality) {
   void* buf = nullptr;
   size_t len = 0;
-  if (vips_jpegsave_buffer(im, &buf, &len, "Q", quality, nullptr)) throw std::runtime_error(vips_error_buffer());
+  if (vips_jpegsave_buffer(im, &buf, &len, "Q", quality, nullptr))
+    throw std::runtime_error(vips_error_buffer());
   return take_buffer(buf, len);
 }
 
@@ -143,7 +144,8 @@ std::string make_png_bomb(int w, int h) {
   uLongf zlen = z.size();
   compress((Bytef*)z.data(), &zlen, (const Bytef*)zeros.data(), zeros.size());
   z.resize(zlen);
-  return std::string("\x89PNG\r\n\x1A\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("IDAT", z) + png_chunk("IEND", "");
+  return std::string("\x89PNG\r\n\x1A\n", 8) + png_chunk("IHDR", ihdr) + png_chunk("IDAT", z) +
+         png_chunk("IEND", "");
 }
 
 std::string corrupt_png_crc(std::string png) {
@@ -156,7 +158,8 @@ std::string corrupt_png_crc(std::string png) {
 void write_tar(const std::string& path, const std::vector<Member>& members) {
   archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
-  if (archive_write_open_filename(a, path.c_str()) != ARCHIVE_OK) throw std::runtime_error("cannot write " + path);
+  if (archive_write_open_filename(a, path.c_str()) != ARCHIVE_OK)
+    throw std::runtime_error("cannot write " + path);
   for (auto& m : members) {
     archive_entry* e = archive_entry_new();
     archive_entry_set_pathname(e, m.name.c_str());

@@ -58,7 +58,8 @@ class RecordingSink : public ShardSink {
 };
 
 SinkFactory recorder(Recorded& r) {
-  return [&r](const ShardInput& in, const SampleReader&) { return std::make_unique<RecordingSink>(r, in.name); };
+  return
+      [&r](const ShardInput& in, const SampleReader&) { return std::make_unique<RecordingSink>(r, in.name); };
 }
 
 std::vector<ShardInput> make_shards(const test::TempDir& dir, int shards, int per_shard) {
@@ -161,7 +162,8 @@ TEST(Pipeline, CancelReleasesUnfinishedShardsAndCommitsNothingPartial) {
   EXPECT_TRUE(summary.cancelled);
   EXPECT_GE(summary.shards_released, 1);
   for (auto& [name, rows] : rec.by_shard) EXPECT_EQ(rows.size(), 20u) << name;  // committed = complete
-  EXPECT_EQ(rec.by_shard.size() + sched.given_back.size(), (size_t)summary.shards_done + summary.shards_released);
+  EXPECT_EQ(rec.by_shard.size() + sched.given_back.size(),
+            (size_t)summary.shards_done + summary.shards_released);
 }
 
 }  // namespace capforge

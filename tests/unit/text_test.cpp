@@ -42,8 +42,8 @@ TEST(Hash, Sha256KnownVectors) {
 }
 
 TEST(Status, NamesRoundTrip) {
-  for (auto s : {Status::success, Status::failed_to_download, Status::failed_to_resize, Status::failed_to_decode,
-                 Status::failed_to_read, Status::failed_to_caption})
+  for (auto s : {Status::success, Status::failed_to_download, Status::failed_to_resize,
+                 Status::failed_to_decode, Status::failed_to_read, Status::failed_to_caption})
     EXPECT_EQ(status_from_name(status_name(s)), s);
   EXPECT_STREQ(status_name(Status::failed_to_download), "failed_to_download");
   EXPECT_FALSE(status_from_name("nope"));
