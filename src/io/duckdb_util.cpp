@@ -4,6 +4,15 @@
 
 namespace capforge::duck {
 
+std::string short_error(const char* msg) {
+  std::string m = msg ? msg : "unknown error";
+  if (auto cut = m.find("\n\n"); cut != std::string::npos) m.resize(cut);  // drop DuckDB's hints
+  for (auto& c : m)
+    if (c == '\n') c = ' ';
+  if (m.size() > 400) m = m.substr(0, 397) + "...";
+  return m;
+}
+
 std::string quote_ident(std::string_view name) {
   std::string out = "\"";
   for (char c : name) {
@@ -51,7 +60,7 @@ Database::~Database() {
 void Database::exec(const std::string& sql) {
   duckdb_result res;
   if (duckdb_query(con_, sql.c_str(), &res) != DuckDBSuccess) {
-    std::string msg = duckdb_result_error(&res) ? duckdb_result_error(&res) : "unknown error";
+    std::string msg = short_error(duckdb_result_error(&res));
     duckdb_destroy_result(&res);
     throw std::runtime_error(msg);
   }
@@ -71,24 +80,29 @@ std::vector<std::vector<std::optional<std::string>>> Database::rows(const std::s
 }
 
 Stream::Stream(Database& db, const std::string& sql) {
-  auto fail = [&](const char* what, const char* msg) {
-    throw std::runtime_error(std::string(what) + (msg ? msg : "unknown error"));
+  auto fail = [&](const char* msg) {
+    std::string m = short_error(msg);
+    release();
+    throw std::runtime_error(m);
   };
-  if (duckdb_prepare(db.conn(), sql.c_str(), &stmt_) != DuckDBSuccess) fail("", duckdb_prepare_error(stmt_));
+  if (duckdb_prepare(db.conn(), sql.c_str(), &stmt_) != DuckDBSuccess) fail(duckdb_prepare_error(stmt_));
   if (duckdb_pending_prepared_streaming(stmt_, &pending_) != DuckDBSuccess)
-    fail("", duckdb_pending_error(pending_));
-  if (duckdb_execute_pending(pending_, &result_) != DuckDBSuccess) {
-    have_result_ = true;
-    fail("", duckdb_result_error(&result_));
-  }
+    fail(duckdb_pending_error(pending_));
   have_result_ = true;
+  if (duckdb_execute_pending(pending_, &result_) != DuckDBSuccess) fail(duckdb_result_error(&result_));
 }
 
-Stream::~Stream() {
+Stream::~Stream() { release(); }
+
+void Stream::release() {
   if (chunk_) duckdb_destroy_data_chunk(&chunk_);
   if (have_result_) duckdb_destroy_result(&result_);
   if (pending_) duckdb_destroy_pending(&pending_);
   if (stmt_) duckdb_destroy_prepare(&stmt_);
+  chunk_ = nullptr;
+  have_result_ = false;
+  pending_ = nullptr;
+  stmt_ = nullptr;
 }
 
 bool Stream::next_chunk() {
@@ -96,7 +110,7 @@ bool Stream::next_chunk() {
   rows_ = 0;
   chunk_ = duckdb_fetch_chunk(result_);
   if (!chunk_) {
-    if (const char* e = duckdb_result_error(&result_)) throw std::runtime_error(e);
+    if (const char* e = duckdb_result_error(&result_)) throw std::runtime_error(short_error(e));
     return false;
   }
   rows_ = duckdb_data_chunk_get_size(chunk_);

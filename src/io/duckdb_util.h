@@ -10,6 +10,8 @@
 
 namespace capforge::duck {
 
+// DuckDB's message on one line, without its multi-line hints.
+std::string short_error(const char* msg);
 std::string quote_ident(std::string_view name);  // "name" with "" escaping
 std::string quote_string(std::string_view s);    // 'text' with '' escaping
 
@@ -48,6 +50,7 @@ class Stream {
   std::optional<std::string_view> str(size_t col, size_t row) const;
 
  private:
+  void release();
   duckdb_prepared_statement stmt_ = nullptr;
   duckdb_pending_result pending_ = nullptr;
   duckdb_result result_{};

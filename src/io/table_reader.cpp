@@ -1,10 +1,16 @@
 // Parquet, CSV/TSV and JSONL shards via DuckDB, streamed chunk by chunk.
+#include <unistd.h>
+
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <fstream>
 #include <regex>
 #include <stdexcept>
 
+#include "capforge/env.h"
 #include "capforge/image.h"
+#include "core/log.h"
 #include "core/text.h"
 #include "io/duckdb_util.h"
 #include "io/readers.h"
@@ -59,16 +65,52 @@ const Column* find_column(const std::vector<Column>& cols, const std::string& wa
   return nullptr;
 }
 
+bool is_encoding_error(const std::string& msg) {
+  return msg.find("Invalid unicode") != std::string::npos || msg.find("not utf-8") != std::string::npos ||
+         msg.find("Invalid string encoding") != std::string::npos;
+}
+
+// Copies a text file with each invalid UTF-8 byte replaced by U+FFFD (line by line: newlines are
+// ASCII, so no sequence spans two lines). Returns how many bytes were replaced.
+size_t write_repaired_copy(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  std::ofstream out(to, std::ios::binary);
+  size_t bad = 0;
+  for (std::string line; std::getline(in, line);) {
+    bad += repair_utf8(line);
+    if (!in.eof()) line += '\n';
+    out << line;
+  }
+  if (!out) throw std::runtime_error("cannot write " + to);
+  return bad;
+}
+
 class TableReader : public SampleReader {
  public:
-  TableReader(const ShardInput& in, const ReaderParams& p) : db_(2, "2GB"), stem_(path_stem(in.path)) {
+  TableReader(const ShardInput& given, const ReaderParams& p) : db_(2, "2GB"), stem_(path_stem(given.path)) {
+    ShardInput in = given;
     std::vector<Column> cols;
-    try {
-      for (auto& r : db_.rows("DESCRIBE SELECT * FROM " + source_expr(in, {})))
-        cols.push_back({r[0].value_or(""), r[1].value_or("")});
-    } catch (const std::exception& e) {
-      throw std::runtime_error(
-          fmt::format("cannot read {} as {}: {}", in.path, format_name(in.format), e.what()));
+    for (int pass = 0;; ++pass) {
+      try {
+        for (auto& r : db_.rows("DESCRIBE SELECT * FROM " + source_expr(in, {})))
+          cols.push_back({r[0].value_or(""), r[1].value_or("")});
+        break;
+      } catch (const std::exception& e) {
+        // CSV/TSV/JSONL with invalid UTF-8: DuckDB refuses the whole file, so read a repaired copy
+        // rather than lose every row.
+        bool text = in.format != InputFormat::parquet && !ascii_lower(in.path).ends_with(".gz");
+        if (pass > 0 || !text || !is_encoding_error(e.what()))
+          throw std::runtime_error(
+              fmt::format("cannot read {} as {}: {}", given.path, format_name(in.format), e.what()));
+        std::string tmpl = (std::filesystem::temp_directory_path() / "capforge-utf8-XXXXXX").string();
+        int fd = mkstemp(tmpl.data());
+        if (fd < 0) throw std::runtime_error("cannot create a temp file for " + given.path);
+        close(fd);
+        repaired_ = tmpl;
+        size_t bad = write_repaired_copy(given.path, repaired_);
+        warn("{}: replaced {} invalid UTF-8 byte(s) with U+FFFD", given.path, bad);
+        in.path = repaired_;
+      }
     }
     const Column* key = find_column(cols, p.key_col, {"key", "uid"}, "--key-col", in.path);
     const Column* url = find_column(cols, p.url_col, {"url"}, "--url-col", in.path);
@@ -123,7 +165,7 @@ class TableReader : public SampleReader {
     try {
       stream_ = std::make_unique<duck::Stream>(db_, sql);
     } catch (const std::exception& e) {
-      throw std::runtime_error(fmt::format("cannot read {}: {}", in.path, e.what()));
+      throw std::runtime_error(fmt::format("cannot read {}: {}", given.path, e.what()));
     }
   }
 
@@ -166,8 +208,13 @@ class TableReader : public SampleReader {
 
   const std::string& error() const override { return error_; }
   std::vector<std::pair<std::string, std::string>> meta_types() const override { return meta_types_; }
+  ~TableReader() override {
+    stream_.reset();
+    if (!repaired_.empty()) env().remove_file(repaired_);
+  }
 
  private:
+  std::string repaired_;  // repaired copy of a text input with invalid UTF-8
   duck::Database db_;
   std::string stem_;
   std::unique_ptr<duck::Stream> stream_;

@@ -15,15 +15,22 @@ namespace fs = std::filesystem;
 
 namespace capforge {
 
-TEST(Resume, KilledRunResumesToCompleteDuplicateFreeOutput) {
-  test::TempDir dir;
-  const int shards = 6, per = 10;
+namespace {
+std::vector<std::string> make_inputs(const test::TempDir& dir, int shards, int per) {
   std::vector<std::string> inputs;
   for (int s = 0; s < shards; ++s) {
     std::string name = "0000" + std::to_string(s);
     test::write_tar(dir / (name + ".tar"), test::wds_members(name, per, (uint32_t)s));
     inputs.push_back(dir / (name + ".tar"));
   }
+  return inputs;
+}
+}  // namespace
+
+TEST(Resume, KilledRunResumesToCompleteDuplicateFreeOutput) {
+  test::TempDir dir;
+  const int shards = 6, per = 10;
+  auto inputs = make_inputs(dir, shards, per);
   std::vector<std::string> args = {"caption"};
   args.insert(args.end(), inputs.begin(), inputs.end());
   for (auto a :
@@ -71,21 +78,6 @@ TEST(Resume, KilledRunResumesToCompleteDuplicateFreeOutput) {
   }
 }
 
-}  // namespace capforge
-
-namespace capforge {
-
-namespace {
-std::vector<std::string> make_inputs(const test::TempDir& dir, int shards, int per) {
-  std::vector<std::string> inputs;
-  for (int s = 0; s < shards; ++s) {
-    std::string name = "0000" + std::to_string(s);
-    test::write_tar(dir / (name + ".tar"), test::wds_members(name, per, (uint32_t)s));
-    inputs.push_back(dir / (name + ".tar"));
-  }
-  return inputs;
-}
-}  // namespace
 
 TEST(Resume, CtrlCLeavesNoPartialShardDone) {
   test::TempDir dir;

@@ -7,16 +7,9 @@
 
 namespace capforge {
 
-namespace {
+using test::read_all;
 
-std::vector<Sample> read_all(const ShardInput& in, std::string* error = nullptr) {
-  auto r = open_reader(in, ReaderParams{});
-  std::vector<Sample> out;
-  Sample s;
-  while (r->next(s)) out.push_back(std::move(s));
-  if (error) *error = r->error();
-  return out;
-}
+namespace {
 
 std::vector<Sample> decode_all(std::vector<Sample> samples) {
   auto stage = make_decode_stage(DecodeParams{}, 1);
@@ -141,6 +134,35 @@ TEST(Corrupt, MalformedParquetIsAClearError) {
     } catch (const std::runtime_error& e) {
       EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
     }
+  }
+}
+
+}  // namespace capforge
+
+namespace capforge {
+
+TEST(Corrupt, CsvWithInvalidUtf8KeepsEveryRow) {
+  test::TempDir dir;
+  test::write_file(dir / "bad.csv",
+                   "url,caption\nhttp://a,good\nhttp://b,bad \xFF\xFE here\nhttp://c,fine\n");
+  auto samples = read_all({dir / "bad.csv", "bad", InputFormat::csv});
+  ASSERT_EQ(samples.size(), 3u);
+  EXPECT_EQ(samples[1].caption, "bad \xEF\xBF\xBD\xEF\xBF\xBD here");
+  EXPECT_EQ(samples[2].url, "http://c");
+}
+
+TEST(Corrupt, DuckDbErrorsAreOneLine) {
+  test::TempDir dir;
+  test::write_file(dir / "x.csv", "a,b\n1,2,3,4\n\"unterminated\n");
+  try {
+    auto r = open_reader({dir / "x.csv", "x", InputFormat::csv}, {});
+    Sample s;
+    while (r->next(s)) {
+    }
+    EXPECT_EQ(r->error().find('\n'), std::string::npos) << r->error();
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("x.csv"), std::string::npos) << e.what();
   }
 }
 

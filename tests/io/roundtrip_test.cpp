@@ -8,16 +8,9 @@
 
 namespace capforge {
 
-namespace {
+using test::read_all;
 
-std::vector<Sample> read_all(const ShardInput& in, std::string* error = nullptr) {
-  auto r = open_reader(in, ReaderParams{});
-  std::vector<Sample> out;
-  Sample s;
-  while (r->next(s)) out.push_back(std::move(s));
-  if (error) *error = r->error();
-  return out;
-}
+namespace {
 
 void write_all(OutputFormat f, const std::string& path, const std::vector<Sample>& samples,
                std::vector<std::pair<std::string, std::string>> meta_types = {}) {

@@ -8,11 +8,9 @@ namespace capforge {
 
 namespace {
 std::vector<Sample> read_all(const ShardInput& in, const ReaderParams& p = {}) {
-  auto r = open_reader(in, p);
-  std::vector<Sample> out;
-  Sample s;
-  while (r->next(s)) out.push_back(std::move(s));
-  EXPECT_EQ(r->error(), "");
+  std::string err;
+  auto out = test::read_all(in, &err, p);
+  EXPECT_EQ(err, "");
   return out;
 }
 }  // namespace

@@ -200,6 +200,15 @@ void write_file(const std::string& path, const std::string& data) {
   if (!f) throw std::runtime_error("cannot write " + path);
 }
 
+std::vector<Sample> read_all(const ShardInput& in, std::string* error, const ReaderParams& p) {
+  auto r = open_reader(in, p);
+  std::vector<Sample> out;
+  Sample s;
+  while (r->next(s)) out.push_back(std::move(s));
+  if (error) *error = r->error();
+  return out;
+}
+
 void duckdb_exec(const std::string& sql) {
   duck::Database db;
   db.exec(sql);

@@ -6,7 +6,12 @@
 #include <utility>
 #include <vector>
 
+#include "capforge/io.h"
+
 namespace capforge::test {
+
+// Every sample a reader yields; `error` receives the reader's break report.
+std::vector<Sample> read_all(const ShardInput& in, std::string* error = nullptr, const ReaderParams& p = {});
 
 // A fresh directory under $TMPDIR, removed with everything in it on destruction.
 class TempDir {
