@@ -1,0 +1,53 @@
+// CLIP image-text similarity on ggml, loading Hugging Face CLIP model directories as published.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "capforge/sample.h"
+
+namespace capforge {
+
+struct ClipParams {
+  std::string dtype = "f32";  // weights converted at load: f32 | f16 | q8_0
+  int threads = 0;            // CPU threads per context (0: all cores)
+  bool gpu = true;            // use ggml's GPU backend when capforge is built with one
+  int image_batch = 16;       // images per forward pass
+  int text_batch = 64;        // texts per forward pass
+};
+
+// A loaded model: weights and configuration, immutable and shared by every context.
+class ClipModel;
+// Loads DIR (config.json, model.safetensors[.index.json], vocab.json, merges.txt,
+// preprocessor_config.json). Throws std::runtime_error naming the file, field or tensor at fault.
+std::shared_ptr<const ClipModel> load_clip(const std::string& dir, const ClipParams& params = {});
+
+// Per-worker state (compute buffers, backend). Not thread-safe; make one per thread.
+class ClipContext {
+ public:
+  explicit ClipContext(std::shared_ptr<const ClipModel> model);
+  ~ClipContext();
+  ClipContext(const ClipContext&) = delete;
+  ClipContext& operator=(const ClipContext&) = delete;
+
+  // Token ids with BOS and EOS, cut to the model's context.
+  std::vector<int> tokenize(std::string_view text) const;
+  // Projected, L2-normalised embeddings, one per input, in order.
+  std::vector<std::vector<float>> embed_images(const std::vector<const Image*>& images);
+  std::vector<std::vector<float>> embed_texts(const std::vector<std::string>& texts);
+  int embedding_dim() const;
+  // The image size the vision tower wants, for decoding with shrink-on-load.
+  int image_size() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Cosine similarity of two L2-normalised vectors (their dot product).
+float clip_cosine(const std::vector<float>& a, const std::vector<float>& b);
+
+}  // namespace capforge

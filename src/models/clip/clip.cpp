@@ -1,0 +1,195 @@
+#include <fmt/format.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "capforge/clip.h"
+#include "models/clip/graph.h"
+#include "models/clip/model.h"
+#include "models/clip/preprocess.h"
+#include "models/ggml_util.h"
+#include "models/safetensors.h"
+
+namespace capforge {
+
+ClipModel::ClipModel(const std::string& dir, const ClipParams& p)
+    : config(clip::load_clip_config(dir)), tokenizer(clip::Tokenizer::from_hf_dir(dir)), params(p) {
+  if ((int)tokenizer.vocab_size() > config.text.vocab)
+    throw std::runtime_error(fmt::format("{}: vocab.json has {} tokens but text_config.vocab_size is {}", dir,
+                                         tokenizer.vocab_size(), config.text.vocab));
+  auto st = SafetensorsModel::open_dir(dir);
+  device = pick_device(p.gpu);
+  try {
+    weights = std::make_unique<clip::Weights>(*st, config, weight_type_from_name(p.dtype), device);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("{}: {}", dir, e.what()));
+  }
+}
+
+std::shared_ptr<const ClipModel> load_clip(const std::string& dir, const ClipParams& params) {
+  return std::make_shared<const ClipModel>(dir, params);
+}
+
+namespace {
+
+// Builds a graph with `build`, allocates it, fills its inputs with `set`, computes it and hands it
+// to `read` while its tensors are alive.
+template <typename Build, typename Set, typename Read>
+void compute(ClipContext::Impl& c, int max_nodes, Build build, Set set, Read read) {
+  size_t need =
+      ggml_tensor_overhead() * (size_t)max_nodes + ggml_graph_overhead_custom((size_t)max_nodes, false);
+  if (c.meta.size() < need) c.meta.resize(need);
+  ggml_init_params ip{c.meta.size(), c.meta.data(), true};
+  ggml_context* ctx = ggml_init(ip);
+  struct Free {
+    ggml_context* ctx;
+    ~Free() { ggml_free(ctx); }
+  } guard{ctx};
+  ggml_cgraph* gf = ggml_new_graph_custom(ctx, (size_t)max_nodes, false);
+  auto g = build(ctx, gf);
+  if (!ggml_gallocr_alloc_graph(c.alloc, gf))
+    throw std::runtime_error("cannot allocate the CLIP compute graph");
+  set(g);
+  ggml_status st = ggml_backend_graph_compute(c.backend, gf);
+  if (st != GGML_STATUS_SUCCESS)
+    throw std::runtime_error(fmt::format("CLIP graph failed ({})", ggml_status_to_string(st)));
+  read(g);
+}
+
+std::vector<std::vector<float>> read_columns(ggml_tensor* t) {
+  std::vector<float> all((size_t)ggml_nelements(t));
+  ggml_backend_tensor_get(t, all.data(), 0, ggml_nbytes(t));
+  size_t rows = (size_t)t->ne[0];
+  std::vector<std::vector<float>> out;
+  for (size_t i = 0; i + rows <= all.size(); i += rows)
+    out.emplace_back(all.begin() + i, all.begin() + i + rows);
+  return out;
+}
+
+void normalise(std::vector<float>& v) {
+  double n = 0;
+  for (float x : v) n += (double)x * x;
+  float inv = n > 0 ? (float)(1.0 / std::sqrt(n)) : 0.0f;
+  for (float& x : v) x *= inv;
+}
+
+int max_nodes(const clip::TowerConfig& t) { return 64 * t.layers + 256; }
+
+}  // namespace
+
+ClipContext::Impl::Impl(std::shared_ptr<const ClipModel> m) : model(std::move(m)) {
+  backend = init_backend(model->device, model->params.threads);
+  alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
+}
+
+ClipContext::Impl::~Impl() {
+  if (alloc) ggml_gallocr_free(alloc);
+  if (backend) ggml_backend_free(backend);
+}
+
+std::vector<std::vector<float>> ClipContext::Impl::run_vision(const std::vector<float>& pixels, int batch,
+                                                              std::vector<std::vector<float>>* hidden) {
+  const clip::ClipConfig& c = model->config;
+  std::vector<std::vector<float>> out;
+  compute(
+      *this, max_nodes(c.vision),
+      [&](ggml_context* ctx, ggml_cgraph* gf) {
+        return clip::build_vision(ctx, gf, c, model->weights->vision, batch);
+      },
+      [&](clip::VisionGraph& g) {
+        if (pixels.size() != (size_t)ggml_nelements(g.pixels))
+          throw std::logic_error("pixel buffer size mismatch");
+        ggml_backend_tensor_set(g.pixels, pixels.data(), 0, ggml_nbytes(g.pixels));
+      },
+      [&](clip::VisionGraph& g) {
+        out = read_columns(g.embedding);
+        if (hidden) {
+          std::vector<float> all((size_t)ggml_nelements(g.hidden));
+          ggml_backend_tensor_get(g.hidden, all.data(), 0, ggml_nbytes(g.hidden));
+          size_t per = (size_t)(g.hidden->ne[0] * g.hidden->ne[1]);
+          hidden->clear();
+          for (int b = 0; b < batch; ++b)
+            hidden->emplace_back(all.begin() + b * per, all.begin() + (b + 1) * per);
+        }
+      });
+  return out;
+}
+
+std::vector<std::vector<float>> ClipContext::Impl::run_text(const std::vector<std::vector<int>>& ids) {
+  const clip::ClipConfig& c = model->config;
+  const int B = (int)ids.size();
+  int T = 1;
+  for (auto& v : ids) T = std::max<int>(T, (int)v.size());
+  if (T > c.text.max_positions)
+    throw std::runtime_error(
+        fmt::format("text of {} tokens exceeds the model's {} positions", T, c.text.max_positions));
+  std::vector<int32_t> flat((size_t)B * T, 0), eos((size_t)B);
+  for (int b = 0; b < B; ++b) {
+    std::copy(ids[(size_t)b].begin(), ids[(size_t)b].end(), flat.begin() + (size_t)b * T);
+    eos[(size_t)b] = b * T + (int)ids[(size_t)b].size() - 1;  // EOS is the last token of each text
+  }
+  std::vector<std::vector<float>> out;
+  compute(
+      *this, max_nodes(c.text),
+      [&](ggml_context* ctx, ggml_cgraph* gf) {
+        return clip::build_text(ctx, gf, c, model->weights->text, B, T);
+      },
+      [&](clip::TextGraph& g) {
+        ggml_backend_tensor_set(g.ids, flat.data(), 0, ggml_nbytes(g.ids));
+        ggml_backend_tensor_set(g.eos_rows, eos.data(), 0, ggml_nbytes(g.eos_rows));
+      },
+      [&](clip::TextGraph& g) { out = read_columns(g.embedding); });
+  return out;
+}
+
+ClipContext::ClipContext(std::shared_ptr<const ClipModel> model)
+    : impl_(std::make_unique<Impl>(std::move(model))) {}
+ClipContext::~ClipContext() = default;
+
+std::vector<int> ClipContext::tokenize(std::string_view text) const {
+  return impl_->model->tokenizer.encode(text, impl_->model->config.text.max_positions);
+}
+
+int ClipContext::embedding_dim() const { return impl_->model->config.projection_dim; }
+int ClipContext::image_size() const { return impl_->model->config.vision.image_size; }
+
+std::vector<std::vector<float>> ClipContext::embed_images(const std::vector<const Image*>& images) {
+  const clip::ClipConfig& c = impl_->model->config;
+  const size_t per = (size_t)3 * c.vision.image_size * c.vision.image_size;
+  const size_t step = (size_t)std::max(1, impl_->model->params.image_batch);
+  std::vector<std::vector<float>> out;
+  std::vector<float> pixels;
+  for (size_t i = 0; i < images.size(); i += step) {
+    size_t n = std::min(step, images.size() - i);
+    pixels.clear();
+    pixels.reserve(n * per);
+    for (size_t k = 0; k < n; ++k) clip::preprocess(*images[i + k], c.preprocess, pixels);
+    for (auto& e : impl_->run_vision(pixels, (int)n)) {
+      normalise(e);
+      out.push_back(std::move(e));
+    }
+  }
+  return out;
+}
+
+std::vector<std::vector<float>> ClipContext::embed_texts(const std::vector<std::string>& texts) {
+  const size_t step = (size_t)std::max(1, impl_->model->params.text_batch);
+  std::vector<std::vector<float>> out;
+  for (size_t i = 0; i < texts.size(); i += step) {
+    std::vector<std::vector<int>> ids;
+    for (size_t k = i; k < std::min(texts.size(), i + step); ++k) ids.push_back(tokenize(texts[k]));
+    for (auto& e : impl_->run_text(ids)) {
+      normalise(e);
+      out.push_back(std::move(e));
+    }
+  }
+  return out;
+}
+
+float clip_cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) d += (double)a[i] * b[i];
+  return (float)d;
+}
+
+}  // namespace capforge

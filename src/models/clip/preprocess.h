@@ -1,0 +1,15 @@
+// CLIPImageProcessor: resize the shortest edge (bicubic), center crop, normalise.
+#pragma once
+
+#include <vector>
+
+#include "capforge/sample.h"
+#include "models/clip/config.h"
+
+namespace capforge::clip {
+
+// Appends the planar (channel, row, column) normalised floats of `img` to `out`: exactly
+// crop x crop x 3 values. Throws on an empty image.
+void preprocess(const Image& img, const PreprocessConfig& p, std::vector<float>& out);
+
+}  // namespace capforge::clip

@@ -1,0 +1,54 @@
+#include "models/ggml_util.h"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+#include <thread>
+
+#include "ggml-cpu.h"
+
+namespace capforge {
+
+ggml_backend_dev_t pick_device(bool gpu) {
+  if (gpu)
+    if (auto* d = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_GPU)) return d;
+  auto* cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+  if (!cpu) throw std::runtime_error("ggml has no CPU backend");
+  return cpu;
+}
+
+ggml_backend_t init_backend(ggml_backend_dev_t dev, int threads) {
+  ggml_backend_t b = ggml_backend_dev_init(dev, nullptr);
+  if (!b) throw std::runtime_error(fmt::format("cannot start the {} backend", ggml_backend_dev_name(dev)));
+  if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU)
+    ggml_backend_cpu_set_n_threads(
+        b, threads > 0 ? threads : (int)std::max(1u, std::thread::hardware_concurrency()));
+  return b;
+}
+
+ggml_type weight_type_from_name(const std::string& name) {
+  if (name == "f32") return GGML_TYPE_F32;
+  if (name == "f16") return GGML_TYPE_F16;
+  if (name == "q8_0") return GGML_TYPE_Q8_0;
+  throw std::runtime_error("unsupported --dtype '" + name + "' (f32, f16, q8_0)");
+}
+
+void upload_f32(ggml_tensor* t, const std::vector<float>& v) {
+  if ((int64_t)v.size() != ggml_nelements(t))
+    throw std::logic_error(
+        fmt::format("upload of {} values into {} ({} elements)", v.size(), t->name, ggml_nelements(t)));
+  if (t->type == GGML_TYPE_F32) {
+    ggml_backend_tensor_set(t, v.data(), 0, v.size() * sizeof(float));
+    return;
+  }
+  std::vector<uint8_t> buf(ggml_nbytes(t));
+  if (t->type == GGML_TYPE_F16) {
+    ggml_fp32_to_fp16_row(v.data(), (ggml_fp16_t*)buf.data(), (int64_t)v.size());
+  } else {
+    int64_t row = t->ne[0], rows = ggml_nelements(t) / row;
+    ggml_quantize_chunk(t->type, v.data(), buf.data(), 0, rows, row, nullptr);
+  }
+  ggml_backend_tensor_set(t, buf.data(), 0, buf.size());
+}
+
+}  // namespace capforge
