@@ -37,5 +37,6 @@ void add_inspect(CLI::App& app, Action& action);
 void add_convert(CLI::App& app, Action& action);
 void add_caption(CLI::App& app, Action& action);
 void add_sql(CLI::App& app, Action& action);
+void add_clip_commands(CLI::App& app, Action& action);  // tokenize, embed, score
 
 }  // namespace capforge::cli

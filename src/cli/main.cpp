@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   cli::add_convert(app, action);
   cli::add_caption(app, action);
   cli::add_sql(app, action);
+  cli::add_clip_commands(app, action);
 
   try {
     app.parse(argc, argv);

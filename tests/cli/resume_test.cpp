@@ -78,7 +78,6 @@ TEST(Resume, KilledRunResumesToCompleteDuplicateFreeOutput) {
   }
 }
 
-
 TEST(Resume, CtrlCLeavesNoPartialShardDone) {
   test::TempDir dir;
   auto inputs = make_inputs(dir, 4, 20);

@@ -13,6 +13,7 @@
 namespace capforge::test {
 
 std::string capforge_bin() { return CAPFORGE_BIN; }
+std::string make_fixture_bin() { return CAPFORGE_MAKE_FIXTURE; }
 
 namespace {
 std::vector<char*> c_argv(const std::vector<std::string>& argv) {

@@ -12,8 +12,9 @@ struct ProcessResult {
   long max_rss_kb = 0;
 };
 
-// The capforge binary under test.
+// The capforge binary under test, and the fixture writer (tests/support/make_fixture.cpp).
 std::string capforge_bin();
+std::string make_fixture_bin();
 
 // Runs argv[0] with args, waits, captures stdout/stderr. `timeout_s` kills it with SIGKILL.
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s = 120);

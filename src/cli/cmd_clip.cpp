@@ -1,0 +1,140 @@
+// capforge tokenize / embed / score: the CLIP model on its own.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "capforge/clip.h"
+#include "capforge/image.h"
+#include "cli/common.h"
+#include "models/clip/tokenizer.h"
+
+namespace capforge::cli {
+
+namespace {
+
+struct ClipOptions {
+  std::string model;
+  std::vector<std::string> images, texts;
+  std::string image;  // score
+  ClipParams params;
+};
+
+void add_model_options(CLI::App* cmd, ClipOptions& o) {
+  cmd->add_option("--model", o.model,
+                  "Hugging Face CLIP directory (config.json, model.safetensors, vocab.json, ...)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  cmd->add_option("--dtype", o.params.dtype, "convert weights at load: f32, f16 or q8_0")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
+  cmd->add_option("--threads", o.params.threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_flag("!--cpu", o.params.gpu, "stay on the CPU even when a GPU backend is built in");
+}
+
+void print(const Json& j) {
+  std::printf("%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
+}
+
+std::shared_ptr<const ClipModel> load(const ClipOptions& o) {
+  try {
+    return load_clip(o.model, o.params);
+  } catch (const std::exception& e) {
+    throw UsageError(fmt::format("cannot load CLIP model: {}", e.what()),
+                     "--model takes a Hugging Face CLIP directory, e.g. one downloaded with "
+                     "`huggingface-cli download openai/clip-vit-base-patch32 --local-dir DIR`");
+  }
+}
+
+// Decodes each file for the model; failures are returned as messages (empty = ok).
+std::vector<std::string> decode_files(const std::vector<std::string>& files, int edge,
+                                      std::vector<Image>& out) {
+  std::vector<std::string> errors;
+  for (auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    DecodedImage d;
+    DecodeParams p;
+    p.short_edge = edge;
+    std::string err = !in && bytes.empty() ? "cannot read file" : decode_image(bytes, p, d);
+    errors.push_back(err);
+    out.push_back(std::move(d.pixels));
+  }
+  return errors;
+}
+
+int run_tokenize(const ClipOptions& o) {
+  clip::Tokenizer tok = clip::Tokenizer::from_hf_dir(o.model);
+  for (auto& t : o.texts) print(Json(tok.encode(t)));
+  return 0;
+}
+
+int run_embed(const ClipOptions& o) {
+  ClipContext ctx(load(o));
+  std::vector<Image> imgs;
+  auto errors = decode_files(o.images, ctx.image_size(), imgs);
+  std::vector<const Image*> ok;
+  for (size_t i = 0; i < imgs.size(); ++i)
+    if (errors[i].empty()) ok.push_back(&imgs[i]);
+  auto ie = ctx.embed_images(ok);
+  int failed = 0;
+  for (size_t i = 0, k = 0; i < imgs.size(); ++i) {
+    if (!errors[i].empty()) {
+      print({{"type", "image"}, {"input", o.images[i]}, {"error", errors[i]}});
+      ++failed;
+    } else {
+      print({{"type", "image"}, {"input", o.images[i]}, {"embedding", ie[k++]}});
+    }
+  }
+  auto te = ctx.embed_texts(o.texts);
+  for (size_t i = 0; i < o.texts.size(); ++i)
+    print({{"type", "text"}, {"input", o.texts[i]}, {"embedding", te[i]}});
+  return failed ? 1 : 0;
+}
+
+int run_score(const ClipOptions& o) {
+  ClipContext ctx(load(o));
+  std::vector<Image> imgs;
+  auto errors = decode_files(o.images, ctx.image_size(), imgs);
+  if (!errors[0].empty()) throw std::runtime_error(fmt::format("{}: {}", o.images[0], errors[0]));
+  auto ie = ctx.embed_images({&imgs[0]});
+  auto te = ctx.embed_texts(o.texts);
+  for (size_t i = 0; i < o.texts.size(); ++i)
+    print({{"text", o.texts[i]}, {"similarity", clip_cosine(ie[0], te[i])}});
+  return 0;
+}
+
+}  // namespace
+
+void add_clip_commands(CLI::App& app, Action& action) {
+  auto t = std::make_shared<ClipOptions>();
+  auto* tok = app.add_subcommand(
+      "tokenize", "CLIP token ids of each TEXT (with BOS/EOS, cut to 77), one JSON array per line");
+  tok->add_option("--model", t->model, "Hugging Face CLIP directory (vocab.json, merges.txt)")->required();
+  tok->add_option("texts", t->texts, "texts")->required();
+  tok->callback([t, &action] { action = [t] { return run_tokenize(*t); }; });
+
+  auto e = std::make_shared<ClipOptions>();
+  auto* emb = app.add_subcommand(
+      "embed", "Projected, L2-normalised CLIP embeddings as JSON lines (images first, then texts)");
+  add_model_options(emb, *e);
+  emb->add_option("--image", e->images, "image file (repeatable)");
+  emb->add_option("--text", e->texts, "text (repeatable)");
+  emb->callback([e, &action] {
+    if (e->images.empty() && e->texts.empty())
+      throw CLI::ValidationError("embed", "give at least one --image or --text");
+    action = [e] { return run_embed(*e); };
+  });
+
+  auto s = std::make_shared<ClipOptions>();
+  auto* sc = app.add_subcommand("score", "Cosine similarity of an image to each text, as JSON lines");
+  add_model_options(sc, *s);
+  sc->add_option("--image", s->image, "image file")->required();
+  sc->add_option("--text", s->texts, "text (repeatable)")->required();
+  sc->callback([s, &action] {
+    s->images = {s->image};
+    action = [s] { return run_score(*s); };
+  });
+}
+
+}  // namespace capforge::cli

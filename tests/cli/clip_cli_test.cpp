@@ -1,0 +1,103 @@
+// capforge tokenize / embed / score as users and other tools call them.
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "capforge/sample.h"
+#include "support/fixtures.h"
+#include "support/process.h"
+
+namespace capforge {
+
+namespace {
+std::vector<Json> lines(const std::string& text) {
+  std::vector<Json> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty()) out.push_back(Json::parse(l));
+  return out;
+}
+
+struct ClipCli : ::testing::Test {
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    auto r = test::run_process({test::make_fixture_bin(), "clip", *dir_ / "clip"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    test::write_file(*dir_ / "a.jpg", test::make_jpeg(64, 48, 1));
+    test::write_file(*dir_ / "b.png", test::make_png(40, 40, 2));
+    test::write_file(*dir_ / "bad.jpg", "not an image");
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string at(const std::string& f) { return *dir_ / f; }
+  static test::TempDir* dir_;
+};
+test::TempDir* ClipCli::dir_ = nullptr;
+}  // namespace
+
+TEST_F(ClipCli, TokenizePrintsOneArrayPerText) {
+  auto r = test::run_capforge({"tokenize", "--model", at("clip"), "the cat", "", "a photo of the red dog"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto l = lines(r.out);
+  ASSERT_EQ(l.size(), 3u);
+  for (auto& ids : l) {
+    ASSERT_TRUE(ids.is_array());
+    EXPECT_EQ(ids.front(), 536);  // BOS of the fixture vocabulary
+    EXPECT_EQ(ids.back(), 537);   // EOS
+  }
+  EXPECT_EQ(l[1].size(), 2u);
+}
+
+TEST_F(ClipCli, EmbedImagesFirstThenTextsInArgumentOrder) {
+  auto r = test::run_capforge({"embed", "--model", at("clip"), "--text", "a dog", "--image", at("b.png"),
+                               "--text", "the cat", "--image", at("a.jpg")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto l = lines(r.out);
+  ASSERT_EQ(l.size(), 4u);
+  EXPECT_EQ(l[0]["type"], "image");
+  EXPECT_EQ(l[0]["input"], at("b.png"));
+  EXPECT_EQ(l[1]["input"], at("a.jpg"));
+  EXPECT_EQ(l[2]["type"], "text");
+  EXPECT_EQ(l[2]["input"], "a dog");
+  EXPECT_EQ(l[3]["input"], "the cat");
+  for (auto& j : l) {
+    double n = 0;
+    for (double v : j["embedding"]) n += v * v;
+    EXPECT_NEAR(n, 1.0, 1e-4);
+    EXPECT_EQ(j["embedding"].size(), 32u);
+  }
+}
+
+TEST_F(ClipCli, ScoreIsTheCosineOfTheEmbeddings) {
+  auto s = test::run_capforge(
+      {"score", "--model", at("clip"), "--image", at("a.jpg"), "--text", "a dog", "--text", "the cat"});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  auto e = test::run_capforge(
+      {"embed", "--model", at("clip"), "--image", at("a.jpg"), "--text", "a dog", "--text", "the cat"});
+  auto sl = lines(s.out), el = lines(e.out);
+  ASSERT_EQ(sl.size(), 2u);
+  for (int t = 0; t < 2; ++t) {
+    double dot = 0;
+    for (size_t k = 0; k < el[0]["embedding"].size(); ++k)
+      dot += el[0]["embedding"][k].get<double>() * el[1 + t]["embedding"][k].get<double>();
+    EXPECT_EQ(sl[t]["text"], el[1 + t]["input"]);
+    EXPECT_NEAR(sl[t]["similarity"].get<double>(), dot, 1e-5);
+  }
+}
+
+TEST_F(ClipCli, BadImagesAndModelsAreClearErrors) {
+  auto r =
+      test::run_capforge({"embed", "--model", at("clip"), "--image", at("bad.jpg"), "--image", at("a.jpg")});
+  EXPECT_EQ(r.exit_code, 1);
+  auto l = lines(r.out);
+  ASSERT_EQ(l.size(), 2u);
+  EXPECT_EQ(l[0]["error"], "not a recognised image format");
+  EXPECT_TRUE(l[1].contains("embedding"));
+  auto m = test::run_capforge({"score", "--model", *dir_ / "", "--image", at("a.jpg"), "--text", "x"});
+  EXPECT_EQ(m.exit_code, 2);
+  EXPECT_NE(m.err.find("no config.json"), std::string::npos) << m.err;
+  EXPECT_NE(m.err.find("hint:"), std::string::npos);
+  auto d = test::run_capforge({"embed", "--model", at("clip"), "--text", "x", "--dtype", "int4"});
+  EXPECT_NE(d.exit_code, 0);
+}
+
+}  // namespace capforge
