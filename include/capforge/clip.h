@@ -11,7 +11,7 @@
 namespace capforge {
 
 struct ClipParams {
-  std::string dtype = "f32";  // weights converted at load: f32 | f16 | q8_0
+  std::string dtype = "f32";  // weights converted at load: f32 | f16 | bf16 | q8_0 (not f32: fast attention)
   int threads = 0;            // CPU threads per context (0: all cores)
   bool gpu = true;            // use ggml's GPU backend when capforge is built with one
   int image_batch = 16;       // images per forward pass

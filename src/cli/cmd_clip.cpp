@@ -25,9 +25,9 @@ void add_model_options(CLI::App* cmd, ClipOptions& o) {
                   "Hugging Face CLIP directory (config.json, model.safetensors, vocab.json, ...)")
       ->required()
       ->check(CLI::ExistingDirectory);
-  cmd->add_option("--dtype", o.params.dtype, "convert weights at load: f32, f16 or q8_0")
+  cmd->add_option("--dtype", o.params.dtype, "convert weights at load: f32, f16, bf16 or q8_0")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "f16", "q8_0"}));
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
   cmd->add_option("--threads", o.params.threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_flag("!--cpu", o.params.gpu, "stay on the CPU even when a GPU backend is built in");
 }

@@ -29,8 +29,9 @@ ggml_backend_t init_backend(ggml_backend_dev_t dev, int threads) {
 ggml_type weight_type_from_name(const std::string& name) {
   if (name == "f32") return GGML_TYPE_F32;
   if (name == "f16") return GGML_TYPE_F16;
+  if (name == "bf16") return GGML_TYPE_BF16;
   if (name == "q8_0") return GGML_TYPE_Q8_0;
-  throw std::runtime_error("unsupported --dtype '" + name + "' (f32, f16, q8_0)");
+  throw std::runtime_error("unsupported --dtype '" + name + "' (f32, f16, bf16, q8_0)");
 }
 
 void upload_f32(ggml_tensor* t, const std::vector<float>& v) {
@@ -44,6 +45,8 @@ void upload_f32(ggml_tensor* t, const std::vector<float>& v) {
   std::vector<uint8_t> buf(ggml_nbytes(t));
   if (t->type == GGML_TYPE_F16) {
     ggml_fp32_to_fp16_row(v.data(), (ggml_fp16_t*)buf.data(), (int64_t)v.size());
+  } else if (t->type == GGML_TYPE_BF16) {
+    ggml_fp32_to_bf16_row(v.data(), (ggml_bf16_t*)buf.data(), (int64_t)v.size());
   } else {
     int64_t row = t->ne[0], rows = ggml_nelements(t) / row;
     ggml_quantize_chunk(t->type, v.data(), buf.data(), 0, rows, row, nullptr);

@@ -36,7 +36,7 @@ std::string merges_file() {
 }  // namespace
 
 ClipFixture::ClipFixture(const ClipFixtureSpec& s) : spec_(s) {
-  vocab_size = 512 + (int)std::size(kMerges) + 2;
+  vocab_size = std::max(s.vocab_rows, 512 + (int)std::size(kMerges) + 2);
   std::mt19937 rng(s.seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   auto add = [&](const std::string& name, std::vector<int64_t> shape, float mean, float stddev) {
@@ -148,10 +148,14 @@ void ClipFixture::save_hf(const std::string& dir) const {
                       {"resample", 3},
                       {"size", {{"shortest_edge", s.image_size}}}};
   std::ofstream(fs::path(dir) / "preprocessor_config.json") << pre.dump(2);
-  std::string merges_path = (fs::path(dir) / "openai_merges.txt").string();
-  std::ofstream(merges_path) << merges_file();
-  clip::Tokenizer::from_openai_bpe(merges_path).save_hf(dir);
-  fs::remove(merges_path);
+  if (!s.openai_vocab.empty()) {
+    clip::Tokenizer::from_openai_bpe(s.openai_vocab).save_hf(dir);
+  } else {
+    std::string merges_path = (fs::path(dir) / "openai_merges.txt").string();
+    std::ofstream(merges_path) << merges_file();
+    clip::Tokenizer::from_openai_bpe(merges_path).save_hf(dir);
+    fs::remove(merges_path);
+  }
   if (s.shards <= 1) {
     write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, s.dtype);
     return;

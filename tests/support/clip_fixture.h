@@ -19,6 +19,8 @@ struct ClipFixtureSpec {
   int shards = 1;             // > 1: model-0000i-of-0000n.safetensors + index
   uint32_t seed = 1;
   float scale = 0.15f;  // std of the random matrices
+  int vocab_rows = 0;   // token embedding rows (0: the fixture vocabulary size)
+  std::string openai_vocab;  // an OpenAI bpe_simple_vocab file to use instead of the tiny one
 };
 
 struct FixtureTensor {

@@ -1,6 +1,7 @@
 // capforge-make-fixture: writes random-weight models in published formats, for tests and
 // benchmarks. Shapes: tiny (tests), vit-b-32 and vit-l-14 (OpenAI CLIP sizes, for speed).
 //   capforge-make-fixture clip OUT_DIR [--shape S] [--dtype F32|F16|BF16] [--mmproj PATH] [--seed N]
+//                         [--openai-vocab FILE]   (OpenAI's real vocabulary instead of the tiny one)
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -11,7 +12,7 @@ int main(int argc, char** argv) {
   if (argc < 3 || std::strcmp(argv[1], "clip") != 0) {
     std::fprintf(stderr,
                  "usage: %s clip OUT_DIR [--shape tiny|vit-b-32|vit-l-14] [--dtype F32|F16|BF16] "
-                 "[--mmproj PATH] [--seed N]\n",
+                 "[--mmproj PATH] [--seed N] [--openai-vocab FILE]\n",
                  argv[0]);
     return 2;
   }
@@ -27,6 +28,8 @@ int main(int argc, char** argv) {
       mmproj = v;
     else if (k == "--seed")
       s.seed = (uint32_t)std::stoul(v);
+    else if (k == "--openai-vocab")
+      s.openai_vocab = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -40,9 +43,11 @@ int main(int argc, char** argv) {
     s.image_size = img, s.patch_size = patch;
   };
   if (shape == "vit-b-32") {
-    text(512, 8, 12), vision(768, 12, 12, 224, 32), s.projection_dim = 512, s.scale = 0.02f;
+    text(512, 8, 12), vision(768, 12, 12, 224, 32), s.projection_dim = 512, s.scale = 0.02f,
+                                                    s.vocab_rows = 49408;
   } else if (shape == "vit-l-14") {
-    text(768, 12, 12), vision(1024, 16, 24, 224, 14), s.projection_dim = 768, s.scale = 0.02f;
+    text(768, 12, 12), vision(1024, 16, 24, 224, 14), s.projection_dim = 768, s.scale = 0.02f,
+                                                      s.vocab_rows = 49408;
   } else if (shape != "tiny") {
     std::fprintf(stderr, "unknown shape %s\n", shape.c_str());
     return 2;

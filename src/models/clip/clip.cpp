@@ -19,6 +19,7 @@ ClipModel::ClipModel(const std::string& dir, const ClipParams& p)
                                          tokenizer.vocab_size(), config.text.vocab));
   auto st = SafetensorsModel::open_dir(dir);
   device = pick_device(p.gpu);
+  graph_options.fast = p.dtype != "f32";
   try {
     weights = std::make_unique<clip::Weights>(*st, config, weight_type_from_name(p.dtype), device);
   } catch (const std::exception& e) {
@@ -94,7 +95,7 @@ std::vector<std::vector<float>> ClipContext::Impl::run_vision(const std::vector<
   compute(
       *this, max_nodes(c.vision),
       [&](ggml_context* ctx, ggml_cgraph* gf) {
-        return clip::build_vision(ctx, gf, c, model->weights->vision, batch);
+        return clip::build_vision(ctx, gf, c, model->weights->vision, batch, model->graph_options);
       },
       [&](clip::VisionGraph& g) {
         if (pixels.size() != (size_t)ggml_nelements(g.pixels))
@@ -132,11 +133,17 @@ std::vector<std::vector<float>> ClipContext::Impl::run_text(const std::vector<st
   compute(
       *this, max_nodes(c.text),
       [&](ggml_context* ctx, ggml_cgraph* gf) {
-        return clip::build_text(ctx, gf, c, model->weights->text, B, T);
+        return clip::build_text(ctx, gf, c, model->weights->text, B, T, model->graph_options);
       },
       [&](clip::TextGraph& g) {
         ggml_backend_tensor_set(g.ids, flat.data(), 0, ggml_nbytes(g.ids));
         ggml_backend_tensor_set(g.eos_rows, eos.data(), 0, ggml_nbytes(g.eos_rows));
+        if (g.mask) {
+          std::vector<ggml_fp16_t> m((size_t)T * T);
+          for (int q = 0; q < T; ++q)
+            for (int k = 0; k < T; ++k) m[(size_t)q * T + k] = ggml_fp32_to_fp16(k <= q ? 0.0f : -INFINITY);
+          ggml_backend_tensor_set(g.mask, m.data(), 0, ggml_nbytes(g.mask));
+        }
       },
       [&](clip::TextGraph& g) { out = read_columns(g.embedding); });
   return out;

@@ -7,6 +7,12 @@
 
 namespace capforge::clip {
 
+// Numerics. `fast`: flash attention with f16 K/V and table-based quick-GELU, for the reduced
+// precision dtypes; otherwise every op stays in f32.
+struct GraphOptions {
+  bool fast = false;
+};
+
 struct VisionGraph {
   ggml_tensor* pixels;     // input [S, S, 3, B] f32, normalised, planar RGB per image
   ggml_tensor* hidden;     // output of the last encoder layer [D, N+1, B] (class token first)
@@ -16,12 +22,13 @@ struct VisionGraph {
 struct TextGraph {
   ggml_tensor* ids;        // input [T, B] i32 (padded after EOS)
   ggml_tensor* eos_rows;   // input [B] i32: b * T + position of EOS in text b
+  ggml_tensor* mask;       // input [T, T] f16 causal mask (0 / -inf), only with GraphOptions::fast
   ggml_tensor* embedding;  // projected, not yet normalised [E, B]
 };
 
 VisionGraph build_vision(ggml_context* ctx, ggml_cgraph* gf, const ClipConfig& c, const VisionWeights& w,
-                         int batch);
+                         int batch, GraphOptions o = {});
 TextGraph build_text(ggml_context* ctx, ggml_cgraph* gf, const ClipConfig& c, const TextWeights& w, int batch,
-                     int tokens);
+                     int tokens, GraphOptions o = {});
 
 }  // namespace capforge::clip

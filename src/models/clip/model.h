@@ -8,6 +8,7 @@
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "models/clip/config.h"
+#include "models/clip/graph.h"
 #include "models/clip/tokenizer.h"
 #include "models/clip/weights.h"
 
@@ -21,6 +22,7 @@ class ClipModel {
   ClipParams params;
   ggml_backend_dev_t device = nullptr;
   std::unique_ptr<clip::Weights> weights;
+  clip::GraphOptions graph_options;
 };
 
 struct ClipContext::Impl {
