@@ -88,7 +88,8 @@ TEST_F(Broken, ConfigFieldsAreNamed) {
     test::write_file(model + "/config.json", cfg);
   };
   patch("\"hidden_act\": \"quick_gelu\"", "\"hidden_act\": \"swish\"");
-  EXPECT_NE(load_error(model).find("hidden_act 'swish' is not supported"), std::string::npos) << load_error(model);
+  EXPECT_NE(load_error(model).find("hidden_act 'swish' is not supported"), std::string::npos)
+      << load_error(model);
   patch("\"hidden_act\": \"swish\"", "\"hidden_act\": \"quick_gelu\"");
   patch("\"model_type\": \"clip\"", "\"model_type\": \"siglip\"");
   EXPECT_NE(load_error(model).find("model_type 'siglip' is not supported"), std::string::npos);
@@ -127,7 +128,8 @@ TEST(SafetensorsHeader, RejectsMalformedHeaders) {
            {R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "holds 8 bytes"},
            {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", "outside"},
            {R"({"a":{"dtype":"F32","shape":[2]}})", "needs dtype, shape and data_offsets"},
-           {R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", "implausibly large"},
+           {R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
+            "implausibly large"},
        }) {
     try {
       parse(json, 8);

@@ -96,3 +96,25 @@ TEST(Pretokenize, ClipPattern) {
 }
 
 }  // namespace capforge::clip
+
+namespace capforge::clip {
+
+// Without ../shared: BPE mechanics on a small OpenAI-format vocabulary, ids worked out by hand
+// (bytes in GPT-2 order, then bytes + "</w>", then merges by rank, then the specials).
+TEST(ClipTokenizer, TinyVocabularyByHand) {
+  auto path = std::filesystem::temp_directory_path() / ("capforge-tiny-bpe-" + std::to_string(getpid()));
+  std::ofstream(path) << "#version: test\nt h\nth e</w>\nc a\nca t</w>\nh e\n";
+  Tokenizer t = Tokenizer::from_openai_bpe(path.string());
+  std::filesystem::remove(path);
+  EXPECT_EQ(t.vocab_size(), 512u + 5 + 2);
+  EXPECT_EQ(t.bos(), 517);
+  EXPECT_EQ(t.eos(), 518);
+  // "the": t h e</w> -> (t h) rank 0 beats (h e) rank 4 -> th e</w> -> the</w> (513)
+  // "cat": c a t</w> -> ca t</w> -> cat</w> (515); "xyz": no merges: x (87), y (88), z</w> (256 + 89)
+  EXPECT_EQ(t.encode("The CAT xyz"), (std::vector<int>{517, 513, 515, 87, 88, 345, 518}));
+  // "!" is byte 0x21, the first printable byte: id 0, or 256 with "</w>"
+  EXPECT_EQ(t.encode("!"), (std::vector<int>{517, 256, 518}));
+  EXPECT_EQ(t.encode("hehe", 3), (std::vector<int>{517, 516, 518}));  // he he</w>... cut to one token
+}
+
+}  // namespace capforge::clip
