@@ -38,5 +38,6 @@ void add_convert(CLI::App& app, Action& action);
 void add_caption(CLI::App& app, Action& action);
 void add_sql(CLI::App& app, Action& action);
 void add_clip_commands(CLI::App& app, Action& action);  // tokenize, embed, score
+void add_describe(CLI::App& app, Action& action);
 
 }  // namespace capforge::cli

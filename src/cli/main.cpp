@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   cli::add_caption(app, action);
   cli::add_sql(app, action);
   cli::add_clip_commands(app, action);
+  cli::add_describe(app, action);
 
   try {
     app.parse(argc, argv);

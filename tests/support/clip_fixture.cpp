@@ -176,9 +176,10 @@ void ClipFixture::save_hf(const std::string& dir) const {
       << ordered_json{{"metadata", {{"total_size", 0}}}, {"weight_map", weight_map}}.dump(2);
 }
 
-void ClipFixture::save_mmproj(const std::string& path) const {
+void ClipFixture::save_mmproj(const std::string& path, int text_embd, int projector_hidden) const {
   const ClipFixtureSpec& s = spec_;
-  const int D = s.vision_hidden, G = s.image_size / s.patch_size, N = G * G, M = 48, E = 40;
+  const int D = s.vision_hidden, G = s.image_size / s.patch_size, N = G * G, M = projector_hidden,
+            E = text_embd;
   gguf_context* g = gguf_init_empty();
   gguf_set_val_str(g, "general.architecture", "clip");
   gguf_set_val_bool(g, "clip.has_vision_encoder", true);

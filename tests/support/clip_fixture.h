@@ -18,8 +18,8 @@ struct ClipFixtureSpec {
   std::string dtype = "F32";  // stored dtype: F32, F16, BF16
   int shards = 1;             // > 1: model-0000i-of-0000n.safetensors + index
   uint32_t seed = 1;
-  float scale = 0.15f;  // std of the random matrices
-  int vocab_rows = 0;   // token embedding rows (0: the fixture vocabulary size)
+  float scale = 0.15f;       // std of the random matrices
+  int vocab_rows = 0;        // token embedding rows (0: the fixture vocabulary size)
   std::string openai_vocab;  // an OpenAI bpe_simple_vocab file to use instead of the tiny one
 };
 
@@ -35,8 +35,9 @@ class ClipFixture {
   // few merges) built with capforge's tokenizer code path from an OpenAI-format merges file.
   void save_hf(const std::string& dir) const;
   // Writes the vision tower as a LLaVA-style mmproj GGUF (projector "mlp", all blocks, no
-  // post-layernorm, position rows reordered for mtmd's class-token-last layout).
-  void save_mmproj(const std::string& path) const;
+  // post-layernorm, position rows reordered for mtmd's class-token-last layout). The random
+  // projector maps to `text_embd` (the language model's width).
+  void save_mmproj(const std::string& path, int text_embd = 40, int projector_hidden = 48) const;
 
   const ClipFixtureSpec& spec() const { return spec_; }
   std::map<std::string, FixtureTensor> tensors;

@@ -135,6 +135,18 @@ std::string make_animated_gif(int w, int h, int frames) {
   return take_buffer(buf, len);
 }
 
+std::string encode_png(const Image& img) {
+  init_vips();
+  VipsImage* im = vips_image_new_from_memory_copy(img.rgb.data(), img.rgb.size(), img.width, img.height, 3,
+                                                  VIPS_FORMAT_UCHAR);
+  void* buf = nullptr;
+  size_t len = 0;
+  int rc = vips_pngsave_buffer(im, &buf, &len, nullptr);
+  g_object_unref(im);
+  if (rc) throw std::runtime_error(vips_error_buffer());
+  return take_buffer(buf, len);
+}
+
 std::string make_png_bomb(int w, int h) {
   std::string ihdr;
   put_u32(ihdr, (uint32_t)w);

@@ -32,6 +32,8 @@ std::string make_png(int w, int h, uint32_t seed = 1, int bands = 3, bool sixtee
 std::string make_jpeg_with_orientation(int w, int h, int orientation);
 std::string make_cmyk_jpeg(int w, int h);
 std::string make_animated_gif(int w, int h, int frames);
+// Encodes RGB pixels as PNG (lossless: a decoder gets the same pixels back).
+std::string encode_png(const Image& img);
 
 // A PNG header claiming w x h with a tiny body: a decompression bomb stand-in.
 std::string make_png_bomb(int w, int h);

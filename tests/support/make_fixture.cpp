@@ -1,40 +1,48 @@
 // capforge-make-fixture: writes random-weight models in published formats, for tests and
-// benchmarks. Shapes: tiny (tests), vit-b-32 and vit-l-14 (OpenAI CLIP sizes, for speed).
-//   capforge-make-fixture clip OUT_DIR [--shape S] [--dtype F32|F16|BF16] [--mmproj PATH] [--seed N]
-//                         [--openai-vocab FILE]   (OpenAI's real vocabulary instead of the tiny one)
+// benchmarks.
+//   capforge-make-fixture clip OUT_DIR [--shape tiny|vit-b-32|vit-l-14] [--dtype F32|F16|BF16]
+//                         [--mmproj PATH] [--seed N] [--openai-vocab FILE]
+//   capforge-make-fixture vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m] [--vocab spm|bpe]
+//                         [--dtype F32|F16] [--seed N]
+// clip shapes: tiny (tests), vit-b-32 and vit-l-14 (OpenAI CLIP sizes). vlm shapes: tiny (tests),
+// smolvlm-256m (a SmolLM2-135M-sized llama + a ViT-B/32-sized CLIP tower with an MLP projector).
 #include <cstdio>
-#include <cstring>
+#include <map>
 #include <string>
 
 #include "support/clip_fixture.h"
+#include "support/vlm_fixture.h"
 
-int main(int argc, char** argv) {
-  if (argc < 3 || std::strcmp(argv[1], "clip") != 0) {
-    std::fprintf(stderr,
-                 "usage: %s clip OUT_DIR [--shape tiny|vit-b-32|vit-l-14] [--dtype F32|F16|BF16] "
-                 "[--mmproj PATH] [--seed N] [--openai-vocab FILE]\n",
-                 argv[0]);
-    return 2;
+namespace {
+
+int usage(const char* argv0) {
+  std::fprintf(
+      stderr,
+      "usage: %s clip OUT_DIR [--shape tiny|vit-b-32|vit-l-14] [--dtype F32|F16|BF16] [--mmproj PATH] "
+      "[--seed N] [--openai-vocab FILE]\n"
+      "       %s vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m] [--vocab spm|bpe] "
+      "[--dtype F32|F16] [--seed N]\n",
+      argv0, argv0);
+  return 2;
+}
+
+// --key value pairs from argv[first...]; false on a dangling key.
+bool options(int argc, char** argv, int first, std::map<std::string, std::string>& out) {
+  for (int i = first; i < argc; i += 2) {
+    if (i + 1 >= argc) return false;
+    out[argv[i]] = argv[i + 1];
   }
+  return true;
+}
+
+int clip(int argc, char** argv) {
+  std::map<std::string, std::string> o;
+  if (argc < 3 || !options(argc, argv, 3, o)) return usage(argv[0]);
   capforge::test::ClipFixtureSpec s;
-  std::string shape = "tiny", mmproj;
-  for (int i = 3; i + 1 < argc; i += 2) {
-    std::string k = argv[i], v = argv[i + 1];
-    if (k == "--shape")
-      shape = v;
-    else if (k == "--dtype")
-      s.dtype = v;
-    else if (k == "--mmproj")
-      mmproj = v;
-    else if (k == "--seed")
-      s.seed = (uint32_t)std::stoul(v);
-    else if (k == "--openai-vocab")
-      s.openai_vocab = v;
-    else {
-      std::fprintf(stderr, "unknown option %s\n", k.c_str());
-      return 2;
-    }
-  }
+  std::string shape = o.count("--shape") ? o["--shape"] : "tiny";
+  if (o.count("--dtype")) s.dtype = o["--dtype"];
+  if (o.count("--seed")) s.seed = (uint32_t)std::stoul(o["--seed"]);
+  if (o.count("--openai-vocab")) s.openai_vocab = o["--openai-vocab"];
   auto text = [&](int d, int h, int l) {
     s.text_hidden = d, s.text_heads = h, s.text_layers = l, s.text_ffn = 4 * d;
   };
@@ -43,18 +51,53 @@ int main(int argc, char** argv) {
     s.image_size = img, s.patch_size = patch;
   };
   if (shape == "vit-b-32") {
-    text(512, 8, 12), vision(768, 12, 12, 224, 32), s.projection_dim = 512, s.scale = 0.02f,
-                                                    s.vocab_rows = 49408;
+    text(512, 8, 12), vision(768, 12, 12, 224, 32);
+    s.projection_dim = 512, s.scale = 0.02f, s.vocab_rows = 49408;
   } else if (shape == "vit-l-14") {
-    text(768, 12, 12), vision(1024, 16, 24, 224, 14), s.projection_dim = 768, s.scale = 0.02f,
-                                                      s.vocab_rows = 49408;
+    text(768, 12, 12), vision(1024, 16, 24, 224, 14);
+    s.projection_dim = 768, s.scale = 0.02f, s.vocab_rows = 49408;
   } else if (shape != "tiny") {
     std::fprintf(stderr, "unknown shape %s\n", shape.c_str());
     return 2;
   }
   capforge::test::ClipFixture f(s);
   f.save_hf(argv[2]);
-  if (!mmproj.empty()) f.save_mmproj(mmproj);
+  if (o.count("--mmproj")) f.save_mmproj(o["--mmproj"]);
   std::printf("%s\n", argv[2]);
   return 0;
+}
+
+int vlm(int argc, char** argv) {
+  std::map<std::string, std::string> o;
+  if (argc < 4 || !options(argc, argv, 4, o)) return usage(argv[0]);
+  capforge::test::VlmFixtureSpec s;
+  std::string shape = o.count("--shape") ? o["--shape"] : "tiny";
+  std::string vocab = o.count("--vocab") ? o["--vocab"] : "bpe";
+  s.vocab_gguf = capforge::test::llama_vocab_dir() + "/ggml-vocab-llama-" + vocab + ".gguf";
+  if (o.count("--dtype")) s.dtype = o["--dtype"];
+  if (o.count("--seed")) s.seed = (uint32_t)std::stoul(o["--seed"]);
+  if (o.count("--scale")) s.scale = std::stof(o["--scale"]);
+  if (o.count("--hidden")) s.hidden = std::stoi(o["--hidden"]);
+  if (o.count("--eos-boost")) s.eos_boost = std::stof(o["--eos-boost"]);
+  if (shape == "smolvlm-256m") {
+    s.hidden = 576, s.layers = 30, s.heads = 9, s.kv_heads = 3, s.ffn = 1536, s.scale = 0.03f;
+    auto& v = s.vision;
+    v.vision_hidden = 768, v.vision_heads = 12, v.vision_layers = 12, v.vision_ffn = 3072;
+    v.image_size = 224, v.patch_size = 32, v.scale = 0.02f;
+  } else if (shape != "tiny") {
+    std::fprintf(stderr, "unknown shape %s\n", shape.c_str());
+    return 2;
+  }
+  capforge::test::write_vlm_fixture(s, argv[2], argv[3]);
+  std::printf("%s %s\n", argv[2], argv[3]);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string kind = argc > 1 ? argv[1] : "";
+  if (kind == "clip") return clip(argc, argv);
+  if (kind == "vlm") return vlm(argc, argv);
+  return usage(argv[0]);
 }

@@ -1,0 +1,84 @@
+// Batched multi-candidate image captioning with any VLM libmtmd supports (text GGUF + mmproj).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "capforge/sample.h"
+
+namespace capforge {
+
+// How one candidate is decoded.
+struct SamplingParams {
+  bool greedy = false;
+  float temperature = 1.0f;
+  int top_k = 0;                    // 0: off
+  float top_p = 1.0f;               // 1: off
+  float min_p = 0.0f;               // 0: off
+  float repetition_penalty = 1.0f;  // CTRL-style, on tokens generated so far (response prefix included)
+  int no_repeat_ngram = 0;          // n > 0: never repeat an n-gram of generated tokens
+  int min_new_tokens = 0;           // end-of-generation tokens are banned before this
+  int max_new_tokens = 64;
+};
+
+struct CaptionerParams {
+  std::string model, mmproj;  // text GGUF, mmproj GGUF
+  std::string prompt = "Describe this image in one sentence.";
+  std::string response_prefix;  // forced start of the answer; stays part of the caption
+  std::string chat_template;    // empty: the model's own (a name like "chatml" or a template)
+  int candidates = 1;
+  // Per-candidate parameters: candidate i uses schedule[i % schedule.size()]; empty: `sampling`.
+  SamplingParams sampling;
+  std::vector<SamplingParams> schedule;
+  // LAION-COCO's force-EOS harvesting: after min_new_tokens, whenever p(EOS) >= harvest_eos the
+  // current text is kept as an extra candidate and sampling goes on. 0: off.
+  float harvest_eos = 0;
+  std::vector<std::string> stop;  // stop strings (cut before them)
+  int loop_repeats = 3;           // an n-gram (n <= 8) repeated this often in a row is a loop
+  bool drop_fragment = true;      // cut an unfinished trailing sentence after a finished one
+  uint64_t seed = 0;              // mixed with each sample's key
+  // Resources
+  int ctx_size = 8192;  // KV cells shared by all sequences in flight
+  int parallel = 16;    // sequences in flight (images x candidates)
+  int batch = 512;      // prompt tokens per decode call
+  int threads = 0;      // 0: all cores
+  bool gpu = true;
+};
+
+// The loaded text model and projector, shared by every Captioner.
+class VlmModel;
+// Loads and validates both files; throws std::runtime_error with a clear message (missing file,
+// not a GGUF, not a VLM projector, projector does not fit the model).
+std::shared_ptr<const VlmModel> load_vlm(const CaptionerParams& params);
+
+struct CaptionRequest {
+  std::string key;  // seeds the sampler: same key, same captions
+  const Image* image = nullptr;
+};
+
+struct CaptionResult {
+  std::vector<Candidate> captions;  // de-duplicated, in candidate order
+  std::string error;                // set when the image could not be captioned
+};
+
+// Per-worker decoding state (a llama context with many sequences). Not thread-safe.
+class Captioner {
+ public:
+  Captioner(std::shared_ptr<const VlmModel> model, CaptionerParams params);
+  ~Captioner();
+  Captioner(const Captioner&) = delete;
+  Captioner& operator=(const Captioner&) = delete;
+
+  // Captions every request, continuously batching images and candidates. One result per request,
+  // in order. The captions of a request depend only on its key, image, model and params.
+  std::vector<CaptionResult> caption(const std::vector<CaptionRequest>& requests);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace capforge

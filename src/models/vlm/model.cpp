@@ -1,0 +1,76 @@
+#include "models/vlm/model.h"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+namespace capforge {
+
+namespace {
+int default_threads(int t) { return t > 0 ? t : (int)std::max(1u, std::thread::hardware_concurrency()); }
+
+std::string with_log(const std::string& msg) {
+  std::string e = vlm::last_llama_error();
+  return e.empty() ? msg : msg + " (" + e + ")";
+}
+}  // namespace
+
+VlmModel::VlmModel(const CaptionerParams& p) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    vlm::capture_llama_logs();
+    llama_backend_init();
+  });
+  vlm::check_text_model(p.model);
+  llama_model_params mp = llama_model_default_params();
+  if (!p.gpu) mp.n_gpu_layers = 0;
+  model = llama_model_load_from_file(p.model.c_str(), mp);
+  if (!model) throw std::runtime_error(with_log(fmt::format("cannot load language model {}", p.model)));
+  try {
+    vlm::check_mmproj(p.mmproj, llama_model_n_embd_inp(model));
+    vocab = llama_model_get_vocab(model);
+    n_vocab = llama_vocab_n_tokens(vocab);
+    for (int t = 0; t < n_vocab; ++t)
+      if (llama_vocab_is_eog(vocab, t)) eog.push_back(t);
+    if (!p.chat_template.empty()) {
+      chat_template = p.chat_template;
+    } else if (const char* t = llama_model_chat_template(model, nullptr)) {
+      chat_template = t;
+    } else {
+      throw std::runtime_error(
+          fmt::format("{} has no chat template; pass --chat-template (a name such as chatml, "
+                      "llama3, vicuna, or a template)",
+                      p.model));
+    }
+    llama_chat_message probe{"user", "x"};
+    if (llama_chat_apply_template(chat_template.c_str(), &probe, 1, true, nullptr, 0) < 0)
+      throw std::runtime_error(
+          fmt::format("chat template '{}' is not one llama.cpp knows", chat_template.substr(0, 60)));
+    mtmd_context_params cp = mtmd_context_params_default();
+    cp.use_gpu = p.gpu;
+    cp.print_timings = false;
+    cp.n_threads = default_threads(p.threads);
+    cp.warmup = false;
+    mtmd = mtmd_init_from_file(p.mmproj.c_str(), model, cp);
+    if (!mtmd) throw std::runtime_error(with_log(fmt::format("cannot load mmproj {}", p.mmproj)));
+    if (!mtmd_support_vision(mtmd))
+      throw std::runtime_error(fmt::format("{} has no vision support", p.mmproj));
+  } catch (...) {
+    if (mtmd) mtmd_free(mtmd);
+    llama_model_free(model);
+    throw;
+  }
+}
+
+VlmModel::~VlmModel() {
+  if (mtmd) mtmd_free(mtmd);
+  if (model) llama_model_free(model);
+}
+
+std::shared_ptr<const VlmModel> load_vlm(const CaptionerParams& params) {
+  return std::make_shared<const VlmModel>(params);
+}
+
+}  // namespace capforge

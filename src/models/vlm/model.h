@@ -1,0 +1,41 @@
+// Internal: the shared VLM (libllama text model + libmtmd projector) behind capforge/captioner.h.
+#pragma once
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "capforge/captioner.h"
+#include "llama.h"
+#include "mtmd-helper.h"
+#include "mtmd.h"
+
+namespace capforge {
+
+class VlmModel {
+ public:
+  explicit VlmModel(const CaptionerParams& params);
+  ~VlmModel();
+
+  llama_model* model = nullptr;
+  const llama_vocab* vocab = nullptr;
+  int n_vocab = 0;
+  std::vector<int> eog;       // end-of-generation tokens
+  std::string chat_template;  // resolved: a built-in name or template text
+  mutable mtmd_context* mtmd = nullptr;
+  mutable std::mutex encode_mu;  // libmtmd encoding is not thread-safe
+};
+
+namespace vlm {
+// Checks an mmproj GGUF before libmtmd sees it (libmtmd aborts or crashes on some malformed
+// files): GGUF validity, a vision encoder, key types, required tensors, and (for the MLP
+// projector) that it projects to `text_embd`. Throws std::runtime_error saying what is wrong.
+void check_mmproj(const std::string& path, int text_embd);
+// Checks the text GGUF is a readable language model, not a projector. Throws on problems.
+void check_text_model(const std::string& path);
+// Routes llama.cpp / libmtmd logs to capforge's debug log; remembers the last error line.
+void capture_llama_logs();
+std::string last_llama_error();
+}  // namespace vlm
+
+}  // namespace capforge
