@@ -1,12 +1,14 @@
 // capforge describe --model M.gguf --mmproj P.gguf IMAGE...: captions with a VLM, JSON lines.
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 
 #include "capforge/captioner.h"
 #include "capforge/image.h"
 #include "cli/common.h"
+#include "core/log.h"
 
 namespace capforge::cli {
 
@@ -82,7 +84,14 @@ int run_describe(DescribeOptions& o) {
     reqs.push_back({o.images[i], &imgs[i]});
     req_of.push_back(i);
   }
+  auto t0 = std::chrono::steady_clock::now();
   auto results = cap.caption(reqs);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t tokens = 0;
+  for (auto& r : results)
+    for (auto& c : r.captions) tokens += c.tokens;
+  info("captioned {} image(s) in {:.2f}s: {:.2f} images/s, {:.1f} tokens/s in kept candidates", reqs.size(), secs,
+       reqs.size() / std::max(secs, 1e-9), tokens / std::max(secs, 1e-9));
   std::vector<Json> lines(o.images.size());
   for (size_t k = 0; k < results.size(); ++k) {
     size_t i = req_of[k];
@@ -157,8 +166,10 @@ void add_describe(CLI::App& app, Action& action) {
   cmd->add_flag("!--keep-fragments", p.drop_fragment, "keep an unfinished trailing sentence")->group(d);
   cmd->add_option("--seed", p.seed, "mixed with each image's key (its path)")->group(d);
   const char* r = "Resources";
-  cmd->add_option("--ctx-size", p.ctx_size, "KV cells for all sequences in flight")
+  cmd->add_option("--ctx-size", p.ctx_size, "KV cells for all sequences in flight (0: 1024 per sequence)")
       ->capture_default_str()
+      ->group(r);
+  cmd->add_flag("--kv-unified", p.kv_unified, "one KV pool shared by all sequences (default: one per sequence)")
       ->group(r);
   cmd->add_option("--parallel", p.parallel, "sequences in flight")->capture_default_str()->group(r);
   cmd->add_option("--batch", p.batch, "prompt tokens per decode")->capture_default_str()->group(r);

@@ -58,11 +58,16 @@ struct Captioner::Impl {
                       "a sequence slot",
                       params.candidates, params.parallel));
     llama_context_params cp = llama_context_default_params();
+    if (params.ctx_size <= 0) params.ctx_size = params.parallel * 1024;
     cp.n_ctx = (uint32_t)params.ctx_size;
     cp.n_batch = (uint32_t)std::max(params.batch, params.parallel);
     cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
     cp.n_seq_max = (uint32_t)params.parallel;
-    cp.kv_unified = true;
+    // A stream per sequence: each token attends only over its own sequence's cells (a unified
+    // cache makes every token scan every live sequence's cells); a prefix is copied once per
+    // candidate instead, which costs far less.
+    cp.kv_unified = params.kv_unified;
+    seq_cells = params.kv_unified ? params.ctx_size : params.ctx_size / params.parallel;
     int threads =
         params.threads > 0 ? params.threads : (int)std::max(1u, std::thread::hardware_concurrency());
     cp.n_threads = cp.n_threads_batch = threads;
@@ -126,7 +131,8 @@ struct Captioner::Impl {
   std::vector<int> prefix_tokens;
   int max_new = 0;
   std::vector<llama_seq_id> free_ids;
-  int cells_used = 0;
+  int cells_used = 0;  // unified cache only
+  int seq_cells = 0;   // KV cells one sequence may use
   std::vector<Group> groups;
   std::vector<Seq> live;
 };
@@ -259,6 +265,7 @@ void Captioner::Impl::finish(Seq& s, std::vector<std::string> flags, std::vector
   g.per_candidate[(size_t)s.candidate].push_back(std::move(c));
   llama_memory_seq_rm(llama_get_memory(ctx), s.id, -1, -1);
   free_ids.push_back(s.id);
+  std::sort(free_ids.rbegin(), free_ids.rend());  // lowest id at the back: placement independent of finish order
   if (--g.live > 0) return;
   cells_used -= g.cells;
   CaptionResult& r = out[g.request];
