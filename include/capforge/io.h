@@ -51,9 +51,13 @@ std::unique_ptr<SampleReader> open_reader(const ShardInput& in, const ReaderPara
 
 // Output layouts: which canonical columns a command writes before the pass-through ones.
 enum class OutputSchema {
-  samples,  // convert: key, url, caption, image{bytes,path} + pass-through
-  caption,  // caption: canonical capforge columns + pass-through
+  samples,     // convert: key, url, caption, image{bytes,path} + pass-through
+  caption,     // caption: canonical capforge columns + pass-through
+  laion_coco,  // LAION-COCO's columns (+ status, error_message)
+  recap,       // Recap-DataComp-1B's columns (+ status, error_message)
 };
+const char* schema_name(OutputSchema s);
+std::optional<OutputSchema> schema_from_name(const std::string& name);
 
 enum class OutputFormat { parquet, jsonl, webdataset };
 const char* format_name(OutputFormat f);

@@ -1,15 +1,18 @@
-// capforge caption IN... --out DIR: read -> decode -> (caption -> rank -> repair) -> write, over
-// the job store, so a rerun resumes where the last one stopped.
+// capforge caption IN... --out DIR: read -> decode -> caption -> rank -> repair -> write, over the
+// job store, so a rerun resumes where the last one stopped.
 #include <fmt/format.h>
 
 #include <filesystem>
 
 #include "capforge/env.h"
 #include "capforge/jobstore.h"
+#include "cli/caption_run.h"
+#include "cli/captioner_options.h"
 #include "cli/common.h"
-#include "coord/store_scheduler.h"
 #include "core/log.h"
 #include "core/text.h"
+#include "coord/store_scheduler.h"
+#include "pipeline/model_stages.h"
 
 namespace fs = std::filesystem;
 
@@ -17,34 +20,13 @@ namespace capforge::cli {
 
 namespace {
 
-struct CaptionOptions {
-  std::vector<std::string> inputs;
-  std::string out, db, captioner = "none";
-  std::vector<std::string> formats = {"parquet"};
-  int threads = default_threads();
-  int image_size = 384;
-  double lease = 60;
-  double debug_sample_delay = 0;
-  ReaderParams reader;
-  DecodeParams decode;
-  ProgressMode progress = ProgressMode::automatic;
-};
-
-// Means over the written samples (the sink runs on one thread).
-struct Tally {
-  int64_t org_words = 0, org_n = 0;
-};
-
 class CaptionSink : public ShardSink {
  public:
   CaptionSink(std::vector<std::unique_ptr<SampleWriter>> writers, std::string stats_path, Tally& tally)
       : writers_(std::move(writers)), stats_path_(std::move(stats_path)), tally_(tally) {}
   void write(const Sample& s) override {
     for (auto& w : writers_) w->write(s);
-    if (s.caption) {
-      tally_.org_words += word_count(*s.caption);
-      tally_.org_n++;
-    }
+    tally_.add(s);
   }
   // Outputs first, then the stats file; the job store marks the shard done only after both.
   void commit(const ShardStats& stats) override {
@@ -58,53 +40,11 @@ class CaptionSink : public ShardSink {
   Tally& tally_;
 };
 
-std::string config_fingerprint(const CaptionOptions& o) {
-  Json j = {{"captioner", o.captioner},
-            {"formats", o.formats},
-            {"image_size", o.image_size},
-            {"url_col", o.reader.url_col},
-            {"caption_col", o.reader.caption_col},
-            {"key_col", o.reader.key_col},
-            {"image_col", o.reader.image_col},
-            {"max_pixels", o.decode.max_pixels},
-            {"max_bytes", o.decode.max_bytes}};
-  return j.dump();
-}
-
-void print_summary(const RunSummary& s, const Tally& t, const std::string& out, int64_t pending) {
-  std::string statuses;
-  for (auto& [k, v] : s.status_dict) statuses += fmt::format("{}{} {}", statuses.empty() ? "" : ", ", k, v);
-  double rate = s.seconds > 0 ? s.samples / s.seconds : 0;
-  std::string org_len = t.org_n ? fmt::format("{:.1f}", (double)t.org_words / t.org_n) : "n/a";
-  logging::event("summary",
-                 {{"shards_done", s.shards_done},
-                  {"shards_failed", s.shards_failed},
-                  {"pending", pending},
-                  {"samples", s.samples},
-                  {"status_dict", s.status_dict},
-                  {"seconds", s.seconds},
-                  {"samples_per_s", rate},
-                  {"mean_org_length", t.org_n ? Json((double)t.org_words / t.org_n) : Json(nullptr)},
-                  {"failures", Json::array()}});
-  if (logging::format() == logging::Format::json) return;
-  std::fprintf(stderr,
-               "\nsummary: %lld shard(s) done, %lld failed, %lld pending\n"
-               "  samples %lld: %s\n"
-               "  mean length (words): org %s, re n/a (no captioner)\n"
-               "  mean CLIP score: org n/a, re n/a (no ranker)\n"
-               "  %.1f samples/s over %.1fs\n"
-               "  outputs in %s\n",
-               (long long)s.shards_done, (long long)s.shards_failed, (long long)pending, (long long)s.samples,
-               statuses.empty() ? "none" : statuses.c_str(), org_len.c_str(), rate, s.seconds, out.c_str());
-  for (auto& f : s.failures)
-    std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), f.error.c_str());
-  for (auto& f : s.read_errors)
-    std::fprintf(stderr, "  broken input %s: %s\n", f.shard.c_str(), f.error.c_str());
-}
-
-int run_caption(const CaptionOptions& o) {
+int run_caption(CaptionOptions& o, CLI::App* cmd) {
+  resolve_options(o, cmd);
   std::vector<OutputFormat> formats;
   for (auto& f : o.formats) formats.push_back(*output_format_from_name(f));
+  OutputSchema schema = *schema_from_name(o.schema);
   std::vector<ShardInput> inputs;
   try {
     inputs = discover_inputs(o.inputs);
@@ -112,6 +52,14 @@ int run_caption(const CaptionOptions& o) {
     throw UsageError(e.what());
   }
   for (auto& in : inputs) in.path = fs::absolute(in.path).lexically_normal().string();
+
+  // Models first: a bad model file should fail before any shard is touched.
+  std::vector<std::unique_ptr<Stage>> stages;
+  DecodeParams dp = o.decode;
+  dp.short_edge = o.image_size;
+  stages.push_back(make_decode_stage(dp, o.threads));
+  std::string captioner_name = "none";
+  for (auto& st : make_model_stages(o, captioner_name)) stages.push_back(std::move(st));
 
   env().make_dirs(o.out);
   if (int n = remove_stale_temp_files(o.out)) info("removed {} temp file(s) left by an interrupted run", n);
@@ -123,10 +71,9 @@ int run_caption(const CaptionOptions& o) {
   auto store = open_job_store(db);
   std::string fp = config_fingerprint(o);
   if (auto old = store->get_meta("config"); old && *old != fp)
-    throw UsageError(
-        fmt::format("{} already holds a run with other settings", o.out),
-        fmt::format("use a new --out, or remove {} to start over\n  previous: {}\n  now:      {}",
-                    (fs::path(o.out) / ".capforge").string(), *old, fp));
+    throw UsageError(fmt::format("{} already holds a run with other settings", o.out),
+                     fmt::format("use a new --out, or remove {} to start over\n  previous: {}\n  now:      {}",
+                                 (fs::path(o.out) / ".capforge").string(), *old, fp));
   store->set_meta("config", fp);
   store->add_shards(inputs);
   if (int n = store->reset_failed()) info("retrying {} shard(s) that failed before", n);
@@ -135,22 +82,19 @@ int run_caption(const CaptionOptions& o) {
   if (done_before) info("skipping {} shard(s) already done", done_before);
 
   StoreScheduler sched(*store, local_owner_id(), o.lease);
-  std::vector<std::unique_ptr<Stage>> stages;
-  DecodeParams dp = o.decode;
-  dp.short_edge = o.image_size;
-  stages.push_back(make_decode_stage(dp, o.threads));
   PipelineParams pp;
   pp.reader = o.reader;
   pp.progress = o.progress;
   pp.cancel = install_interrupt_handler();
   pp.debug_sample_delay = o.debug_sample_delay;
+  pp.max_in_flight = std::max<size_t>(pp.max_in_flight, (size_t)o.batch_size * 4);
   Tally tally;
   auto summary = run_pipeline(
       sched, stages,
       [&](const ShardInput& in, const SampleReader& reader) {
         WriterParams wp;
-        wp.schema = OutputSchema::caption;
-        wp.captioner = o.captioner;
+        wp.schema = schema;
+        wp.captioner = captioner_name;
         wp.meta_types = reader.meta_types();
         wp.include_images = false;
         std::vector<std::unique_ptr<SampleWriter>> writers;
@@ -172,38 +116,55 @@ int run_caption(const CaptionOptions& o) {
 
 void add_caption(CLI::App& app, Action& action) {
   auto o = std::make_shared<CaptionOptions>();
-  auto* cmd = app.add_subcommand("caption",
-                                 "Re-caption shards: read, decode, caption, rank, repair, write "
-                                 "(resumable: a rerun skips finished shards)");
-  cmd->add_option("inputs", o->inputs, "shards (.tar .parquet .csv .tsv .jsonl) or image folders")
-      ->required();
+  auto* cmd = app.add_subcommand("caption", "Re-caption shards: read, decode, caption, rank, repair, write "
+                                            "(resumable: a rerun skips finished shards)");
+  cmd->add_option("inputs", o->inputs, "shards (.tar .parquet .csv .tsv .jsonl) or image folders")->required();
   cmd->add_option("--out", o->out, "output directory: {shard}.parquet, {shard}_stats.json, .capforge/jobs.db")
       ->required();
-  cmd->add_option("--captioner", o->captioner,
-                  "captioning model; 'none' runs the pipeline without a model stage (read, decode, write)")
+  cmd->add_option("--preset", o->preset, "laion-coco, recap or none; explicit flags override it")
       ->capture_default_str()
-      ->check([](const std::string& v) {
-        return v == "none" ? std::string()
-                           : "only --captioner none is available in this build (no VLM stage yet)";
-      });
+      ->check(CLI::IsMember({"none", "laion-coco", "recap"}));
+  cmd->add_option("--captioner", o->captioner,
+                  "vlm (needs --model and --mmproj; the default when they are given) or none (read, decode, "
+                  "rank the original caption, write)")
+      ->check(CLI::IsMember({"vlm", "none"}));
+  add_captioner_options(cmd, o->c, /*model_required=*/false);
+  const char* rk = "Ranking and repair";
+  cmd->add_option("--rank", o->rank,
+                  "CLIP ranker DIR[:K] (repeatable, a cascade: each keeps its top K of the previous one's "
+                  "candidates)")
+      ->group(rk);
+  cmd->add_option("--rank-dtype", o->rank_dtype, "ranker weights: f32, f16, bf16 or q8_0")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}))
+      ->group(rk);
+  cmd->add_option("--repair", o->repair, "repair of the winning caption: rules or none")
+      ->check(CLI::IsMember({"rules", "none"}))
+      ->group(rk);
+  const char* out = "Output";
+  cmd->add_option("--schema", o->schema, "capforge (canonical columns + input columns), laion-coco or recap")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"capforge", "laion-coco", "recap"}))
+      ->group(out);
   cmd->add_option("--format", o->formats, "output formats, comma-separated: parquet, jsonl, webdataset")
       ->delimiter(',')
       ->capture_default_str()
-      ->check(CLI::IsMember({"parquet", "jsonl", "webdataset"}));
+      ->check(CLI::IsMember({"parquet", "jsonl", "webdataset"}))
+      ->group(out);
   cmd->add_option("--db", o->db, "job store URL (default: sqlite:OUT/.capforge/jobs.db)");
-  cmd->add_option("--threads", o->threads, "decode threads")
+  cmd->add_option("--threads", o->threads, "threads for decoding and the models")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", o->batch_size, "images per model batch")->capture_default_str();
   cmd->add_option("--image-size", o->image_size, "decode images to this shortest edge (shrink-on-load)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--lease", o->lease, "job lease in seconds (heartbeats renew it)")->capture_default_str();
-  cmd->add_option("--debug-sample-delay", o->debug_sample_delay, "seconds to sleep per sample (tests)")
-      ->group("");
+  cmd->add_option("--debug-sample-delay", o->debug_sample_delay, "seconds to sleep per sample (tests)")->group("");
   add_reader_options(cmd, o->reader);
   add_decode_options(cmd, o->decode);
   add_progress_option(cmd, o->progress);
-  cmd->callback([o, &action] { action = [o] { return run_caption(*o); }; });
+  cmd->callback([o, cmd, &action] { action = [o, cmd] { return run_caption(*o, cmd); }; });
 }
 
 }  // namespace capforge::cli

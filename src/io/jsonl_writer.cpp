@@ -19,6 +19,7 @@ Json output_object(const Sample& s, const WriterParams& params, bool with_image)
     o["image_base64"] = base64_encode(s.image_bytes);
     o["image_ext"] = s.image_ext;
   }
+  if (!passes_through(params.schema)) return o;
   for (auto& [k, v] : s.meta.items()) {
     std::string name = meta_output_name(params.schema, k);
     if (!o.contains(name)) o[name] = v;

@@ -116,7 +116,7 @@ class ParquetWriter : public SampleWriter {
           "CASE WHEN img IS NULL THEN NULL ELSE struct_pack(bytes := img, path := img_path) END AS image");
       used.insert("image");
     }
-    for (auto& [name, type] : meta_columns()) {
+    for (auto& [name, type] : passes_through(params_.schema) ? meta_columns() : decltype(meta_columns()){}) {
       std::string out = meta_output_name(params_.schema, name);
       if (!used.insert(out).second) continue;
       cols.push_back(typed_extract("m", name, type) + " AS " + duck::quote_ident(out));

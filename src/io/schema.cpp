@@ -25,7 +25,46 @@ const std::vector<ColumnSpec>& canonical_columns(OutputSchema schema) {
       {"captioner", "VARCHAR"},
       {"ranker", "VARCHAR"},
   };
-  return schema == OutputSchema::caption ? caption : samples;
+  static const std::vector<ColumnSpec> laion = {
+      {"URL", "VARCHAR"},           {"TEXT", "VARCHAR"},          {"top_caption", "VARCHAR"},
+      {"all_captions", "VARCHAR[]"}, {"all_similarities", "DOUBLE[]"}, {"WIDTH", "BIGINT"},
+      {"HEIGHT", "BIGINT"},         {"similarity", "DOUBLE"},     {"hash", "BIGINT"},
+      {"pwatermark", "DOUBLE"},     {"punsafe", "DOUBLE"},        {"status", "VARCHAR"},
+      {"error_message", "VARCHAR"},
+  };
+  static const std::vector<ColumnSpec> recap = {
+      {"url", "VARCHAR"},           {"re_caption", "VARCHAR"},   {"org_caption", "VARCHAR"},
+      {"sha256", "VARCHAR"},        {"key", "VARCHAR"},          {"re_clip_score", "DOUBLE"},
+      {"org_clip_score", "DOUBLE"}, {"re_length", "INTEGER"},    {"org_length", "INTEGER"},
+      {"status", "VARCHAR"},        {"error_message", "VARCHAR"},
+  };
+  switch (schema) {
+    case OutputSchema::samples: return samples;
+    case OutputSchema::caption: return caption;
+    case OutputSchema::laion_coco: return laion;
+    case OutputSchema::recap: return recap;
+  }
+  return samples;
+}
+
+const char* schema_name(OutputSchema s) {
+  switch (s) {
+    case OutputSchema::samples: return "samples";
+    case OutputSchema::caption: return "capforge";
+    case OutputSchema::laion_coco: return "laion-coco";
+    case OutputSchema::recap: return "recap";
+  }
+  return "?";
+}
+
+std::optional<OutputSchema> schema_from_name(const std::string& name) {
+  for (auto s : {OutputSchema::caption, OutputSchema::laion_coco, OutputSchema::recap})
+    if (name == schema_name(s)) return s;
+  return std::nullopt;
+}
+
+bool passes_through(OutputSchema schema) {
+  return schema == OutputSchema::samples || schema == OutputSchema::caption;
 }
 
 namespace {
@@ -34,7 +73,63 @@ Json opt(const std::optional<double>& v) { return v ? Json(*v) : Json(nullptr); 
 Json nonempty(const std::string& v) { return v.empty() ? Json(nullptr) : Json(v); }
 }  // namespace
 
+namespace {
+
+// A value carried from the input's metadata, trying each name.
+Json from_meta(const Sample& s, std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (s.meta.contains(n)) return s.meta[n];
+  return nullptr;
+}
+
+Json laion_row(const Sample& s) {
+  Json row = Json::object();
+  row["URL"] = nonempty(s.url);
+  row["TEXT"] = opt(s.caption);
+  // LAION-COCO: candidates by similarity, best first; top_caption is the first (repaired)
+  Json texts = Json::array(), sims = Json::array();
+  for (auto& c : s.candidates) {
+    if (!c.score && !sims.empty() && !sims.back().is_null()) break;  // ranked-out ones are not listed
+    texts.push_back(c.text);
+    sims.push_back(opt(c.score));
+  }
+  if (s.re_caption && !texts.empty()) texts[0] = *s.re_caption;
+  row["top_caption"] = texts.empty() ? Json(nullptr) : texts[0];
+  row["all_captions"] = std::move(texts);
+  row["all_similarities"] = sims;
+  Json w = from_meta(s, {"WIDTH", "width", "original_width"}), h = from_meta(s, {"HEIGHT", "height", "original_height"});
+  row["WIDTH"] = !w.is_null() ? w : (s.width > 0 ? Json(s.width) : Json(nullptr));
+  row["HEIGHT"] = !h.is_null() ? h : (s.height > 0 ? Json(s.height) : Json(nullptr));
+  row["similarity"] = sims.empty() ? Json(nullptr) : sims[0];
+  row["hash"] = from_meta(s, {"hash"});
+  row["pwatermark"] = from_meta(s, {"pwatermark"});
+  row["punsafe"] = from_meta(s, {"punsafe"});
+  row["status"] = status_name(s.status);
+  row["error_message"] = nonempty(s.error);
+  return row;
+}
+
+Json recap_row(const Sample& s) {
+  Json row = Json::object();
+  row["url"] = nonempty(s.url);
+  row["re_caption"] = opt(s.re_caption);
+  row["org_caption"] = opt(s.caption);
+  row["sha256"] = nonempty(s.sha256);
+  row["key"] = s.key;
+  row["re_clip_score"] = opt(s.re_clip_score);
+  row["org_clip_score"] = opt(s.org_clip_score);
+  row["re_length"] = s.re_caption ? Json(word_count(*s.re_caption)) : Json(nullptr);
+  row["org_length"] = s.caption ? Json(word_count(*s.caption)) : Json(nullptr);
+  row["status"] = status_name(s.status);
+  row["error_message"] = nonempty(s.error);
+  return row;
+}
+
+}  // namespace
+
 Json canonical_row(const Sample& s, const WriterParams& params) {
+  if (params.schema == OutputSchema::laion_coco) return laion_row(s);
+  if (params.schema == OutputSchema::recap) return recap_row(s);
   Json row = Json::object();
   row["key"] = s.key;
   row["url"] = nonempty(s.url);

@@ -20,5 +20,7 @@ Json canonical_row(const Sample& s, const WriterParams& params);
 // Pass-through column name for input column `name` in `schema` (prefixed with "input_" when it
 // would shadow a canonical column).
 std::string meta_output_name(OutputSchema schema, const std::string& name);
+// Whether the schema carries the input's other columns (the reference-dataset schemas do not).
+bool passes_through(OutputSchema schema);
 
 }  // namespace capforge

@@ -1,0 +1,134 @@
+#include "cli/caption_run.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "capforge/captioner.h"
+#include "capforge/clip.h"
+#include "cli/common.h"
+#include "core/log.h"
+#include "core/text.h"
+#include "pipeline/model_stages.h"
+
+namespace fs = std::filesystem;
+
+namespace capforge::cli {
+
+void resolve_options(CaptionOptions& o, CLI::App* cmd) {
+  if (!apply_preset(o.preset, cmd, o.c)) throw UsageError("unknown --preset " + o.preset);
+  if (o.captioner.empty()) o.captioner = o.c.params.model.empty() ? "none" : "vlm";
+  if (o.captioner == "vlm" && (o.c.params.model.empty() || o.c.params.mmproj.empty()))
+    throw UsageError("captioning needs --model (the VLM's language model GGUF) and --mmproj (its projector)",
+                     "pass both, or --captioner none to run the pipeline without a captioner");
+  if (o.repair.empty()) o.repair = o.preset == "recap" ? "none" : "rules";
+  if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
+  o.c.params.threads = o.threads;
+  build_schedule(o.c);
+  // LAION-COCO ranks down to one caption: the last ranker keeps 1 unless told otherwise
+  if (o.preset == "laion-coco" && !o.rank.empty() && o.rank.back().find(':') == std::string::npos)
+    o.rank.back() += ":1";
+}
+
+namespace {
+RankerSpec parse_ranker(const std::string& spec, const ClipParams& cp) {
+  RankerSpec r;
+  r.name = spec;
+  std::string dir = spec;
+  if (auto colon = spec.rfind(':'); colon != std::string::npos && colon + 1 < spec.size() &&
+                                    spec.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
+    dir = spec.substr(0, colon);
+    r.keep = std::stoi(spec.substr(colon + 1));
+  }
+  try {
+    r.model = load_clip(dir, cp);
+  } catch (const std::exception& e) {
+    throw UsageError(fmt::format("cannot load ranker {}: {}", dir, e.what()),
+                     "--rank takes a Hugging Face CLIP directory, optionally with :K (candidates it keeps)");
+  }
+  r.name = fs::path(dir).filename().string() + (r.keep ? ":" + std::to_string(r.keep) : "");
+  return r;
+}
+}  // namespace
+
+std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name) {
+  std::vector<std::unique_ptr<Stage>> stages;
+  if (o.captioner == "vlm") {
+    std::shared_ptr<const VlmModel> vlm;
+    try {
+      vlm = load_vlm(o.c.params);
+    } catch (const std::exception& e) {
+      throw UsageError(e.what(), "--model takes the language model GGUF and --mmproj its projector GGUF");
+    }
+    captioner_name = fs::path(o.c.params.model).filename().string();
+    stages.push_back(make_caption_stage(vlm, o.c.params, (size_t)o.batch_size));
+  }
+  if (!o.rank.empty()) {
+    ClipParams cp;
+    cp.dtype = o.rank_dtype;
+    cp.threads = o.threads;
+    std::vector<RankerSpec> rankers;
+    for (auto& spec : o.rank) rankers.push_back(parse_ranker(spec, cp));
+    stages.push_back(make_rank_stage(std::move(rankers), (size_t)o.batch_size));
+  }
+  if (o.repair == "rules") stages.push_back(make_repair_stage());
+  return stages;
+}
+
+std::string config_fingerprint(const CaptionOptions& o) {
+  const CaptionerParams& p = o.c.params;
+  Json sched = Json::array();
+  auto one = [](const SamplingParams& s) {
+    return Json{{"greedy", s.greedy}, {"t", s.temperature}, {"k", s.top_k}, {"p", s.top_p}, {"min_p", s.min_p},
+                {"rep", s.repetition_penalty}, {"ngram", s.no_repeat_ngram}, {"min", s.min_new_tokens},
+                {"max", s.max_new_tokens}};
+  };
+  for (auto& s : p.schedule) sched.push_back(one(s));
+  Json j = {{"captioner", o.captioner}, {"model", p.model}, {"mmproj", p.mmproj}, {"prompt", p.prompt},
+            {"prefix", p.response_prefix}, {"template", p.chat_template}, {"candidates", p.candidates},
+            {"sampling", one(p.sampling)}, {"schedule", sched}, {"harvest", p.harvest_eos}, {"stop", p.stop},
+            {"loop", p.loop_repeats}, {"fragments", p.drop_fragment}, {"seed", p.seed}, {"rank", o.rank},
+            {"rank_dtype", o.rank_dtype}, {"repair", o.repair}, {"schema", o.schema}, {"formats", o.formats},
+            {"image_size", o.image_size}, {"url_col", o.reader.url_col}, {"caption_col", o.reader.caption_col},
+            {"key_col", o.reader.key_col}, {"image_col", o.reader.image_col}, {"max_pixels", o.decode.max_pixels},
+            {"max_bytes", o.decode.max_bytes}};
+  return j.dump();
+}
+
+void Tally::add(const Sample& s) {
+  if (s.caption) org_words += word_count(*s.caption), org_n++;
+  if (s.re_caption) re_words += word_count(*s.re_caption), re_n++;
+  if (s.org_clip_score) org_score += *s.org_clip_score, org_scored++;
+  if (s.re_clip_score) re_score += *s.re_clip_score, re_scored++;
+}
+
+void print_summary(const RunSummary& s, const Tally& t, const std::string& out, int64_t pending) {
+  std::string statuses;
+  for (auto& [k, v] : s.status_dict) statuses += fmt::format("{}{} {}", statuses.empty() ? "" : ", ", k, v);
+  double rate = s.seconds > 0 ? s.samples / s.seconds : 0;
+  auto mean = [](double sum, int64_t n) { return n ? fmt::format("{:.2f}", sum / n) : std::string("n/a"); };
+  auto mean_json = [](double sum, int64_t n) { return n ? Json(sum / n) : Json(nullptr); };
+  logging::event("summary", {{"shards_done", s.shards_done}, {"shards_failed", s.shards_failed}, {"pending", pending},
+                             {"samples", s.samples}, {"status_dict", s.status_dict}, {"seconds", s.seconds},
+                             {"samples_per_s", rate}, {"mean_org_length", mean_json(t.org_words, t.org_n)},
+                             {"mean_re_length", mean_json(t.re_words, t.re_n)},
+                             {"mean_org_clip_score", mean_json(t.org_score, t.org_scored)},
+                             {"mean_re_clip_score", mean_json(t.re_score, t.re_scored)}});
+  if (logging::format() == logging::Format::json) return;
+  std::fprintf(stderr,
+               "\nsummary: %lld shard(s) done, %lld failed, %lld pending\n"
+               "  samples %lld: %s\n"
+               "  mean length (words): org %s, re %s\n"
+               "  mean CLIP score (cosine x 100): org %s, re %s\n"
+               "  %.2f samples/s over %.1fs\n"
+               "  outputs in %s\n",
+               (long long)s.shards_done, (long long)s.shards_failed, (long long)pending, (long long)s.samples,
+               statuses.empty() ? "none" : statuses.c_str(), mean(t.org_words, t.org_n).c_str(),
+               mean(t.re_words, t.re_n).c_str(), mean(t.org_score, t.org_scored).c_str(),
+               mean(t.re_score, t.re_scored).c_str(), rate, s.seconds, out.c_str());
+  for (auto& f : s.failures) std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), f.error.c_str());
+  for (auto& f : s.read_errors) std::fprintf(stderr, "  broken input %s: %s\n", f.shard.c_str(), f.error.c_str());
+}
+
+}  // namespace capforge::cli

@@ -1,0 +1,106 @@
+#include "cli/captioner_options.h"
+
+namespace capforge::cli {
+
+namespace {
+template <typename T>
+T pick(const std::vector<T>& v, size_t i, T fallback) {
+  return v.empty() ? fallback : v[i % v.size()];
+}
+}  // namespace
+
+void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) {
+  auto& p = c.params;
+  const char* m = "Captioning model";
+  auto* model = cmd->add_option("--model", p.model, "language model GGUF of the VLM")->group(m);
+  auto* mmproj = cmd->add_option("--mmproj", p.mmproj, "multimodal projector GGUF of the VLM")->group(m);
+  if (model_required) model->required(), mmproj->required();
+  cmd->add_option("--chat-template", p.chat_template, "override the model's chat template (name or template)")
+      ->group(m);
+  const char* pr = "Prompt";
+  cmd->add_option("--prompt", p.prompt, "the instruction")->capture_default_str()->group(pr);
+  cmd->add_option("--response-prefix", p.response_prefix,
+                  "forced start of the answer, kept in the caption (e.g. 'a picture of ')")
+      ->group(pr);
+  const char* d = "Decoding (lists: candidate i uses element i % length)";
+  cmd->add_option("--candidates", p.candidates, "candidates per image")->capture_default_str()->group(d);
+  cmd->add_flag("--greedy", c.greedy, "argmax decoding")->group(d);
+  cmd->add_option("--temperature", c.temperature, "sampling temperature")->delimiter(',')->group(d);
+  cmd->add_option("--top-k", c.top_k, "top-k (0: off)")->delimiter(',')->group(d);
+  cmd->add_option("--top-p", c.top_p, "nucleus mass (1: off)")->delimiter(',')->group(d);
+  cmd->add_option("--min-p", c.min_p, "min-p (0: off)")->delimiter(',')->group(d);
+  cmd->add_option("--min-new-tokens", c.min_new, "no end of text before this many tokens")->delimiter(',')->group(d);
+  cmd->add_option("--max-new-tokens", c.max_new, "at most this many tokens (default 64)")->delimiter(',')->group(d);
+  cmd->add_option("--repetition-penalty", p.sampling.repetition_penalty, "penalty on tokens already generated")
+      ->capture_default_str()
+      ->group(d);
+  cmd->add_option("--no-repeat-ngram", p.sampling.no_repeat_ngram, "never repeat an n-gram (0: off)")->group(d);
+  cmd->add_option("--stop", p.stop, "stop string (repeatable)")->group(d);
+  cmd->add_option("--harvest-eos", p.harvest_eos, "keep the text as a candidate whenever p(EOS) >= P (LAION-COCO)")
+      ->group(d);
+  cmd->add_option("--loop-repeats", p.loop_repeats, "cut an n-gram repeated this many times in a row")
+      ->capture_default_str()
+      ->group(d);
+  cmd->add_flag("!--keep-fragments", p.drop_fragment, "keep an unfinished trailing sentence")->group(d);
+  cmd->add_option("--seed", p.seed, "mixed with each sample's key")->group(d);
+  const char* r = "Captioner resources";
+  cmd->add_option("--ctx-size", p.ctx_size, "KV cells for all sequences in flight (0: 1024 per sequence)")
+      ->capture_default_str()
+      ->group(r);
+  cmd->add_flag("--kv-unified", p.kv_unified, "one KV pool shared by all sequences (default: one per sequence)")
+      ->group(r);
+  cmd->add_option("--parallel", p.parallel, "sequences in flight")->capture_default_str()->group(r);
+  cmd->add_option("--batch", p.batch, "prompt tokens per decode")->capture_default_str()->group(r);
+  cmd->add_flag("!--cpu", p.gpu, "stay on the CPU")->group(r);
+}
+
+void build_schedule(CaptionerCli& c) {
+  size_t n = std::max({c.temperature.size(), c.top_p.size(), c.min_p.size(), c.top_k.size(), c.min_new.size(),
+                       c.max_new.size(), (size_t)1});
+  SamplingParams base = c.params.sampling;
+  base.greedy = c.greedy;
+  c.params.schedule.clear();
+  for (size_t i = 0; i < n; ++i) {
+    SamplingParams p = base;
+    p.temperature = pick(c.temperature, i, p.temperature);
+    p.top_p = pick(c.top_p, i, p.top_p);
+    p.min_p = pick(c.min_p, i, p.min_p);
+    p.top_k = pick(c.top_k, i, p.top_k);
+    p.min_new_tokens = pick(c.min_new, i, p.min_new_tokens);
+    p.max_new_tokens = pick(c.max_new, i, p.max_new_tokens);
+    c.params.schedule.push_back(p);
+  }
+  c.params.sampling = c.params.schedule[0];
+  if (n == 1) c.params.schedule.clear();
+}
+
+bool apply_preset(const std::string& name, CLI::App* cmd, CaptionerCli& c) {
+  auto unset = [&](const char* flag) { return cmd->count(flag) == 0; };
+  auto& p = c.params;
+  if (name == "laion-coco") {
+    // LAION-COCO's BLIP settings (ARCHITECTURE.md section 1), with an instruction for a chat VLM
+    if (unset("--prompt")) p.prompt = "Write a short caption for this image.";
+    if (unset("--response-prefix")) p.response_prefix = "a picture of ";
+    if (unset("--candidates")) p.candidates = 40;
+    if (unset("--parallel")) p.parallel = 40;
+    if (unset("--top-p")) c.top_p = {0.2427f};
+    if (unset("--top-k")) c.top_k = {9607};
+    if (unset("--temperature")) c.temperature = {1.0f};
+    if (unset("--min-new-tokens")) c.min_new = {5};
+    if (unset("--max-new-tokens")) c.max_new = {30};
+    if (unset("--repetition-penalty")) p.sampling.repetition_penalty = 1.3f;
+    if (unset("--harvest-eos")) p.harvest_eos = 0.179f;
+    return true;
+  }
+  if (name == "recap") {
+    if (unset("--prompt"))
+      p.prompt = "Please generate a detailed caption of this image. Please be as descriptive as possible.";
+    if (unset("--greedy")) c.greedy = true;
+    if (unset("--candidates")) p.candidates = 1;
+    if (unset("--max-new-tokens")) c.max_new = {128};
+    return true;
+  }
+  return name == "none";
+}
+
+}  // namespace capforge::cli
