@@ -18,7 +18,8 @@ namespace capforge::cli {
 
 void resolve_options(CaptionOptions& o, CLI::App* cmd) {
   if (!apply_preset(o.preset, cmd, o.c)) throw UsageError("unknown --preset " + o.preset);
-  if (o.captioner.empty()) o.captioner = o.c.params.model.empty() ? "none" : "vlm";
+  if (o.captioner.empty())
+    o.captioner = o.c.params.model.empty() && o.c.params.mmproj.empty() ? "none" : "vlm";
   if (o.captioner == "vlm" && (o.c.params.model.empty() || o.c.params.mmproj.empty()))
     throw UsageError("captioning needs --model (the VLM's language model GGUF) and --mmproj (its projector)",
                      "pass both, or --captioner none to run the pipeline without a captioner");
@@ -80,18 +81,42 @@ std::string config_fingerprint(const CaptionOptions& o) {
   const CaptionerParams& p = o.c.params;
   Json sched = Json::array();
   auto one = [](const SamplingParams& s) {
-    return Json{{"greedy", s.greedy}, {"t", s.temperature}, {"k", s.top_k}, {"p", s.top_p}, {"min_p", s.min_p},
-                {"rep", s.repetition_penalty}, {"ngram", s.no_repeat_ngram}, {"min", s.min_new_tokens},
+    return Json{{"greedy", s.greedy},
+                {"t", s.temperature},
+                {"k", s.top_k},
+                {"p", s.top_p},
+                {"min_p", s.min_p},
+                {"rep", s.repetition_penalty},
+                {"ngram", s.no_repeat_ngram},
+                {"min", s.min_new_tokens},
                 {"max", s.max_new_tokens}};
   };
   for (auto& s : p.schedule) sched.push_back(one(s));
-  Json j = {{"captioner", o.captioner}, {"model", p.model}, {"mmproj", p.mmproj}, {"prompt", p.prompt},
-            {"prefix", p.response_prefix}, {"template", p.chat_template}, {"candidates", p.candidates},
-            {"sampling", one(p.sampling)}, {"schedule", sched}, {"harvest", p.harvest_eos}, {"stop", p.stop},
-            {"loop", p.loop_repeats}, {"fragments", p.drop_fragment}, {"seed", p.seed}, {"rank", o.rank},
-            {"rank_dtype", o.rank_dtype}, {"repair", o.repair}, {"schema", o.schema}, {"formats", o.formats},
-            {"image_size", o.image_size}, {"url_col", o.reader.url_col}, {"caption_col", o.reader.caption_col},
-            {"key_col", o.reader.key_col}, {"image_col", o.reader.image_col}, {"max_pixels", o.decode.max_pixels},
+  Json j = {{"captioner", o.captioner},
+            {"model", p.model},
+            {"mmproj", p.mmproj},
+            {"prompt", p.prompt},
+            {"prefix", p.response_prefix},
+            {"template", p.chat_template},
+            {"candidates", p.candidates},
+            {"sampling", one(p.sampling)},
+            {"schedule", sched},
+            {"harvest", p.harvest_eos},
+            {"stop", p.stop},
+            {"loop", p.loop_repeats},
+            {"fragments", p.drop_fragment},
+            {"seed", p.seed},
+            {"rank", o.rank},
+            {"rank_dtype", o.rank_dtype},
+            {"repair", o.repair},
+            {"schema", o.schema},
+            {"formats", o.formats},
+            {"image_size", o.image_size},
+            {"url_col", o.reader.url_col},
+            {"caption_col", o.reader.caption_col},
+            {"key_col", o.reader.key_col},
+            {"image_col", o.reader.image_col},
+            {"max_pixels", o.decode.max_pixels},
             {"max_bytes", o.decode.max_bytes}};
   return j.dump();
 }
@@ -109,9 +134,14 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
   double rate = s.seconds > 0 ? s.samples / s.seconds : 0;
   auto mean = [](double sum, int64_t n) { return n ? fmt::format("{:.2f}", sum / n) : std::string("n/a"); };
   auto mean_json = [](double sum, int64_t n) { return n ? Json(sum / n) : Json(nullptr); };
-  logging::event("summary", {{"shards_done", s.shards_done}, {"shards_failed", s.shards_failed}, {"pending", pending},
-                             {"samples", s.samples}, {"status_dict", s.status_dict}, {"seconds", s.seconds},
-                             {"samples_per_s", rate}, {"mean_org_length", mean_json(t.org_words, t.org_n)},
+  logging::event("summary", {{"shards_done", s.shards_done},
+                             {"shards_failed", s.shards_failed},
+                             {"pending", pending},
+                             {"samples", s.samples},
+                             {"status_dict", s.status_dict},
+                             {"seconds", s.seconds},
+                             {"samples_per_s", rate},
+                             {"mean_org_length", mean_json(t.org_words, t.org_n)},
                              {"mean_re_length", mean_json(t.re_words, t.re_n)},
                              {"mean_org_clip_score", mean_json(t.org_score, t.org_scored)},
                              {"mean_re_clip_score", mean_json(t.re_score, t.re_scored)}});
@@ -127,8 +157,10 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
                statuses.empty() ? "none" : statuses.c_str(), mean(t.org_words, t.org_n).c_str(),
                mean(t.re_words, t.re_n).c_str(), mean(t.org_score, t.org_scored).c_str(),
                mean(t.re_score, t.re_scored).c_str(), rate, s.seconds, out.c_str());
-  for (auto& f : s.failures) std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), f.error.c_str());
-  for (auto& f : s.read_errors) std::fprintf(stderr, "  broken input %s: %s\n", f.shard.c_str(), f.error.c_str());
+  for (auto& f : s.failures)
+    std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), f.error.c_str());
+  for (auto& f : s.read_errors)
+    std::fprintf(stderr, "  broken input %s: %s\n", f.shard.c_str(), f.error.c_str());
 }
 
 }  // namespace capforge::cli

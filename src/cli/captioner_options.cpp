@@ -29,14 +29,21 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
   cmd->add_option("--top-k", c.top_k, "top-k (0: off)")->delimiter(',')->group(d);
   cmd->add_option("--top-p", c.top_p, "nucleus mass (1: off)")->delimiter(',')->group(d);
   cmd->add_option("--min-p", c.min_p, "min-p (0: off)")->delimiter(',')->group(d);
-  cmd->add_option("--min-new-tokens", c.min_new, "no end of text before this many tokens")->delimiter(',')->group(d);
-  cmd->add_option("--max-new-tokens", c.max_new, "at most this many tokens (default 64)")->delimiter(',')->group(d);
-  cmd->add_option("--repetition-penalty", p.sampling.repetition_penalty, "penalty on tokens already generated")
+  cmd->add_option("--min-new-tokens", c.min_new, "no end of text before this many tokens")
+      ->delimiter(',')
+      ->group(d);
+  cmd->add_option("--max-new-tokens", c.max_new, "at most this many tokens (default 64)")
+      ->delimiter(',')
+      ->group(d);
+  cmd->add_option("--repetition-penalty", p.sampling.repetition_penalty,
+                  "penalty on tokens already generated")
       ->capture_default_str()
       ->group(d);
-  cmd->add_option("--no-repeat-ngram", p.sampling.no_repeat_ngram, "never repeat an n-gram (0: off)")->group(d);
+  cmd->add_option("--no-repeat-ngram", p.sampling.no_repeat_ngram, "never repeat an n-gram (0: off)")
+      ->group(d);
   cmd->add_option("--stop", p.stop, "stop string (repeatable)")->group(d);
-  cmd->add_option("--harvest-eos", p.harvest_eos, "keep the text as a candidate whenever p(EOS) >= P (LAION-COCO)")
+  cmd->add_option("--harvest-eos", p.harvest_eos,
+                  "keep the text as a candidate whenever p(EOS) >= P (LAION-COCO)")
       ->group(d);
   cmd->add_option("--loop-repeats", p.loop_repeats, "cut an n-gram repeated this many times in a row")
       ->capture_default_str()
@@ -47,7 +54,8 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
   cmd->add_option("--ctx-size", p.ctx_size, "KV cells for all sequences in flight (0: 1024 per sequence)")
       ->capture_default_str()
       ->group(r);
-  cmd->add_flag("--kv-unified", p.kv_unified, "one KV pool shared by all sequences (default: one per sequence)")
+  cmd->add_flag("--kv-unified", p.kv_unified,
+                "one KV pool shared by all sequences (default: one per sequence)")
       ->group(r);
   cmd->add_option("--parallel", p.parallel, "sequences in flight")->capture_default_str()->group(r);
   cmd->add_option("--batch", p.batch, "prompt tokens per decode")->capture_default_str()->group(r);

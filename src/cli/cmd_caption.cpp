@@ -9,9 +9,9 @@
 #include "cli/caption_run.h"
 #include "cli/captioner_options.h"
 #include "cli/common.h"
+#include "coord/store_scheduler.h"
 #include "core/log.h"
 #include "core/text.h"
-#include "coord/store_scheduler.h"
 #include "pipeline/model_stages.h"
 
 namespace fs = std::filesystem;
@@ -71,9 +71,10 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
   auto store = open_job_store(db);
   std::string fp = config_fingerprint(o);
   if (auto old = store->get_meta("config"); old && *old != fp)
-    throw UsageError(fmt::format("{} already holds a run with other settings", o.out),
-                     fmt::format("use a new --out, or remove {} to start over\n  previous: {}\n  now:      {}",
-                                 (fs::path(o.out) / ".capforge").string(), *old, fp));
+    throw UsageError(
+        fmt::format("{} already holds a run with other settings", o.out),
+        fmt::format("use a new --out, or remove {} to start over\n  previous: {}\n  now:      {}",
+                    (fs::path(o.out) / ".capforge").string(), *old, fp));
   store->set_meta("config", fp);
   store->add_shards(inputs);
   if (int n = store->reset_failed()) info("retrying {} shard(s) that failed before", n);
@@ -116,9 +117,11 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
 
 void add_caption(CLI::App& app, Action& action) {
   auto o = std::make_shared<CaptionOptions>();
-  auto* cmd = app.add_subcommand("caption", "Re-caption shards: read, decode, caption, rank, repair, write "
-                                            "(resumable: a rerun skips finished shards)");
-  cmd->add_option("inputs", o->inputs, "shards (.tar .parquet .csv .tsv .jsonl) or image folders")->required();
+  auto* cmd = app.add_subcommand("caption",
+                                 "Re-caption shards: read, decode, caption, rank, repair, write "
+                                 "(resumable: a rerun skips finished shards)");
+  cmd->add_option("inputs", o->inputs, "shards (.tar .parquet .csv .tsv .jsonl) or image folders")
+      ->required();
   cmd->add_option("--out", o->out, "output directory: {shard}.parquet, {shard}_stats.json, .capforge/jobs.db")
       ->required();
   cmd->add_option("--preset", o->preset, "laion-coco, recap or none; explicit flags override it")
@@ -160,7 +163,8 @@ void add_caption(CLI::App& app, Action& action) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--lease", o->lease, "job lease in seconds (heartbeats renew it)")->capture_default_str();
-  cmd->add_option("--debug-sample-delay", o->debug_sample_delay, "seconds to sleep per sample (tests)")->group("");
+  cmd->add_option("--debug-sample-delay", o->debug_sample_delay, "seconds to sleep per sample (tests)")
+      ->group("");
   add_reader_options(cmd, o->reader);
   add_decode_options(cmd, o->decode);
   add_progress_option(cmd, o->progress);

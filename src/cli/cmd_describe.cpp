@@ -56,8 +56,8 @@ int run_describe(DescribeOptions& o) {
   int64_t tokens = 0;
   for (auto& r : results)
     for (auto& c : r.captions) tokens += c.tokens;
-  info("captioned {} image(s) in {:.2f}s: {:.2f} images/s, {:.1f} tokens/s in kept candidates", reqs.size(), secs,
-       reqs.size() / std::max(secs, 1e-9), tokens / std::max(secs, 1e-9));
+  info("captioned {} image(s) in {:.2f}s: {:.2f} images/s, {:.1f} tokens/s in kept candidates", reqs.size(),
+       secs, reqs.size() / std::max(secs, 1e-9), tokens / std::max(secs, 1e-9));
   std::vector<Json> lines(o.images.size());
   for (size_t k = 0; k < results.size(); ++k) {
     size_t i = req_of[k];

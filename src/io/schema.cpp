@@ -26,33 +26,49 @@ const std::vector<ColumnSpec>& canonical_columns(OutputSchema schema) {
       {"ranker", "VARCHAR"},
   };
   static const std::vector<ColumnSpec> laion = {
-      {"URL", "VARCHAR"},           {"TEXT", "VARCHAR"},          {"top_caption", "VARCHAR"},
-      {"all_captions", "VARCHAR[]"}, {"all_similarities", "DOUBLE[]"}, {"WIDTH", "BIGINT"},
-      {"HEIGHT", "BIGINT"},         {"similarity", "DOUBLE"},     {"hash", "BIGINT"},
-      {"pwatermark", "DOUBLE"},     {"punsafe", "DOUBLE"},        {"status", "VARCHAR"},
+      {"URL", "VARCHAR"},
+      {"TEXT", "VARCHAR"},
+      {"top_caption", "VARCHAR"},
+      {"all_captions", "VARCHAR[]"},
+      {"all_similarities", "DOUBLE[]"},
+      {"WIDTH", "BIGINT"},
+      {"HEIGHT", "BIGINT"},
+      {"similarity", "DOUBLE"},
+      {"hash", "BIGINT"},
+      {"pwatermark", "DOUBLE"},
+      {"punsafe", "DOUBLE"},
+      {"status", "VARCHAR"},
       {"error_message", "VARCHAR"},
   };
   static const std::vector<ColumnSpec> recap = {
-      {"url", "VARCHAR"},           {"re_caption", "VARCHAR"},   {"org_caption", "VARCHAR"},
-      {"sha256", "VARCHAR"},        {"key", "VARCHAR"},          {"re_clip_score", "DOUBLE"},
-      {"org_clip_score", "DOUBLE"}, {"re_length", "INTEGER"},    {"org_length", "INTEGER"},
+      {"url", "VARCHAR"},           {"re_caption", "VARCHAR"},    {"org_caption", "VARCHAR"},
+      {"sha256", "VARCHAR"},        {"key", "VARCHAR"},           {"re_clip_score", "DOUBLE"},
+      {"org_clip_score", "DOUBLE"}, {"re_length", "INTEGER"},     {"org_length", "INTEGER"},
       {"status", "VARCHAR"},        {"error_message", "VARCHAR"},
   };
   switch (schema) {
-    case OutputSchema::samples: return samples;
-    case OutputSchema::caption: return caption;
-    case OutputSchema::laion_coco: return laion;
-    case OutputSchema::recap: return recap;
+    case OutputSchema::samples:
+      return samples;
+    case OutputSchema::caption:
+      return caption;
+    case OutputSchema::laion_coco:
+      return laion;
+    case OutputSchema::recap:
+      return recap;
   }
   return samples;
 }
 
 const char* schema_name(OutputSchema s) {
   switch (s) {
-    case OutputSchema::samples: return "samples";
-    case OutputSchema::caption: return "capforge";
-    case OutputSchema::laion_coco: return "laion-coco";
-    case OutputSchema::recap: return "recap";
+    case OutputSchema::samples:
+      return "samples";
+    case OutputSchema::caption:
+      return "capforge";
+    case OutputSchema::laion_coco:
+      return "laion-coco";
+    case OutputSchema::recap:
+      return "recap";
   }
   return "?";
 }
@@ -97,7 +113,8 @@ Json laion_row(const Sample& s) {
   row["top_caption"] = texts.empty() ? Json(nullptr) : texts[0];
   row["all_captions"] = std::move(texts);
   row["all_similarities"] = sims;
-  Json w = from_meta(s, {"WIDTH", "width", "original_width"}), h = from_meta(s, {"HEIGHT", "height", "original_height"});
+  Json w = from_meta(s, {"WIDTH", "width", "original_width"}),
+       h = from_meta(s, {"HEIGHT", "height", "original_height"});
   row["WIDTH"] = !w.is_null() ? w : (s.width > 0 ? Json(s.width) : Json(nullptr));
   row["HEIGHT"] = !h.is_null() ? h : (s.height > 0 ? Json(s.height) : Json(nullptr));
   row["similarity"] = sims.empty() ? Json(nullptr) : sims[0];

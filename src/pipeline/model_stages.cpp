@@ -71,30 +71,31 @@ class RankStage : public Stage {
     std::vector<std::vector<float>> score(live.size());
     for (size_t r = 0; r < rankers_.size(); ++r) {
       ClipContext& ctx = *contexts_[r];
-      std::vector<const Image*> imgs;
-      for (Sample* s : live) imgs.push_back(&s->pixels);
-      auto ie = ctx.embed_images(imgs);
-      std::map<std::string, size_t> text_index;  // each distinct text once
-      std::vector<std::string> texts;
-      auto add = [&](const std::string& t) {
-        auto [it, fresh] = text_index.emplace(t, texts.size());
-        if (fresh) texts.push_back(t);
-        return it->second;
-      };
-      for (size_t i = 0; i < live.size(); ++i) {
-        for (size_t k : alive[i]) add(live[i]->candidates[k].text);
-        if (r == 0 && live[i]->caption) add(*live[i]->caption);
-      }
-      auto te = ctx.embed_texts(texts);
+      // One forward pass per image and one per sample's distinct texts: what a sample gets never
+      // depends on which other samples share the batch, so outputs are byte-identical at any
+      // --batch-size.
       for (size_t i = 0; i < live.size(); ++i) {
         Sample& s = *live[i];
-        if (r == 0 && s.caption) s.org_clip_score = 100.0 * clip_cosine(ie[i], te[text_index[*s.caption]]);
+        auto ie = ctx.embed_images({&s.pixels});
+        std::map<std::string, size_t> text_index;  // each distinct text once
+        std::vector<std::string> texts;
+        auto add = [&](const std::string& t) {
+          auto [it, fresh] = text_index.emplace(t, texts.size());
+          if (fresh) texts.push_back(t);
+        };
+        for (size_t k : alive[i]) add(s.candidates[k].text);
+        if (r == 0 && s.caption) add(*s.caption);
+        if (texts.empty()) continue;
+        auto te = ctx.embed_texts(texts);
+        if (r == 0 && s.caption) s.org_clip_score = 100.0 * clip_cosine(ie[0], te[text_index[*s.caption]]);
         std::vector<std::pair<float, size_t>> ranked;
-        for (size_t k : alive[i]) ranked.push_back({clip_cosine(ie[i], te[text_index[s.candidates[k].text]]), k});
+        for (size_t k : alive[i])
+          ranked.push_back({clip_cosine(ie[0], te[text_index[s.candidates[k].text]]), k});
         std::stable_sort(ranked.begin(), ranked.end(), [](auto& a, auto& b) { return a.first > b.first; });
         int keep = rankers_[r].keep;
         for (size_t j = 0; j < ranked.size(); ++j)
-          if (keep > 0 && (int)j >= keep) s.candidates[ranked[j].second].flags.push_back(fmt::format("ranked_out_{}", r + 1));
+          if (keep > 0 && (int)j >= keep)
+            s.candidates[ranked[j].second].flags.push_back(fmt::format("ranked_out_{}", r + 1));
         if (keep > 0 && (int)ranked.size() > keep) ranked.resize((size_t)keep);
         alive[i].clear();
         score[i].clear();
@@ -146,8 +147,8 @@ class RepairStage : public Stage {
 
 }  // namespace
 
-std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const VlmModel> model, const CaptionerParams& params,
-                                          size_t batch) {
+std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const VlmModel> model,
+                                          const CaptionerParams& params, size_t batch) {
   return std::make_unique<CaptionStage>(std::move(model), params, batch);
 }
 

@@ -13,8 +13,8 @@
 namespace capforge {
 
 // Fills Sample::candidates (and re_caption with the first one) for every decoded sample.
-std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const VlmModel> model, const CaptionerParams& params,
-                                          size_t batch);
+std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const VlmModel> model,
+                                          const CaptionerParams& params, size_t batch);
 
 struct RankerSpec {
   std::string name;  // as given on the command line (for the `ranker` column)
@@ -25,8 +25,8 @@ struct RankerSpec {
 // CLIP cascade: ranker i scores the candidates ranker i-1 kept and keeps its top `keep`. The last
 // ranker's scores are reported; its best candidate becomes re_caption. The first ranker also
 // scores the original caption (org_clip_score). Scores are cosine x 100 in re/org_clip_score and
-// plain cosine in the candidates. Each image is encoded once per ranker and each distinct text
-// once per batch.
+// plain cosine in the candidates. Each image is encoded once per ranker and each distinct text of
+// a sample once, in forward passes of that sample alone, so results do not depend on batching.
 std::unique_ptr<Stage> make_rank_stage(std::vector<RankerSpec> rankers, size_t batch);
 
 // Rule-based repair of re_caption.

@@ -12,9 +12,10 @@ namespace capforge::repair {
 
 namespace {
 // Words that cannot end an English caption: articles, prepositions, conjunctions.
-const std::set<std::string> kDangling = {"a", "an", "the", "of", "on", "in", "at", "with", "and", "or",
-                                         "to", "for", "by", "from", "into", "onto", "its", "their", "his",
-                                         "her", "is", "are", "while", "near", "under", "over", "as"};
+const std::set<std::string> kDangling = {"a",    "an",    "the",  "of",    "on",   "in",  "at",
+                                         "with", "and",   "or",   "to",    "for",  "by",  "from",
+                                         "into", "onto",  "its",  "their", "his",  "her", "is",
+                                         "are",  "while", "near", "under", "over", "as"};
 
 std::string strip_punct(const std::string& w) {
   size_t e = w.size();
