@@ -12,16 +12,6 @@ namespace fs = std::filesystem;
 
 namespace capforge {
 
-namespace {
-std::vector<Json> json_lines(const std::string& text) {
-  std::vector<Json> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) out.push_back(Json::parse(line));
-  return out;
-}
-}  // namespace
-
 TEST(Cli, VersionAndHelp) {
   auto v = test::run_capforge({"--version"});
   EXPECT_EQ(v.exit_code, 0);
@@ -57,7 +47,7 @@ TEST(Cli, InspectJsonCountsPerInputAndTotal) {
   test::write_tar(dir / "00001.tar", m);
   auto r = test::run_capforge({"inspect", "--json", dir / "00000.tar", dir / "00001.tar"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto lines = json_lines(r.out);
+  auto lines = test::json_lines(r.out);
   ASSERT_EQ(lines.size(), 3u);
   EXPECT_EQ(lines[0]["path"], dir / "00000.tar");
   EXPECT_EQ(lines[0]["samples"], 4);

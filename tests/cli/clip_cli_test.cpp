@@ -10,13 +10,6 @@
 namespace capforge {
 
 namespace {
-std::vector<Json> lines(const std::string& text) {
-  std::vector<Json> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);)
-    if (!l.empty()) out.push_back(Json::parse(l));
-  return out;
-}
 
 struct ClipCli : ::testing::Test {
   static void SetUpTestSuite() {
@@ -37,7 +30,7 @@ test::TempDir* ClipCli::dir_ = nullptr;
 TEST_F(ClipCli, TokenizePrintsOneArrayPerText) {
   auto r = test::run_capforge({"tokenize", "--model", at("clip"), "the cat", "", "a photo of the red dog"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto l = lines(r.out);
+  auto l = test::json_lines(r.out);
   ASSERT_EQ(l.size(), 3u);
   for (auto& ids : l) {
     ASSERT_TRUE(ids.is_array());
@@ -51,7 +44,7 @@ TEST_F(ClipCli, EmbedImagesFirstThenTextsInArgumentOrder) {
   auto r = test::run_capforge({"embed", "--model", at("clip"), "--text", "a dog", "--image", at("b.png"),
                                "--text", "the cat", "--image", at("a.jpg")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto l = lines(r.out);
+  auto l = test::json_lines(r.out);
   ASSERT_EQ(l.size(), 4u);
   EXPECT_EQ(l[0]["type"], "image");
   EXPECT_EQ(l[0]["input"], at("b.png"));
@@ -73,7 +66,7 @@ TEST_F(ClipCli, ScoreIsTheCosineOfTheEmbeddings) {
   ASSERT_EQ(s.exit_code, 0) << s.err;
   auto e = test::run_capforge(
       {"embed", "--model", at("clip"), "--image", at("a.jpg"), "--text", "a dog", "--text", "the cat"});
-  auto sl = lines(s.out), el = lines(e.out);
+  auto sl = test::json_lines(s.out), el = test::json_lines(e.out);
   ASSERT_EQ(sl.size(), 2u);
   for (int t = 0; t < 2; ++t) {
     double dot = 0;
@@ -88,7 +81,7 @@ TEST_F(ClipCli, BadImagesAndModelsAreClearErrors) {
   auto r =
       test::run_capforge({"embed", "--model", at("clip"), "--image", at("bad.jpg"), "--image", at("a.jpg")});
   EXPECT_EQ(r.exit_code, 1);
-  auto l = lines(r.out);
+  auto l = test::json_lines(r.out);
   ASSERT_EQ(l.size(), 2u);
   EXPECT_EQ(l[0]["error"], "not a recognised image format");
   EXPECT_TRUE(l[1].contains("embedding"));

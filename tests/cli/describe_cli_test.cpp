@@ -9,16 +9,6 @@
 
 namespace capforge {
 
-namespace {
-std::vector<Json> lines(const std::string& text) {
-  std::vector<Json> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);)
-    if (!l.empty()) out.push_back(Json::parse(l));
-  return out;
-}
-}  // namespace
-
 TEST(DescribeCli, JsonLinesPerImageWithCandidatesAndErrors) {
   test::TempDir dir;
   auto r = test::run_process({test::make_fixture_bin(), "vlm", dir / "t.gguf", dir / "m.gguf"});
@@ -26,11 +16,12 @@ TEST(DescribeCli, JsonLinesPerImageWithCandidatesAndErrors) {
   test::write_file(dir / "a.png", test::make_png(40, 30, 1));
   test::write_file(dir / "b.jpg", test::make_jpeg(64, 48, 2));
   test::write_file(dir / "bad.jpg", "nope");
-  auto d = test::run_capforge({"describe", "--model", dir / "t.gguf", "--mmproj", dir / "m.gguf", "--candidates", "3",
-                               "--top-p", "0.9,0.5", "--max-new-tokens", "8,12", "--response-prefix", "a picture of",
-                               dir / "a.png", dir / "bad.jpg", dir / "b.jpg"});
+  auto d =
+      test::run_capforge({"describe", "--model", dir / "t.gguf", "--mmproj", dir / "m.gguf", "--candidates",
+                          "3", "--top-p", "0.9,0.5", "--max-new-tokens", "8,12", "--response-prefix",
+                          "a picture of", dir / "a.png", dir / "bad.jpg", dir / "b.jpg"});
   EXPECT_EQ(d.exit_code, 1) << d.err;  // one image failed
-  auto l = lines(d.out);
+  auto l = test::json_lines(d.out);
   ASSERT_EQ(l.size(), 3u) << d.out;
   EXPECT_EQ(l[0]["image"], dir / "a.png");
   EXPECT_EQ(l[1]["image"], dir / "bad.jpg");
@@ -45,7 +36,8 @@ TEST(DescribeCli, JsonLinesPerImageWithCandidatesAndErrors) {
       EXPECT_TRUE(c["flags"].is_array());
     }
   }
-  auto bad = test::run_capforge({"describe", "--model", dir / "m.gguf", "--mmproj", dir / "t.gguf", dir / "a.png"});
+  auto bad =
+      test::run_capforge({"describe", "--model", dir / "m.gguf", "--mmproj", dir / "t.gguf", dir / "a.png"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("multimodal projector"), std::string::npos) << bad.err;
   EXPECT_NE(bad.err.find("hint:"), std::string::npos);

@@ -22,16 +22,6 @@ namespace capforge {
 
 namespace {
 
-Image random_image(int w, int h, uint32_t seed) {
-  std::mt19937 rng(seed);
-  Image img;
-  img.width = w;
-  img.height = h;
-  img.rgb.resize((size_t)w * h * 3);
-  for (size_t i = 0; i < img.rgb.size(); ++i) img.rgb[i] = (uint8_t)((i * 7 + rng() % 64) & 255);
-  return img;
-}
-
 double max_abs(const std::vector<float>& v) {
   double m = 0;
   for (float x : v) m = std::max(m, (double)std::fabs(x));
@@ -85,7 +75,7 @@ TEST_F(ClipFixtureTest, EmbeddingsAreUnitLengthDeterministicAndBatchInvariant) {
   auto model = load_clip(model_dir(), p);
   ClipContext ctx(model);
   std::vector<Image> imgs;
-  for (int i = 0; i < 5; ++i) imgs.push_back(random_image(40 + i * 9, 32 + i * 5, (uint32_t)i));
+  for (int i = 0; i < 5; ++i) imgs.push_back(test::noise_image(40 + i * 9, 32 + i * 5, (uint32_t)i));
   std::vector<const Image*> ptrs;
   for (auto& im : imgs) ptrs.push_back(&im);
   auto all = ctx.embed_images(ptrs);
@@ -112,7 +102,7 @@ TEST_F(ClipFixtureTest, VisionTowerMatchesLibmtmd) {
   ClipContext::Impl ours(model);
   const auto& cfg = model->config;
   const int S = cfg.vision.image_size, D = cfg.vision.hidden, N = cfg.vision.grid() * cfg.vision.grid();
-  Image img = random_image(S, S, 42);
+  Image img = test::noise_image(S, S, 42);
   std::vector<float> planar;
   clip::preprocess(img, cfg.preprocess, planar);
   std::vector<std::vector<float>> hidden;
@@ -162,7 +152,7 @@ TEST_F(ClipFixtureTest, BothTowersMatchNumpyReference) {
   std::vector<std::string> texts = {"a photo of a cat", "the red square on the blue dog", "x"};
   std::vector<std::vector<int>> ids;
   for (auto& t : texts) ids.push_back(ctx.tokenize(t));
-  std::vector<Image> imgs = {random_image(32, 32, 1), random_image(32, 32, 2)};
+  std::vector<Image> imgs = {test::noise_image(32, 32, 1), test::noise_image(32, 32, 2)};
   std::vector<float> pixels;
   for (auto& im : imgs) clip::preprocess(im, model->config.preprocess, pixels);
   test::write_file(*dir_ / "ids.json", Json(ids).dump());
@@ -191,7 +181,7 @@ TEST_F(ClipFixtureTest, BothTowersMatchNumpyReference) {
 
 TEST_F(ClipFixtureTest, ReducedPrecisionStaysCloseToF32) {
   ClipContext f32(load_clip(model_dir()));
-  std::vector<Image> imgs = {random_image(48, 40, 3), random_image(32, 64, 4)};
+  std::vector<Image> imgs = {test::noise_image(48, 40, 3), test::noise_image(32, 64, 4)};
   std::vector<const Image*> ptrs = {&imgs[0], &imgs[1]};
   std::vector<std::string> texts = {"a photo of a cat", "the blue square"};
   auto ref_i = f32.embed_images(ptrs);

@@ -19,15 +19,6 @@ namespace capforge {
 
 namespace {
 
-Image noise(int w, int h, uint32_t seed) {
-  std::mt19937 rng(seed);
-  Image img;
-  img.width = w, img.height = h;
-  img.rgb.resize((size_t)w * h * 3);
-  for (auto& v : img.rgb) v = (uint8_t)(rng() & 255);
-  return img;
-}
-
 std::string collapse(const std::string& s) {
   std::string out;
   bool sp = false;
@@ -97,7 +88,7 @@ TEST_F(Vlm, GreedyEqualsLlamaMtmdCli) {
   p.loop_repeats = 1000;  // compare raw generations
   p.drop_fragment = false;
   std::vector<Image> imgs;
-  for (int i = 0; i < 4; ++i) imgs.push_back(noise(20 + 17 * i, 60 - 9 * i, (uint32_t)i));
+  for (int i = 0; i < 4; ++i) imgs.push_back(test::noise_image(20 + 17 * i, 60 - 9 * i, (uint32_t)i));
   std::vector<std::pair<std::string, Image*>> in;
   for (int i = 0; i < 4; ++i) in.push_back({"img" + std::to_string(i), &imgs[(size_t)i]});
   auto ours = caption(p, in);
@@ -128,7 +119,7 @@ TEST_F(Vlm, SamplingIsDeterministicAndBatchInvariant) {
   p.candidates = 4;
   p.sampling.top_p = 0.9f;
   p.sampling.max_new_tokens = 20;
-  Image a = noise(40, 30, 1), b = noise(50, 50, 2), c = noise(33, 61, 3);
+  Image a = test::noise_image(40, 30, 1), b = test::noise_image(50, 50, 2), c = test::noise_image(33, 61, 3);
   auto alone = caption(p, {{"a", &a}});
   ASSERT_GE(alone[0].captions.size(), 2u) << "candidates should differ";
   auto again = caption(p, {{"a", &a}});
@@ -145,17 +136,18 @@ TEST_F(Vlm, SamplingIsDeterministicAndBatchInvariant) {
   auto q = p4;
   q.schedule = {p4.sampling, p4.sampling};
   q.schedule[1].max_new_tokens = 7;  // half the candidates finish early
-  Image d = noise(20, 20, 4);
+  Image d = test::noise_image(20, 20, 4);
   auto staggered = caption(q, {{"b", &b}, {"c", &c}, {"d", &d}, {"a", &a}});
   auto staggered_alone = caption(q, {{"a", &a}});
   ASSERT_EQ(staggered[3].captions.size(), staggered_alone[0].captions.size());
   for (size_t k = 0; k < staggered_alone[0].captions.size(); ++k) {
     EXPECT_EQ(staggered[3].captions[k].text, staggered_alone[0].captions[k].text) << "staggered";
     // which KV streams a sequence lands on changes float rounding by ~1e-6; tokens stay the same
-    EXPECT_NEAR(staggered[3].captions[k].logprob, staggered_alone[0].captions[k].logprob, 1e-3) << "staggered";
+    EXPECT_NEAR(staggered[3].captions[k].logprob, staggered_alone[0].captions[k].logprob, 1e-3)
+        << "staggered";
   }
-  for (auto [name, other] : {std::pair{"again", &again[0]}, std::pair{"mixed", &mixed[1]},
-                              std::pair{"serial", &serial[1]}}) {
+  for (auto [name, other] :
+       {std::pair{"again", &again[0]}, std::pair{"mixed", &mixed[1]}, std::pair{"serial", &serial[1]}}) {
     ASSERT_EQ(other->captions.size(), alone[0].captions.size()) << name;
     for (size_t k = 0; k < alone[0].captions.size(); ++k) {
       EXPECT_EQ(other->captions[k].text, alone[0].captions[k].text) << name;
@@ -174,7 +166,7 @@ TEST_F(Vlm, HarvestingAddsCandidatesWithoutChangingSampling) {
   p.sampling.min_new_tokens = 2;
   p.sampling.max_new_tokens = 20;
   p.drop_fragment = false;
-  Image a = noise(40, 30, 7), b = noise(30, 40, 8);
+  Image a = test::noise_image(40, 30, 7), b = test::noise_image(30, 40, 8);
   auto texts = [&](float harvest, bool harvested) {
     auto q = p;
     q.harvest_eos = harvest;
@@ -198,7 +190,7 @@ TEST_F(Vlm, HarvestingAddsCandidatesWithoutChangingSampling) {
 TEST_F(Vlm, RepetitionLoopsAreCutAndFlagged) {
   auto p = params("flat-");
   p.sampling.greedy = true;
-  Image a = noise(40, 30, 1);
+  Image a = test::noise_image(40, 30, 1);
   auto r = caption(p, {{"a", &a}});
   ASSERT_EQ(r[0].captions.size(), 1u);
   auto& f = r[0].captions[0].flags;
@@ -236,7 +228,7 @@ TEST_F(Vlm, BadFilesAreClearErrors) {
 TEST_F(Vlm, ImagesTheProjectorCannotTakeFailAlone) {
   auto p = params();
   p.sampling.greedy = true;
-  Image ok = noise(40, 30, 1), empty;
+  Image ok = test::noise_image(40, 30, 1), empty;
   auto r = caption(p, {{"ok", &ok}, {"empty", &empty}, {"ok2", &ok}});
   EXPECT_TRUE(r[0].error.empty());
   EXPECT_FALSE(r[1].error.empty());

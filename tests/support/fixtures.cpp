@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 
 #include "capforge/image.h"
@@ -210,6 +211,23 @@ void write_file(const std::string& path, const std::string& data) {
   std::ofstream f(path, std::ios::binary);
   f.write(data.data(), (std::streamsize)data.size());
   if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+std::vector<Json> json_lines(const std::string& text) {
+  std::vector<Json> out;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);)
+    if (!l.empty()) out.push_back(Json::parse(l));
+  return out;
+}
+
+Image noise_image(int w, int h, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Image img;
+  img.width = w, img.height = h;
+  img.rgb.resize((size_t)w * h * 3);
+  for (auto& v : img.rgb) v = (uint8_t)(rng() & 255);
+  return img;
 }
 
 std::vector<Sample> read_all(const ShardInput& in, std::string* error, const ReaderParams& p) {

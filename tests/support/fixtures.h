@@ -10,6 +10,11 @@
 
 namespace capforge::test {
 
+// Parses JSON lines (empty lines skipped).
+std::vector<Json> json_lines(const std::string& text);
+// Deterministic RGB noise.
+Image noise_image(int w, int h, uint32_t seed);
+
 // Every sample a reader yields; `error` receives the reader's break report.
 std::vector<Sample> read_all(const ShardInput& in, std::string* error = nullptr, const ReaderParams& p = {});
 

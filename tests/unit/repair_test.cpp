@@ -6,7 +6,8 @@ namespace capforge {
 
 TEST(RepairRules, FixesTheUsualProblems) {
   using repair::repair_caption;
-  EXPECT_EQ(repair_caption("a picture of a dog sitting on the grass"), "A picture of a dog sitting on the grass.");
+  EXPECT_EQ(repair_caption("a picture of a dog sitting on the grass"),
+            "A picture of a dog sitting on the grass.");
   EXPECT_EQ(repair_caption("a  dog , a cat ."), "A dog, a cat.");
   EXPECT_EQ(repair_caption("the the dog is is running"), "The dog is running.");
   EXPECT_EQ(repair_caption("a picture of a dog sitting on a"), "A picture of a dog sitting.");
