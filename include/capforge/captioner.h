@@ -40,11 +40,11 @@ struct CaptionerParams {
   bool drop_fragment = true;      // cut an unfinished trailing sentence after a finished one
   uint64_t seed = 0;              // mixed with each sample's key
   // Resources
-  int ctx_size = 0;     // KV cells for all sequences in flight (0: 1024 per sequence)
-  int parallel = 16;    // sequences in flight (images x candidates)
+  int ctx_size = 0;         // KV cells for all sequences in flight (0: 1024 per sequence)
+  int parallel = 16;        // sequences in flight (images x candidates)
   bool kv_unified = false;  // one KV pool for all sequences instead of a stream per sequence
-  int batch = 512;      // prompt tokens per decode call
-  int threads = 0;      // 0: all cores
+  int batch = 512;          // prompt tokens per decode call
+  int threads = 0;          // 0: all cores
   bool gpu = true;
 };
 

@@ -10,7 +10,7 @@
 
 namespace capforge {
 
-enum class InputFormat { webdataset, parquet, csv, tsv, jsonl, folder };
+enum class InputFormat { webdataset, parquet, csv, tsv, jsonl, folder, txt };
 const char* format_name(InputFormat f);
 
 // One unit of work: an input file (or image folder) and the shard name its outputs carry.
@@ -18,6 +18,8 @@ struct ShardInput {
   std::string path;
   std::string name;  // output stem, e.g. "00012" for 00012.tar
   InputFormat format = InputFormat::webdataset;
+  // Table formats: a slice of the rows (downloads split URL lists into shards).
+  int64_t row_begin = 0, row_count = -1;  // -1: to the end
 };
 
 // Expands CLI paths (files, directories of shards, image folders) into shards, directory contents
@@ -30,6 +32,11 @@ struct ReaderParams {
   // image|jpg|png|image_bytes|image_base64).
   std::string url_col, caption_col, key_col, image_col;
   size_t max_member_bytes = 256u << 20;  // tar members larger than this are refused
+  // Table formats: only these columns pass through (empty: all).
+  std::vector<std::string> keep_cols;
+  // > 0: keys are img2dataset's, the shard name then the index zero-padded to this many digits.
+  int index_digits = 0;
+  bool require_url = false;  // a table without a url column is an error (downloads)
 };
 
 // Streams the samples of one shard in order with bounded memory.
@@ -49,12 +56,16 @@ class SampleReader {
 // (missing file, malformed parquet, configured column absent).
 std::unique_ptr<SampleReader> open_reader(const ShardInput& in, const ReaderParams& params);
 
+// Rows of a table input (parquet from its metadata; others by a streaming count). Throws on errors.
+int64_t count_rows(const ShardInput& in);
+
 // Output layouts: which canonical columns a command writes before the pass-through ones.
 enum class OutputSchema {
-  samples,     // convert: key, url, caption, image{bytes,path} + pass-through
-  caption,     // caption: canonical capforge columns + pass-through
-  laion_coco,  // LAION-COCO's columns (+ status, error_message)
-  recap,       // Recap-DataComp-1B's columns (+ status, error_message)
+  samples,      // convert: key, url, caption, image{bytes,path} + pass-through
+  caption,      // caption: canonical capforge columns + pass-through
+  laion_coco,   // LAION-COCO's columns (+ status, error_message)
+  recap,        // Recap-DataComp-1B's columns (+ status, error_message)
+  img2dataset,  // download: url, caption, key, status, ... as img2dataset (webdataset: successes only)
 };
 const char* schema_name(OutputSchema s);
 std::optional<OutputSchema> schema_from_name(const std::string& name);

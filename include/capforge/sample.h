@@ -58,9 +58,11 @@ struct Sample {
   std::map<std::string, std::string> extra_members;  // other tar members by extension
 
   // derived
-  std::string sha256;         // of image_bytes, hex
-  int width = 0, height = 0;  // original (EXIF-oriented) size of the image
-  Image pixels;               // decoded, shrunk to what the model stages need (may be empty)
+  std::string sha256;                 // of image_bytes, hex
+  int width = 0, height = 0;          // original (EXIF-oriented) size of the image
+  int out_width = 0, out_height = 0;  // size of image_bytes after a download's resize
+  std::string exif;                   // JSON of the EXIF fields (downloads)
+  Image pixels;                       // decoded, shrunk to what the model stages need (may be empty)
 
   // model outputs (empty until the model stages run)
   std::vector<Candidate> candidates;

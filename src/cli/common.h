@@ -39,5 +39,6 @@ void add_caption(CLI::App& app, Action& action);
 void add_sql(CLI::App& app, Action& action);
 void add_clip_commands(CLI::App& app, Action& action);  // tokenize, embed, score
 void add_describe(CLI::App& app, Action& action);
+void add_download(CLI::App& app, Action& action);
 
 }  // namespace capforge::cli

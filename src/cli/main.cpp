@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   cli::add_sql(app, action);
   cli::add_clip_commands(app, action);
   cli::add_describe(app, action);
+  cli::add_download(app, action);
 
   try {
     app.parse(argc, argv);

@@ -30,7 +30,7 @@ ShardState shard_state_from_name(const std::string& name) {
 
 InputFormat input_format_from_name(const std::string& name) {
   for (auto f : {InputFormat::webdataset, InputFormat::parquet, InputFormat::csv, InputFormat::tsv,
-                 InputFormat::jsonl, InputFormat::folder})
+                 InputFormat::jsonl, InputFormat::folder, InputFormat::txt})
     if (name == format_name(f)) return f;
   throw std::runtime_error("job store: unknown input format '" + name + "'");
 }

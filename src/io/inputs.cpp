@@ -29,6 +29,8 @@ const char* format_name(InputFormat f) {
       return "jsonl";
     case InputFormat::folder:
       return "folder";
+    case InputFormat::txt:
+      return "txt";
   }
   return "?";
 }
@@ -53,7 +55,8 @@ std::optional<InputFormat> format_of_file(const std::string& path) {
                                                                   {".tsv.gz", InputFormat::tsv},
                                                                   {".jsonl", InputFormat::jsonl},
                                                                   {".ndjson", InputFormat::jsonl},
-                                                                  {".jsonl.gz", InputFormat::jsonl}})
+                                                                  {".jsonl.gz", InputFormat::jsonl},
+                                                                  {".txt", InputFormat::txt}})
     if (ends(suffix)) return fmt;
   return std::nullopt;
 }

@@ -46,7 +46,15 @@ const std::vector<ColumnSpec>& canonical_columns(OutputSchema schema) {
       {"org_clip_score", "DOUBLE"}, {"re_length", "INTEGER"},     {"org_length", "INTEGER"},
       {"status", "VARCHAR"},        {"error_message", "VARCHAR"},
   };
+  static const std::vector<ColumnSpec> img2dataset = {
+      {"url", "VARCHAR"},    {"caption", "VARCHAR"},       {"key", "VARCHAR"},
+      {"status", "VARCHAR"}, {"error_message", "VARCHAR"}, {"width", "BIGINT"},
+      {"height", "BIGINT"},  {"original_width", "BIGINT"}, {"original_height", "BIGINT"},
+      {"exif", "VARCHAR"},   {"sha256", "VARCHAR"},
+  };
   switch (schema) {
+    case OutputSchema::img2dataset:
+      return img2dataset;
     case OutputSchema::samples:
       return samples;
     case OutputSchema::caption:
@@ -69,6 +77,8 @@ const char* schema_name(OutputSchema s) {
       return "laion-coco";
     case OutputSchema::recap:
       return "recap";
+    case OutputSchema::img2dataset:
+      return "img2dataset";
   }
   return "?";
 }
@@ -80,7 +90,8 @@ std::optional<OutputSchema> schema_from_name(const std::string& name) {
 }
 
 bool passes_through(OutputSchema schema) {
-  return schema == OutputSchema::samples || schema == OutputSchema::caption;
+  return schema == OutputSchema::samples || schema == OutputSchema::caption ||
+         schema == OutputSchema::img2dataset;
 }
 
 namespace {
@@ -145,6 +156,21 @@ Json recap_row(const Sample& s) {
 }  // namespace
 
 Json canonical_row(const Sample& s, const WriterParams& params) {
+  if (params.schema == OutputSchema::img2dataset) {
+    Json row = Json::object();
+    row["url"] = nonempty(s.url);
+    row["caption"] = opt(s.caption);
+    row["key"] = s.key;
+    row["status"] = status_name(s.status);
+    row["error_message"] = nonempty(s.error);
+    row["width"] = s.out_width > 0 ? Json(s.out_width) : Json(nullptr);
+    row["height"] = s.out_height > 0 ? Json(s.out_height) : Json(nullptr);
+    row["original_width"] = s.width > 0 ? Json(s.width) : Json(nullptr);
+    row["original_height"] = s.height > 0 ? Json(s.height) : Json(nullptr);
+    row["exif"] = nonempty(s.exif);
+    row["sha256"] = nonempty(s.sha256);
+    return row;
+  }
   if (params.schema == OutputSchema::laion_coco) return laion_row(s);
   if (params.schema == OutputSchema::recap) return recap_row(s);
   Json row = Json::object();

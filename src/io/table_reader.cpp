@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -39,6 +40,8 @@ std::string source_expr(const ShardInput& in, const std::vector<std::string>& va
              (types.empty() ? "" : ", types = {" + types + "}") + ")";
     case InputFormat::jsonl:
       return "read_json(" + path + ", format = 'newline_delimited')";
+    case InputFormat::txt:  // one URL per line
+      return "read_csv(" + path + ", header = false, delim = '\t', quote = '', columns = {'url': 'VARCHAR'})";
     default:
       throw std::logic_error("not a table format");
   }
@@ -114,6 +117,13 @@ class TableReader : public SampleReader {
     }
     const Column* key = find_column(cols, p.key_col, {"key", "uid"}, "--key-col", in.path);
     const Column* url = find_column(cols, p.url_col, {"url"}, "--url-col", in.path);
+    if (!url && p.require_url) {
+      std::string names;
+      for (auto& c : cols) names += (names.empty() ? "" : ", ") + c.name;
+      throw std::runtime_error(fmt::format(
+          "{} has no url column (looked for url, URL); name it with --url-col. Its columns are: {}",
+          given.path, names));
+    }
     const Column* cap = find_column(cols, p.caption_col, {"caption", "text"}, "--caption-col", in.path);
     const Column* img =
         find_column(cols, p.image_col, {"image", "jpg", "png", "webp", "image_bytes", "img", "image_base64"},
@@ -148,8 +158,14 @@ class TableReader : public SampleReader {
       if (c) as_text.push_back(c->name);
     std::string meta = "json_object(";
     bool first = true;
+    for (auto& kc : p.keep_cols)
+      if (std::none_of(cols.begin(), cols.end(), [&](const Column& c) { return c.name == kc; }))
+        throw std::runtime_error(fmt::format("{} has no column '{}' (--save-cols)", given.path, kc));
     for (auto& c : cols) {
       if (&c == key || &c == url || &c == cap || &c == img || &c == ext) continue;
+      if (!p.keep_cols.empty() &&
+          std::find(p.keep_cols.begin(), p.keep_cols.end(), c.name) == p.keep_cols.end())
+        continue;
       meta += (first ? "" : ", ") + duck::quote_string(c.name) + ", " + duck::quote_ident(c.name);
       first = false;
       meta_types_.emplace_back(c.name, c.type);
@@ -162,6 +178,9 @@ class TableReader : public SampleReader {
         "SELECT {}, {}, {}, {}, {}, CAST({} AS VARCHAR) FROM {}", text(key), text(url), text(cap), img_bytes,
         img_path, first ? "NULL" : meta,
         source_expr(in, in.format == InputFormat::parquet ? std::vector<std::string>{} : as_text));
+    if (in.row_count >= 0) sql += fmt::format(" LIMIT {} OFFSET {}", in.row_count, in.row_begin);
+    index_digits_ = p.index_digits;
+    shard_name_ = given.name;
     try {
       stream_ = std::make_unique<duck::Stream>(db_, sql);
     } catch (const std::exception& e) {
@@ -184,7 +203,10 @@ class TableReader : public SampleReader {
     out = Sample{};
     out.index = index_++;
     auto key = stream_->str(0, r);
-    out.key = key && !key->empty() ? std::string(*key) : fmt::format("{}_{:06d}", stem_, out.index);
+    if (index_digits_ > 0)
+      out.key = fmt::format("{}{:0{}d}", shard_name_, out.index, index_digits_);
+    else
+      out.key = key && !key->empty() ? std::string(*key) : fmt::format("{}_{:06d}", stem_, out.index);
     if (auto v = stream_->str(1, r)) out.url = *v;
     if (auto v = stream_->str(2, r)) out.caption = std::string(*v);
     if (auto v = stream_->str(3, r)) {
@@ -215,6 +237,8 @@ class TableReader : public SampleReader {
 
  private:
   std::string repaired_;  // repaired copy of a text input with invalid UTF-8
+  int index_digits_ = 0;
+  std::string shard_name_;
   duck::Database db_;
   std::string stem_;
   std::unique_ptr<duck::Stream> stream_;
@@ -225,6 +249,12 @@ class TableReader : public SampleReader {
 };
 
 }  // namespace
+
+int64_t count_rows(const ShardInput& in) {
+  duck::Database db(2, "1GB");
+  auto rows = db.rows("SELECT count(*) FROM " + source_expr(in, {}));
+  return rows.empty() || !rows[0][0] ? 0 : std::stoll(*rows[0][0]);
+}
 
 std::unique_ptr<SampleReader> open_table_reader(const ShardInput& in, const ReaderParams& params) {
   return std::make_unique<TableReader>(in, params);

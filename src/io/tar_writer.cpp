@@ -39,8 +39,9 @@ class TarWriter : public SampleWriter {
   }
 
   void write(const Sample& s) override {
+    if (params_.schema == OutputSchema::img2dataset && !s.ok()) return;  // img2dataset: successes only
     std::string key = tar_key(s.key);
-    if (s.has_image && params_.include_images) {
+    if (s.has_image && (params_.include_images || params_.schema == OutputSchema::img2dataset)) {
       std::string ext = s.image_ext.empty() ? sniff_image_ext(s.image_bytes) : s.image_ext;
       add(key + "." + (ext.empty() ? "bin" : ext), s.image_bytes);
     }
