@@ -64,6 +64,8 @@ std::string exif_json(std::string_view bytes) {
 
 std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedImage& out) {
   out = ResizedImage{};
+  init_vips();
+  // one header read: limits, size, orientation, EXIF
   DecodedImage head;
   DecodeParams hp = p.limits;
   hp.header_only = true;
@@ -71,13 +73,13 @@ std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedI
   const int w = head.original_width, h = head.original_height;
   out.original_width = w;
   out.original_height = h;
-  out.exif = exif_json(bytes);
   if (p.min_image_size > 0 && std::min(w, h) < p.min_image_size)
     return fmt::format("image is {}x{}, smaller than --min-image-size {}", w, h, p.min_image_size);
   if (p.max_aspect_ratio > 0 && (double)std::max(w, h) / std::min(w, h) > p.max_aspect_ratio)
     return fmt::format("aspect ratio {:.2f} is above --max-aspect-ratio {:g}",
                        (double)std::max(w, h) / std::min(w, h), p.max_aspect_ratio);
   if (p.mode == ResizeMode::no) {
+    out.exif = exif_json(bytes);
     out.bytes = std::string(bytes);
     out.ext = sniff_image_ext(bytes);
     out.width = w, out.height = h;
@@ -89,33 +91,69 @@ std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedI
   if (p.only_if_bigger) scale = std::min(scale, 1.0);
   int tw = std::max(1, (int)std::lround(w * scale)), th = std::max(1, (int)std::lround(h * scale));
   if (by_smaller && scale != 1.0) (w <= h ? tw : th) = S;
-  // decode with shrink-on-load straight to the target when shrinking
-  DecodeParams dp = p.limits;
-  dp.short_edge = std::min(tw, th);
-  DecodedImage img;
-  if (auto err = decode_image(bytes, dp, img); !err.empty()) return err;
-  VipsPtr im(vips_image_new_from_memory_copy(img.pixels.rgb.data(), img.pixels.rgb.size(), img.pixels.width,
-                                             img.pixels.height, 3, VIPS_FORMAT_UCHAR));
-  if (!im) return vips_err();
+
+  // one lazy libvips pipeline: shrink-on-load, orientation, colour, exact resize, crop/border, encode
+  int shrink = 1;
+  while (shrink < 8 && std::min(w, h) / (shrink * 2) >= std::min(tw, th)) shrink *= 2;
+  VipsImage* raw =
+      head.format == "jpeg" && shrink > 1
+          ? nullptr
+          : vips_image_new_from_buffer(bytes.data(), bytes.size(), "", "access", VIPS_ACCESS_SEQUENTIAL,
+                                       "fail_on", VIPS_FAIL_ON_TRUNCATED, nullptr);
+  if (!raw && head.format == "jpeg" && shrink > 1 &&
+      vips_jpegload_buffer((void*)bytes.data(), bytes.size(), &raw, "shrink", shrink, "access",
+                           VIPS_ACCESS_SEQUENTIAL, "fail_on", VIPS_FAIL_ON_TRUNCATED, nullptr))
+    raw = nullptr;
+  if (!raw) return "cannot decode " + head.format + ": " + vips_err();
+  VipsPtr im(raw);
+  {
+    Json j = Json::object();
+    vips_image_map(im.get(), collect_exif, &j);
+    if (!j.empty()) out.exif = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  }
   VipsImage* next = nullptr;
-  if (img.pixels.width != tw || img.pixels.height != th) {  // enlarging, or rounding
-    if (vips_resize(im.get(), &next, (double)tw / img.pixels.width, "vscale", (double)th / img.pixels.height,
-                    "kernel", VIPS_KERNEL_CUBIC, nullptr))
-      return "resize failed: " + vips_err();
+  auto step = [&](int rc, const char* what) {
+    if (rc) return std::string(what) + ": " + vips_err();
     im.reset(next);
+    return std::string();
+  };
+  std::string err;
+  if (err = step(vips_autorot(im.get(), &next, nullptr), "rotate failed"); !err.empty()) return err;
+  if (vips_image_get_interpretation(im.get()) != VIPS_INTERPRETATION_sRGB ||
+      vips_image_get_format(im.get()) != VIPS_FORMAT_UCHAR)
+    if (err = step(vips_colourspace(im.get(), &next, VIPS_INTERPRETATION_sRGB, nullptr),
+                   "colour conversion failed");
+        !err.empty())
+      return err;
+  if (vips_image_get_format(im.get()) != VIPS_FORMAT_UCHAR)
+    if (err = step(vips_cast_uchar(im.get(), &next, nullptr), "cast failed"); !err.empty()) return err;
+  if (vips_image_hasalpha(im.get())) {
+    VipsArrayDouble* white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
+    int rc = vips_flatten(im.get(), &next, "background", white, nullptr);
+    vips_area_unref(VIPS_AREA(white));
+    if (err = step(rc, "alpha flatten failed"); !err.empty()) return err;
   }
   int cw = vips_image_get_width(im.get()), ch = vips_image_get_height(im.get());
+  if (cw != tw || ch != th)
+    if (err = step(vips_resize(im.get(), &next, (double)tw / cw, "vscale", (double)th / ch, "kernel",
+                               VIPS_KERNEL_CUBIC, nullptr),
+                   "resize failed");
+        !err.empty())
+      return err;
+  cw = tw, ch = th;
   if (p.mode == ResizeMode::center_crop && (cw > S || ch > S)) {
     int side = std::min({cw, ch, S});
-    if (vips_crop(im.get(), &next, (cw - side) / 2, (ch - side) / 2, side, side, nullptr))
-      return "crop failed: " + vips_err();
-    im.reset(next);
+    if (err = step(vips_crop(im.get(), &next, (cw - side) / 2, (ch - side) / 2, side, side, nullptr),
+                   "crop failed");
+        !err.empty())
+      return err;
   } else if (p.mode == ResizeMode::border && (cw != S || ch != S) && cw <= S && ch <= S) {
-    if (vips_embed(im.get(), &next, (S - cw) / 2, (S - ch) / 2, S, S, "extend", VIPS_EXTEND_BLACK, nullptr))
-      return "border failed: " + vips_err();
-    im.reset(next);
+    if (err = step(vips_embed(im.get(), &next, (S - cw) / 2, (S - ch) / 2, S, S, "extend", VIPS_EXTEND_BLACK,
+                              nullptr),
+                   "border failed");
+        !err.empty())
+      return err;
   }
-  im.get()->Type = VIPS_INTERPRETATION_sRGB;
   void* buf = nullptr;
   size_t len = 0;
   int rc = 0;
@@ -125,7 +163,7 @@ std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedI
     rc = vips_webpsave_buffer(im.get(), &buf, &len, "Q", p.quality, nullptr);
   else
     rc = vips_jpegsave_buffer(im.get(), &buf, &len, "Q", p.quality, "strip", TRUE, nullptr);
-  if (rc) return "encode failed: " + vips_err();
+  if (rc) return "cannot decode or encode " + head.format + ": " + vips_err();
   out.bytes.assign((const char*)buf, len);
   g_free(buf);
   out.ext = p.format == "jpeg" ? "jpg" : p.format;

@@ -17,7 +17,7 @@ struct TestHttpServer::Impl {
   int reset_fd = -1, reset_port = 0;
   std::atomic<bool> stop{false};
   std::atomic<int> flaky{0};
-  std::string jpeg = make_jpeg(320, 240, 3), png = make_png(64, 48, 4);
+  std::string jpeg = make_jpeg(320, 240, 3), png = make_png(64, 48, 4), photo = make_jpeg(800, 600, 5, 85);
 };
 
 TestHttpServer::TestHttpServer(int latency_ms) : impl_(std::make_unique<Impl>()) {
@@ -32,6 +32,8 @@ TestHttpServer::TestHttpServer(int latency_ms) : impl_(std::make_unique<Impl>())
         [im](const httplib::Request&, httplib::Response& r) { r.set_content(im->jpeg, "image/jpeg"); });
   s.Get(R"(/img/(\d+)\.png)",
         [im](const httplib::Request&, httplib::Response& r) { r.set_content(im->png, "image/png"); });
+  s.Get(R"(/photo/(\d+)\.jpg)",
+        [im](const httplib::Request&, httplib::Response& r) { r.set_content(im->photo, "image/jpeg"); });
   s.Get("/404", [](const httplib::Request&, httplib::Response& r) { r.status = 404; });
   s.Get("/500", [](const httplib::Request&, httplib::Response& r) { r.status = 500; });
   s.Get("/slow", [](const httplib::Request&, httplib::Response& r) {
