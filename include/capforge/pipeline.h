@@ -84,6 +84,7 @@ struct PipelineParams {
   ReaderParams reader;
   size_t max_in_flight = 512;  // samples between reader and sink, all stages together
   size_t queue_capacity = 64;  // per stage queue
+  size_t max_open_shards = 4;  // shards with an open reader or writer at once (each holds buffers)
   ProgressMode progress = ProgressMode::automatic;
   double progress_interval = 10.0;            // seconds between plain progress lines
   const std::atomic<bool>* cancel = nullptr;  // set (e.g. by SIGINT) to stop early

@@ -42,7 +42,12 @@ class Runner {
  public:
   Runner(ShardScheduler& sched, std::vector<std::unique_ptr<Stage>>& stages, const SinkFactory& make_sink,
          const PipelineParams& params)
-      : sched_(sched), stages_(stages), make_sink_(make_sink), p_(params), limit_(params.max_in_flight) {
+      : sched_(sched),
+        stages_(stages),
+        make_sink_(make_sink),
+        p_(params),
+        limit_(params.max_in_flight),
+        open_shards_(std::max<size_t>(1, params.max_open_shards)) {
     for (size_t i = 0; i <= stages_.size(); ++i)
       queues_.push_back(std::make_unique<Queue>(p_.queue_capacity));
   }
@@ -73,6 +78,7 @@ class Runner {
     while (!cancelled(p_)) {
       auto in = sched_.next();
       if (!in) break;
+      open_shards_.acquire();  // released by finish()
       auto shard = std::make_shared<ShardCtx>();
       shard->input = *in;
       shard->stats.shard = in->name;
@@ -183,6 +189,11 @@ class Runner {
   static bool finished(const ShardCtx& shard) { return shard.end_seen && shard.written == shard.total; }
 
   void finish(ShardCtx& shard) {
+    finish_shard(shard);
+    open_shards_.release();
+  }
+
+  void finish_shard(ShardCtx& shard) {
     const auto& name = shard.input.name;
     if (shard.cancelled) {
       shard.sink.reset();
@@ -229,6 +240,7 @@ class Runner {
   const SinkFactory& make_sink_;
   const PipelineParams& p_;
   InFlightLimit limit_;
+  InFlightLimit open_shards_;
   std::vector<std::unique_ptr<Queue>> queues_;
   std::vector<std::unique_ptr<std::atomic<int>>> live_workers_;
   ProgressCounters counters_;

@@ -104,6 +104,42 @@ TEST(Pipeline, KeepsInputOrderAndEverySampleOnceAcrossThreads) {
   }
 }
 
+// Counts sinks alive at once: each open shard holds a reader and a writer with their buffers.
+class CountingSink : public ShardSink {
+ public:
+  CountingSink(std::atomic<int>& open, std::atomic<int>& peak) : open_(open) {
+    int now = ++open_;
+    for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {
+    }
+  }
+  ~CountingSink() override { --open_; }
+  void write(const Sample&) override {}
+  void commit(const ShardStats&) override {}
+
+ private:
+  std::atomic<int>& open_;
+};
+
+TEST(Pipeline, OpenShardsStayWithinTheLimitWhateverTheInFlightBudget) {
+  test::TempDir dir;
+  auto inputs = make_shards(dir, 24, 2);  // tiny shards: the sample budget alone would open them all
+  ListScheduler sched(inputs);
+  std::vector<std::unique_ptr<Stage>> stages;
+  stages.push_back(std::make_unique<JitterStage>(2));
+  PipelineParams p;
+  p.progress = ProgressMode::off;
+  p.max_open_shards = 3;
+  std::atomic<int> open{0}, peak{0};
+  auto summary = run_pipeline(
+      sched, stages,
+      [&](const ShardInput&, const SampleReader&) { return std::make_unique<CountingSink>(open, peak); }, p);
+  EXPECT_EQ(summary.shards_done, 24);
+  EXPECT_EQ(summary.samples, 48);
+  EXPECT_EQ(open.load(), 0);
+  EXPECT_LE(peak.load(), 3);
+  EXPECT_GE(peak.load(), 1);
+}
+
 TEST(Pipeline, AStageExceptionFailsOnlyItsBatch) {
   test::TempDir dir;
   auto inputs = make_shards(dir, 1, 5);
