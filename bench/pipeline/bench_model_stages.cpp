@@ -14,7 +14,8 @@ using namespace capforge;
 
 int main(int argc, char** argv) {
   if (argc < 8) {
-    std::fprintf(stderr, "usage: %s SHARD.tar TEXT.gguf MMPROJ.gguf CLIP_DIR BATCH THREADS MAX_NEW\n", argv[0]);
+    std::fprintf(stderr, "usage: %s SHARD.tar TEXT.gguf MMPROJ.gguf CLIP_DIR BATCH THREADS MAX_NEW\n",
+                 argv[0]);
     return 2;
   }
   size_t batch = (size_t)std::atoi(argv[5]);
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     for (auto& st : stages) st->process(b);
   }
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("{\"samples\": %zu, \"seconds\": %.3f, \"samples_per_s\": %.3f}\n", all.size(), s, all.size() / s);
+  std::printf("{\"samples\": %zu, \"seconds\": %.3f, \"samples_per_s\": %.3f}\n", all.size(), s,
+              all.size() / s);
   return 0;
 }

@@ -32,6 +32,9 @@ struct DecodedImage {
 // animated images give their first frame.
 std::string decode_image(std::string_view bytes, const DecodeParams& params, DecodedImage& out);
 
+// Encodes RGB pixels as JPEG without metadata; throws std::runtime_error on failure.
+std::string encode_jpeg(const Image& img, int quality = 90);
+
 // Sniffs the container format from magic bytes: "jpg", "png", "webp", "gif", "bmp", "tiff" or "".
 std::string sniff_image_ext(std::string_view bytes);
 bool is_image_ext(std::string_view ext);  // the extensions readers treat as the sample's image

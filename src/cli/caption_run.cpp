@@ -17,7 +17,13 @@ namespace fs = std::filesystem;
 namespace capforge::cli {
 
 void resolve_options(CaptionOptions& o, CLI::App* cmd) {
+  if (!o.preset_file.empty()) apply_preset_file(o.preset_file, cmd, o.preset);
   if (!apply_preset(o.preset, cmd, o.c)) throw UsageError("unknown --preset " + o.preset);
+  // `--model demo` also ranks with the demo CLIP unless rankers are given
+  if (resolve_demo_model(o.c.params) && o.rank.empty()) o.rank.push_back("demo");
+  for (auto& r : o.rank)
+    if (r == "demo" || r.rfind("demo:", 0) == 0)
+      r = (fs::path(demo_models_dir()) / "clip").string() + r.substr(4);
   if (o.captioner.empty())
     o.captioner = o.c.params.model.empty() && o.c.params.mmproj.empty() ? "none" : "vlm";
   if (o.captioner == "vlm" && (o.c.params.model.empty() || o.c.params.mmproj.empty()))
@@ -32,7 +38,6 @@ void resolve_options(CaptionOptions& o, CLI::App* cmd) {
     o.rank.back() += ":1";
 }
 
-namespace {
 RankerSpec parse_ranker(const std::string& spec, const ClipParams& cp) {
   RankerSpec r;
   r.name = spec;
@@ -51,7 +56,6 @@ RankerSpec parse_ranker(const std::string& spec, const ClipParams& cp) {
   r.name = fs::path(dir).filename().string() + (r.keep ? ":" + std::to_string(r.keep) : "");
   return r;
 }
-}  // namespace
 
 std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name) {
   std::vector<std::unique_ptr<Stage>> stages;

@@ -11,12 +11,14 @@
 #include "capforge/io.h"
 #include "capforge/pipeline.h"
 #include "cli/captioner_options.h"
+#include "pipeline/model_stages.h"
 
 namespace capforge::cli {
 
 struct CaptionOptions {
   std::vector<std::string> inputs;
   std::string out, db;
+  std::string preset_file;
   std::string preset = "none", captioner, repair, schema = "capforge", rank_dtype = "f32";
   std::vector<std::string> rank;  // DIR[:K]
   std::vector<std::string> formats = {"parquet"};
@@ -31,6 +33,8 @@ struct CaptionOptions {
   ProgressMode progress = ProgressMode::automatic;
 };
 
+// Loads a ranker from DIR[:K] (K: candidates it keeps); throws UsageError if it does not load.
+RankerSpec parse_ranker(const std::string& spec, const ClipParams& cp);
 // Applies the preset and the defaults that depend on other flags.
 void resolve_options(CaptionOptions& o, CLI::App* cmd);
 // The caption, rank and repair stages the options ask for; loads the models (throws UsageError

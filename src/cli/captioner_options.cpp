@@ -1,5 +1,13 @@
 #include "cli/captioner_options.h"
 
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/common.h"
+
 namespace capforge::cli {
 
 namespace {
@@ -9,12 +17,66 @@ T pick(const std::vector<T>& v, size_t i, T fallback) {
 }
 }  // namespace
 
+std::string demo_models_dir() {
+  if (const char* d = std::getenv("CAPFORGE_DEMO_MODELS"); d && *d) return d;
+  return CAPFORGE_DEMO_MODELS_DIR;
+}
+
+bool resolve_demo_model(CaptionerParams& p) {
+  if (p.model != "demo") return false;
+  std::filesystem::path d = demo_models_dir();
+  if (!std::filesystem::exists(d / "captioner.gguf"))
+    throw UsageError(fmt::format("the demo models are not in {}", d.string()),
+                     "set CAPFORGE_DEMO_MODELS, or retrain them with tools/demo-models/train.py");
+  p.model = (d / "captioner.gguf").string();
+  if (p.mmproj.empty()) p.mmproj = (d / "captioner-mmproj.gguf").string();
+  return true;
+}
+
+void apply_flag(CLI::App* cmd, const std::string& flag, const std::vector<std::string>& values) {
+  CLI::Option* opt = nullptr;
+  try {
+    opt = cmd->get_option("--" + flag);
+  } catch (const CLI::OptionNotFound&) {
+    throw UsageError(fmt::format("`{}` has no option --{}", cmd->get_name(), flag),
+                     "use the flag names of `capforge " + cmd->get_name() + " --help`, without the dashes");
+  }
+  try {
+    opt->clear();
+    for (auto& v : values) opt->add_result(v);
+    opt->run_callback();
+  } catch (const CLI::Error& e) {
+    throw UsageError(fmt::format("--{} {}: {}", flag, fmt::join(values, " "), e.what()));
+  }
+}
+
+void apply_preset_file(const std::string& path, CLI::App* cmd, std::string& preset) {
+  std::ifstream f(path);
+  if (!f) throw UsageError("cannot read --preset-file " + path);
+  Json j = Json::parse(f, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("flags") || !j["flags"].is_object())
+    throw UsageError(path + " is not a capforge preset file",
+                     "write one with `capforge tune ... --out FILE`");
+  if (j.contains("preset") && j["preset"].is_string() && cmd->count("--preset") == 0) preset = j["preset"];
+  for (auto& [flag, v] : j["flags"].items()) {
+    const CLI::Option* given = cmd->get_option_no_throw("--" + flag);
+    if (given && given->count() > 0) continue;  // the command line wins
+    std::vector<std::string> values;
+    for (auto& x : v.is_array() ? v : Json::array({v}))
+      values.push_back(x.is_string() ? x.get<std::string>() : x.dump());
+    apply_flag(cmd, flag, values);
+  }
+}
+
 void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) {
   auto& p = c.params;
   const char* m = "Captioning model";
-  auto* model = cmd->add_option("--model", p.model, "language model GGUF of the VLM")->group(m);
-  auto* mmproj = cmd->add_option("--mmproj", p.mmproj, "multimodal projector GGUF of the VLM")->group(m);
-  if (model_required) model->required(), mmproj->required();
+  auto* model = cmd->add_option("--model", p.model,
+                                "language model GGUF of the VLM, or `demo` for the bundled demo models")
+                    ->group(m);
+  cmd->add_option("--mmproj", p.mmproj, "multimodal projector GGUF of the VLM (needed unless --model demo)")
+      ->group(m);
+  if (model_required) model->required();
   cmd->add_option("--chat-template", p.chat_template, "override the model's chat template (name or template)")
       ->group(m);
   const char* pr = "Prompt";

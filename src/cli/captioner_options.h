@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "capforge/captioner.h"
+#include "capforge/sample.h"
 
 namespace capforge::cli {
 
@@ -21,6 +22,22 @@ struct CaptionerCli {
 
 // Registers --model/--mmproj (required if `model_required`), prompt, decoding and resource flags.
 void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required);
+
+// The bundled demo models' directory: $CAPFORGE_DEMO_MODELS, else models/demo in the source tree.
+std::string demo_models_dir();
+// `--model demo`: points model (and mmproj, unless given) at the demo captioner. Returns whether it
+// did; throws UsageError when the demo models are missing.
+bool resolve_demo_model(CaptionerParams& p);
+
+// Sets option `flag` (long name without dashes, e.g. "top-p") of `cmd` to `values` as if given on
+// the command line, once per value (comma lists split as there). Throws UsageError for an unknown
+// flag or a bad value.
+void apply_flag(CLI::App* cmd, const std::string& flag, const std::vector<std::string>& values);
+
+// `--preset-file FILE` (written by `capforge tune`): {"preset": base preset, "flags": {flag: value}}.
+// Flags given on the command line win over the file's, and the file's over its base preset; the
+// base preset applies when --preset was not given.
+void apply_preset_file(const std::string& path, CLI::App* cmd, std::string& preset);
 
 // Fills params.sampling / params.schedule from the flag lists.
 void build_schedule(CaptionerCli& c);

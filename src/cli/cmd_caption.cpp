@@ -124,6 +124,8 @@ void add_caption(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--out", o->out, "output directory: {shard}.parquet, {shard}_stats.json, .capforge/jobs.db")
       ->required();
+  cmd->add_option("--preset-file", o->preset_file,
+                  "a preset written by `capforge tune` (its flags, over its base preset; explicit flags win)");
   cmd->add_option("--preset", o->preset, "laion-coco, recap or none; explicit flags override it")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "laion-coco", "recap"}));
@@ -131,7 +133,7 @@ void add_caption(CLI::App& app, Action& action) {
                   "vlm (needs --model and --mmproj; the default when they are given) or none (read, decode, "
                   "rank the original caption, write)")
       ->check(CLI::IsMember({"vlm", "none"}));
-  add_captioner_options(cmd, o->c, /*model_required=*/false);
+  add_captioner_options(cmd, o->c, /*model_required=*/false);  // --model demo: the bundled models
   const char* rk = "Ranking and repair";
   cmd->add_option("--rank", o->rank,
                   "CLIP ranker DIR[:K] (repeatable, a cascade: each keeps its top K of the previous one's "

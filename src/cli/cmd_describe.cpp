@@ -25,6 +25,10 @@ void print(const Json& j) {
 }
 
 int run_describe(DescribeOptions& o) {
+  resolve_demo_model(o.c.params);
+  if (o.c.params.mmproj.empty())
+    throw UsageError("--mmproj is required: the projector GGUF that goes with --model",
+                     "or use --model demo");
   build_schedule(o.c);
   const CaptionerParams& params = o.c.params;
   std::shared_ptr<const VlmModel> model;

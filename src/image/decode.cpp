@@ -86,6 +86,19 @@ void init_vips() {
   if (!failure.empty()) throw std::runtime_error(failure);
 }
 
+std::string encode_jpeg(const Image& img, int quality) {
+  init_vips();
+  VipsPtr im(vips_image_new_from_memory_copy(img.rgb.data(), img.rgb.size(), img.width, img.height, 3,
+                                             VIPS_FORMAT_UCHAR));
+  void* buf = nullptr;
+  size_t len = 0;
+  if (!im || vips_jpegsave_buffer(im.get(), &buf, &len, "Q", quality, "strip", TRUE, nullptr))
+    throw std::runtime_error("JPEG encoding failed: " + take_vips_error());
+  std::string out((const char*)buf, len);
+  g_free(buf);
+  return out;
+}
+
 std::string sniff_image_ext(std::string_view b) {
   auto starts = [&](const char* magic, size_t n, size_t off = 0) {
     return b.size() >= off + n && std::memcmp(b.data() + off, magic, n) == 0;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <ctime>
 #include <stdexcept>
 
@@ -82,7 +83,11 @@ class TarWriter : public SampleWriter {
   std::string final_, tmp_;
   WriterParams params_;
   archive* a_ = nullptr;
-  time_t now_ = std::time(nullptr);
+  // Member times are fixed so the same samples give the same bytes: $SOURCE_DATE_EPOCH, else 0.
+  time_t now_ = [] {
+    const char* e = std::getenv("SOURCE_DATE_EPOCH");
+    return e ? (time_t)std::strtoll(e, nullptr, 10) : (time_t)0;
+  }();
   bool committed_ = false;
 };
 

@@ -265,7 +265,8 @@ void Captioner::Impl::finish(Seq& s, std::vector<std::string> flags, std::vector
   g.per_candidate[(size_t)s.candidate].push_back(std::move(c));
   llama_memory_seq_rm(llama_get_memory(ctx), s.id, -1, -1);
   free_ids.push_back(s.id);
-  std::sort(free_ids.rbegin(), free_ids.rend());  // lowest id at the back: placement independent of finish order
+  std::sort(free_ids.rbegin(),
+            free_ids.rend());  // lowest id at the back: placement independent of finish order
   if (--g.live > 0) return;
   cells_used -= g.cells;
   CaptionResult& r = out[g.request];

@@ -1,0 +1,120 @@
+// capforge synth: the same seed gives the same shards; each sample's truth describes what is drawn;
+// the caption parser used by the quality tests reads the truth back.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "capforge/image.h"
+#include "support/fixtures.h"
+#include "support/process.h"
+#include "synth/shapes.h"
+
+namespace capforge {
+
+namespace {
+
+// The palette name nearest to a pixel (the scene colours are far apart, JPEG or not).
+std::string nearest_colour(const Image& img, int x, int y) {
+  const uint8_t* p = &img.rgb[((size_t)y * img.width + x) * 3];
+  static const std::vector<std::pair<std::string, std::array<int, 3>>> pal = {
+      {"red", {220, 40, 40}},     {"green", {40, 170, 60}}, {"blue", {40, 80, 220}},    {"yellow", {240, 210, 40}},
+      {"purple", {140, 50, 170}}, {"orange", {250, 140, 30}}, {"white", {255, 255, 255}}, {"black", {0, 0, 0}},
+      {"gray", {128, 128, 128}}};
+  std::string best;
+  double bd = 1e18;
+  for (auto& [name, c] : pal) {
+    double d = std::pow(p[0] - c[0], 2) + std::pow(p[1] - c[1], 2) + std::pow(p[2] - c[2], 2);
+    if (d < bd) bd = d, best = name;
+  }
+  return best;
+}
+
+}  // namespace
+
+TEST(Synth, TruthDescribesTheRenderedScene) {
+  for (uint64_t seed = 0; seed < 60; ++seed) {
+    synth::Scene s = synth::make_scene(seed);
+    ASSERT_GE(s.shapes.size(), 1u);
+    ASSERT_LE(s.shapes.size(), 3u);
+    Image img = synth::render(s, 96);
+    const double k = 96 / 300.0;
+    EXPECT_EQ(nearest_colour(img, 1, 1), s.background) << s.caption;  // corners are background
+    for (auto& sh : s.shapes) {
+      EXPECT_EQ(nearest_colour(img, (int)(sh.x * k), (int)(sh.y * k)), sh.colour) << s.caption;
+      EXPECT_NE(s.caption.find(sh.colour + " " + sh.kind), std::string::npos) << s.caption;
+    }
+    auto parsed = synth::parse_caption(s.caption);
+    ASSERT_EQ(parsed.objects.size(), s.shapes.size()) << s.caption;
+    for (size_t i = 0; i < s.shapes.size(); ++i)
+      EXPECT_EQ(parsed.objects[i], std::make_pair(s.shapes[i].colour, s.shapes[i].kind)) << s.caption;
+    EXPECT_EQ(parsed.background, s.background);
+    EXPECT_EQ(parsed.where, s.where);
+    EXPECT_EQ(s.where.empty(), s.shapes.size() > 1);
+  }
+}
+
+TEST(Synth, ArticlesAreEnglish) {
+  for (uint64_t seed = 0; seed < 400; ++seed) {
+    auto c = synth::make_scene(seed).caption;
+    EXPECT_EQ(c.find("a orange"), std::string::npos) << c;
+    EXPECT_EQ(c.find("an red"), std::string::npos) << c;
+  }
+}
+
+TEST(Synth, ParserIgnoresWordsOutsideTheVocabulary) {
+  auto p = synth::parse_caption("A picture of a big red circle and a tiny blue star, on a black background.");
+  ASSERT_EQ(p.objects.size(), 2u);  // a (colour, shape) pair is read wherever it stands
+  EXPECT_EQ(p.objects[0], std::make_pair(std::string("red"), std::string("circle")));
+  EXPECT_EQ(p.objects[1], std::make_pair(std::string("blue"), std::string("star")));
+  EXPECT_EQ(p.background, "black");
+  EXPECT_TRUE(synth::parse_caption("IMG_1234.JPG").objects.empty());
+}
+
+TEST(SynthCli, SameSeedSameShardsAndEverySampleHasItsTruth) {
+  test::TempDir dir;
+  for (auto* name : {"a", "b"}) {
+    auto r = test::run_capforge({"synth", "--out", dir / name, "--count", "10", "--shards", "2", "--seed", "5"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  auto r = test::run_capforge({"synth", "--out", dir / "c", "--count", "10", "--shards", "2", "--seed", "6"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // compared as booleans: a failure must not print two tar files
+  EXPECT_TRUE(test::read_file(dir / "a/00000.tar") == test::read_file(dir / "b/00000.tar"));
+  EXPECT_TRUE(test::read_file(dir / "a/00001.tar") == test::read_file(dir / "b/00001.tar"));
+  EXPECT_FALSE(test::read_file(dir / "a/00000.tar") == test::read_file(dir / "c/00000.tar"));
+
+  size_t n = 0;
+  for (auto* shard : {"a/00000.tar", "a/00001.tar"}) {
+    for (auto& s : test::read_all({dir / shard, "s", InputFormat::webdataset})) {
+      ++n;
+      DecodedImage d;
+      ASSERT_EQ(decode_image(s.image_bytes, {}, d), "") << s.key;
+      EXPECT_EQ(d.pixels.width, 64);
+      std::string truth = s.meta["truth"];
+      EXPECT_EQ(synth::parse_caption(truth).objects.size(), s.meta["count"].get<size_t>()) << truth;
+      EXPECT_EQ(s.meta["shapes"].size(), s.meta["count"].get<size_t>());
+    }
+  }
+  EXPECT_EQ(n, 10u);
+}
+
+TEST(SynthCli, BadArgumentsAreUsageErrors) {
+  test::TempDir dir;
+  EXPECT_EQ(test::run_capforge({"synth", "--out", dir / "x", "--count", "0"}).exit_code, 2);
+  EXPECT_EQ(test::run_capforge({"synth", "--out", dir / "x", "--size", "4"}).exit_code, 2);
+  EXPECT_EQ(test::run_capforge({"synth", "--count", "3"}).exit_code, 2);
+}
+
+TEST(SynthCli, MissingDemoModelsAreAClearError) {
+  test::TempDir dir;
+  ASSERT_EQ(test::run_capforge({"synth", "--out", dir / "in", "--count", "2"}).exit_code, 0);
+  setenv("CAPFORGE_DEMO_MODELS", (dir / "nowhere").c_str(), 1);
+  auto r = test::run_capforge({"caption", dir / "in", "--out", dir / "out", "--model", "demo"});
+  unsetenv("CAPFORGE_DEMO_MODELS");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("demo models are not in"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("train.py"), std::string::npos) << r.err;
+}
+
+}  // namespace capforge
