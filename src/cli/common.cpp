@@ -1,7 +1,9 @@
 #include "cli/common.h"
 
 #include <signal.h>
+
 #include <unistd.h>
+#include <cstring>
 
 #include <thread>
 
@@ -45,18 +47,17 @@ int default_threads() { return std::max(1u, std::thread::hardware_concurrency())
 
 namespace {
 std::atomic<bool> g_interrupted{false};
+const char* g_message = "";
 
 void on_signal(int) {
   if (g_interrupted.exchange(true)) _exit(130);
-  const char msg[] =
-      "\ninterrupted: stopping after in-flight samples; unfinished shards stay pending "
-      "(press Ctrl-C again to quit now)\n";
-  ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+  ssize_t ignored = write(STDERR_FILENO, g_message, strlen(g_message));
   (void)ignored;
 }
 }  // namespace
 
-const std::atomic<bool>* install_interrupt_handler() {
+const std::atomic<bool>* install_interrupt_handler(const char* message) {
+  g_message = message;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);

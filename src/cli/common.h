@@ -29,8 +29,12 @@ void add_decode_options(CLI::App* app, DecodeParams& p);
 void add_progress_option(CLI::App* app, ProgressMode& mode);
 int default_threads();
 
-// SIGINT/SIGTERM set the returned flag; a second signal exits at once with 130.
-const std::atomic<bool>* install_interrupt_handler();
+// SIGINT/SIGTERM set the returned flag and print `message` (static storage); a second signal
+// exits at once with 130.
+const std::atomic<bool>* install_interrupt_handler(
+    const char* message =
+        "\ninterrupted: stopping after in-flight samples; unfinished shards stay pending "
+        "(press Ctrl-C again to quit now)\n");
 
 // Subcommand registration: each adds itself to `app` and sets `action` when selected.
 void add_inspect(CLI::App& app, Action& action);
@@ -40,5 +44,9 @@ void add_sql(CLI::App& app, Action& action);
 void add_clip_commands(CLI::App& app, Action& action);  // tokenize, embed, score
 void add_describe(CLI::App& app, Action& action);
 void add_download(CLI::App& app, Action& action);
+void add_synth(CLI::App& app, Action& action);
+void add_eval(CLI::App& app, Action& action);
+void add_tune(CLI::App& app, Action& action);
+void add_rate(CLI::App& app, Action& action);  // serve, report
 
 }  // namespace capforge::cli

@@ -26,13 +26,18 @@ int main(int argc, char** argv) {
   cli::add_clip_commands(app, action);
   cli::add_describe(app, action);
   cli::add_download(app, action);
+  cli::add_synth(app, action);
+  cli::add_eval(app, action);
+  cli::add_tune(app, action);
+  cli::add_rate(app, action);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
-    if (rc != 0) std::fprintf(stderr, "hint: run `capforge --help` or `capforge <command> --help`\n");
-    return rc;
+    if (rc == 0) return 0;  // --help, --version
+    std::fprintf(stderr, "hint: run `capforge --help` or `capforge <command> --help`\n");
+    return 2;  // bad usage, whatever CLI11's own code for it
   }
   logging::init(log_json ? logging::Format::json : logging::Format::text, verbose, quiet);
   try {

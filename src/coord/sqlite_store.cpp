@@ -11,6 +11,7 @@
 
 #include "capforge/jobstore.h"
 #include "coord/stores.h"
+#include "core/sqlite_stmt.h"
 
 namespace capforge {
 
@@ -19,45 +20,6 @@ namespace {
 double now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
-
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK)
-      throw std::runtime_error(fmt::format("job store: {} (in: {})", sqlite3_errmsg(db), sql));
-  }
-  ~Stmt() { sqlite3_finalize(st_); }
-  Stmt& bind(int i, const std::string& v) {
-    return check(sqlite3_bind_text(st_, i, v.c_str(), (int)v.size(), SQLITE_TRANSIENT));
-  }
-  Stmt& bind(int i, int64_t v) { return check(sqlite3_bind_int64(st_, i, v)); }
-  Stmt& bind(int i, double v) { return check(sqlite3_bind_double(st_, i, v)); }
-  void reset() {
-    sqlite3_reset(st_);
-    sqlite3_clear_bindings(st_);
-  }
-  // True while a row is available.
-  bool step() {
-    int rc = sqlite3_step(st_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    throw std::runtime_error(fmt::format("job store: {}", sqlite3_errmsg(db_)));
-  }
-  int64_t i64(int c) { return sqlite3_column_int64(st_, c); }
-  double dbl(int c) { return sqlite3_column_double(st_, c); }
-  std::string text(int c) {
-    auto* p = sqlite3_column_text(st_, c);
-    return p ? reinterpret_cast<const char*>(p) : "";
-  }
-
- private:
-  Stmt& check(int rc) {
-    if (rc != SQLITE_OK) throw std::runtime_error(fmt::format("job store: {}", sqlite3_errmsg(db_)));
-    return *this;
-  }
-  sqlite3* db_;
-  sqlite3_stmt* st_ = nullptr;
-};
 
 bool owner_is_dead_local(const std::string& owner) {
   auto colon = owner.rfind(':');

@@ -33,6 +33,45 @@ std::string ascii_lower(std::string_view s) {
   return out;
 }
 
+std::string unicode_lower(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
+  for (size_t i = 0; i < s.size();) {
+    utf8proc_int32_t cp;
+    auto n = utf8proc_iterate(p + i, (utf8proc_ssize_t)(s.size() - i), &cp);
+    if (n <= 0) {
+      out += s[i++];
+      continue;
+    }
+    i += (size_t)n;
+    if (cp == 0x130) {
+      out += "i\xCC\x87";
+      continue;
+    }
+    utf8proc_uint8_t buf[4];
+    auto m = utf8proc_encode_char(utf8proc_tolower(cp), buf);
+    out.append(reinterpret_cast<const char*>(buf), (size_t)m);
+  }
+  return out;
+}
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 std::pair<std::string, std::string> split_member_name(std::string_view name) {
   size_t slash = name.rfind('/');
   size_t base = slash == std::string_view::npos ? 0 : slash + 1;

@@ -8,4 +8,6 @@ namespace capforge {
 std::unique_ptr<SampleReader> open_tar_reader(const ShardInput& in, const ReaderParams& params);
 std::unique_ptr<SampleReader> open_table_reader(const ShardInput& in, const ReaderParams& params);
 std::unique_ptr<SampleReader> open_folder_reader(const ShardInput& in, const ReaderParams& params);
+// DuckDB's table function over a table input, e.g. read_parquet('x.parquet').
+std::string table_source_sql(const ShardInput& in);
 }  // namespace capforge

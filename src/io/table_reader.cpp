@@ -47,6 +47,12 @@ std::string source_expr(const ShardInput& in, const std::vector<std::string>& va
   }
 }
 
+}  // namespace
+
+std::string table_source_sql(const ShardInput& in) { return source_expr(in, {}); }
+
+namespace {
+
 // Finds `wanted` (exact) or else the first of `defaults` (exact, then case-insensitive).
 const Column* find_column(const std::vector<Column>& cols, const std::string& wanted,
                           std::initializer_list<const char*> defaults, const char* flag,
