@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test test-all demo bench format clean
+.PHONY: all deps build test test-all demo bench format clean pg
 
 all: build
 
@@ -16,12 +16,18 @@ $(BUILD)/build.ninja: CMakeLists.txt
 build: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The CI suite: every label except `slow`.
+# A throwaway PostgreSQL on loopback for the `pg` tests and for trying `--db postgresql://...`.
+pg: deps
+	@scripts/pg start
+
+# The CI suite: every label except `slow`. The `pg` tests run against scripts/pg's server.
+PG_ENV = url=$$(scripts/pg start) || { echo "cannot start PostgreSQL (scripts/pg start)" >&2; exit 1; }; \
+	export CAPFORGE_TEST_PG_URL=$$url CAPFORGE_TEST_PG_RESTART="$(CURDIR)/scripts/pg restart";
 test: build
-	ctest --test-dir $(BUILD) -LE slow -j $(JOBS) --output-on-failure
+	@$(PG_ENV) ctest --test-dir $(BUILD) -LE slow -j $(JOBS) --output-on-failure
 
 test-all: build
-	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure
+	@$(PG_ENV) CAPFORGE_FAULT_TRIALS=50 ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure
 
 # The main job on the bundled sample.
 demo: build

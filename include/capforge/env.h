@@ -26,6 +26,8 @@ void set_env(Env* e);
 
 // Makes `tmp_path` durable under `final_path`: fsync the file, rename, fsync the directory.
 void commit_file(const std::string& tmp_path, const std::string& final_path);
+// The second half of commit_file, for a temp file already fsynced: rename, fsync the directory.
+void publish_file(const std::string& tmp_path, const std::string& final_path);
 // Writes `data` to `final_path` atomically (temp file, fsync, rename).
 void write_file_atomic(const std::string& final_path, std::string_view data);
 // Temp files live in DIR/.capforge-tmp/{host}-{pid}/ beside their final path (same file system,

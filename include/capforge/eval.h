@@ -26,10 +26,12 @@ struct CaptionMetrics {
 // Scores preds[i] against refs[i] (each at least one reference). Captions are raw text, tokenised
 // with coco_tokenize. CIDEr-D's document frequencies come from these references, as in the toolkit.
 // Throws std::invalid_argument on mismatched sizes or an image without references.
-CaptionMetrics score_captions(const std::vector<std::string>& preds, const std::vector<std::vector<std::string>>& refs);
+CaptionMetrics score_captions(const std::vector<std::string>& preds,
+                              const std::vector<std::vector<std::string>>& refs);
 
 // The same on already tokenised captions (tokens joined by single spaces).
-CaptionMetrics score_tokenized(const std::vector<std::string>& preds, const std::vector<std::vector<std::string>>& refs);
+CaptionMetrics score_tokenized(const std::vector<std::string>& preds,
+                               const std::vector<std::vector<std::string>>& refs);
 
 // Names accepted where a single metric is chosen (the tuner's --metric): bleu_1..bleu_4, rouge_l,
 // cider_d. Throws std::invalid_argument for another name.
@@ -39,8 +41,8 @@ const std::vector<std::string>& metric_names();
 struct TextStats {
   size_t captions = 0, empty = 0;
   double mean_words = 0, median_words = 0, p95_words = 0;
-  size_t vocabulary = 0;        // distinct lower-cased tokens (coco_tokenize)
-  double distinct_bigrams = 0;  // distinct / total bigrams: a diversity measure
+  size_t vocabulary = 0;                   // distinct lower-cased tokens (coco_tokenize)
+  double distinct_bigrams = 0;             // distinct / total bigrams: a diversity measure
   std::map<int, size_t> length_histogram;  // words -> captions
 };
 TextStats text_stats(const std::vector<std::string>& captions);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,12 +33,17 @@ class JobStore {
   // Registers shards; ones already known (by name) are left as they are.
   virtual void add_shards(const std::vector<ShardInput>& inputs) = 0;
   // Leases the next claimable shard: pending, or running with an expired lease or a dead local
-  // owner. Marks it running and counts an attempt.
+  // owner. Marks it running and counts an attempt. A shard whose lease expired on its last allowed
+  // attempt (meta "max_attempts", default 5) is marked failed instead, with that as its error.
   virtual std::optional<ShardRecord> claim(const std::string& owner, double lease_seconds) = 0;
   // Extends a lease. False if `owner` no longer holds it (expired and taken over).
   virtual bool heartbeat(int64_t id, const std::string& owner, double lease_seconds) = 0;
-  // Marks done. False (and no change) if `owner` no longer holds the lease.
-  virtual bool complete(int64_t id, const std::string& owner, int64_t samples) = 0;
+  // Marks done. `publish` (the output renames) runs first, while the shard is locked and confirmed
+  // to be `owner`'s, so a worker whose lease was taken over can never publish over the new owner's
+  // output. False (nothing published, no change) if `owner` no longer holds the lease; if publish
+  // throws, nothing changes and the exception propagates.
+  virtual bool complete(int64_t id, const std::string& owner, int64_t samples,
+                        const std::function<void()>& publish = {}) = 0;
   virtual void fail(int64_t id, const std::string& owner, const std::string& error) = 0;
   // Gives the shard back as pending without counting it against its attempts.
   virtual void release(int64_t id, const std::string& owner) = 0;

@@ -41,12 +41,15 @@ struct ShardStats {
   Json to_json() const;
 };
 
-// Receives one shard's samples in input order. commit() makes the shard's outputs durable.
+// Receives one shard's samples in input order. prepare() makes the outputs durable under temp
+// names (the slow part); commit() then publishes them (renames only, prepare()d first if needed).
+// Destroying a sink that was not committed removes its temp files. Both throw on failure.
 class ShardSink {
  public:
   virtual ~ShardSink() = default;
   virtual void write(const Sample& s) = 0;
-  virtual void commit(const ShardStats& stats) = 0;  // throws on failure
+  virtual void prepare(const ShardStats& stats) { (void)stats; }
+  virtual void commit(const ShardStats& stats) = 0;
 };
 
 // Hands out shards and hears how they ended. Called from the pipeline's own threads.
@@ -54,7 +57,9 @@ class ShardScheduler {
  public:
   virtual ~ShardScheduler() = default;
   virtual std::optional<ShardInput> next() = 0;
-  virtual void done(const ShardInput& in, const ShardStats& stats) = 0;
+  // The shard's outputs are prepared: run `publish` if the shard is still this worker's, and
+  // record it done. False if it was not (its lease was taken over): nothing was published.
+  virtual bool done(const ShardInput& in, const ShardStats& stats, const std::function<void()>& publish) = 0;
   virtual void failed(const ShardInput& in, const std::string& error) = 0;
   // The run was interrupted before this shard finished: make it available again.
   virtual void released(const ShardInput& in) { (void)in; }
@@ -67,7 +72,10 @@ class ListScheduler : public ShardScheduler {
  public:
   explicit ListScheduler(std::vector<ShardInput> inputs) : inputs_(std::move(inputs)) {}
   std::optional<ShardInput> next() override;
-  void done(const ShardInput&, const ShardStats&) override {}
+  bool done(const ShardInput&, const ShardStats&, const std::function<void()>& publish) override {
+    publish();
+    return true;
+  }
   void failed(const ShardInput&, const std::string&) override {}
   std::optional<int64_t> total() const override { return (int64_t)inputs_.size(); }
 

@@ -28,6 +28,10 @@ struct CaptionOptions {
   int image_size = 384;
   double lease = 60;
   double debug_sample_delay = 0;
+  // caption: registers its inputs and runs; queue init: registers only; worker: runs what the
+  // job store holds (inputs come from it).
+  enum class Mode { caption, queue_init, worker } mode = Mode::caption;
+  int shard_index = -1, num_shards = 0;  // static partitioning (array jobs); -1/0: all
   ReaderParams reader;
   DecodeParams decode;
   ProgressMode progress = ProgressMode::automatic;
@@ -42,6 +46,16 @@ void resolve_options(CaptionOptions& o, CLI::App* cmd);
 std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name);
 // Everything that changes the output, so a rerun with other settings is refused.
 std::string config_fingerprint(const CaptionOptions& o);
+
+// `caption`'s options on `cmd` (the caption, queue init and worker commands share them).
+void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o);
+// Runs o.mode: caption (register inputs, run), queue_init (register only) or worker (run the store's).
+int run_caption(CaptionOptions& o, CLI::App* cmd);
+// queue init: checks the settings, registers `inputs` and stores the options for workers.
+int init_queue(const CaptionOptions& o, CLI::App* cmd, const std::vector<ShardInput>& inputs);
+// The inputs of array task `index` of `count` (i % count == index), both from flags or, when
+// unset, $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT or $JOB_COMPLETION_INDEX/$CAPFORGE_NUM_SHARDS.
+std::vector<ShardInput> select_partition(const std::vector<ShardInput>& inputs, int index, int count);
 
 // Means over the written samples (the sink runs on one thread).
 struct Tally {

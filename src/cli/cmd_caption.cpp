@@ -13,45 +13,31 @@
 #include "core/log.h"
 #include "core/text.h"
 #include "pipeline/model_stages.h"
+#include "pipeline/output_sink.h"
+#include "pipeline/progress.h"
 
 namespace fs = std::filesystem;
 
 namespace capforge::cli {
-
-namespace {
-
-class CaptionSink : public ShardSink {
- public:
-  CaptionSink(std::vector<std::unique_ptr<SampleWriter>> writers, std::string stats_path, Tally& tally)
-      : writers_(std::move(writers)), stats_path_(std::move(stats_path)), tally_(tally) {}
-  void write(const Sample& s) override {
-    for (auto& w : writers_) w->write(s);
-    tally_.add(s);
-  }
-  // Outputs first, then the stats file; the job store marks the shard done only after both.
-  void commit(const ShardStats& stats) override {
-    for (auto& w : writers_) w->commit();
-    write_file_atomic(stats_path_, stats.to_json().dump(2) + "\n");
-  }
-
- private:
-  std::vector<std::unique_ptr<SampleWriter>> writers_;
-  std::string stats_path_;
-  Tally& tally_;
-};
 
 int run_caption(CaptionOptions& o, CLI::App* cmd) {
   resolve_options(o, cmd);
   std::vector<OutputFormat> formats;
   for (auto& f : o.formats) formats.push_back(*output_format_from_name(f));
   OutputSchema schema = *schema_from_name(o.schema);
+  const bool worker = o.mode == CaptionOptions::Mode::worker;
   std::vector<ShardInput> inputs;
-  try {
-    inputs = discover_inputs(o.inputs);
-  } catch (const std::exception& e) {
-    throw UsageError(e.what());
+  if (!worker) {
+    if (o.inputs.empty()) throw UsageError("no inputs", "pass shards or image folders");
+    try {
+      inputs = discover_inputs(o.inputs);
+    } catch (const std::exception& e) {
+      throw UsageError(e.what());
+    }
+    for (auto& in : inputs) in.path = fs::absolute(in.path).lexically_normal().string();
+    inputs = select_partition(inputs, o.shard_index, o.num_shards);
   }
-  for (auto& in : inputs) in.path = fs::absolute(in.path).lexically_normal().string();
+  if (o.mode == CaptionOptions::Mode::queue_init) return init_queue(o, cmd, inputs);
 
   // Models first: a bad model file should fail before any shard is touched.
   std::vector<std::unique_ptr<Stage>> stages;
@@ -76,8 +62,11 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
         fmt::format("use a new --out, or remove {} to start over\n  previous: {}\n  now:      {}",
                     (fs::path(o.out) / ".capforge").string(), *old, fp));
   store->set_meta("config", fp);
-  store->add_shards(inputs);
-  if (int n = store->reset_failed()) info("retrying {} shard(s) that failed before", n);
+  if (!worker) {
+    store->add_shards(inputs);
+    if (int n = store->reset_failed()) info("retrying {} shard(s) that failed before", n);
+  }
+  if (!store->get_meta("started_at")) store->set_meta("started_at", fmt::format("{:.3f}", now_seconds()));
   int64_t done_before = 0;
   for (auto& r : store->list()) done_before += r.state == ShardState::done;
   if (done_before) info("skipping {} shard(s) already done", done_before);
@@ -101,8 +90,9 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
         std::vector<std::unique_ptr<SampleWriter>> writers;
         for (auto f : formats)
           writers.push_back(open_writer(f, (fs::path(o.out) / (in.name + output_extension(f))).string(), wp));
-        return std::make_unique<CaptionSink>(std::move(writers),
-                                             (fs::path(o.out) / (in.name + "_stats.json")).string(), tally);
+        return std::make_unique<OutputSink>(std::move(writers),
+                                            (fs::path(o.out) / (in.name + "_stats.json")).string(),
+                                            [&tally](const Sample& s) { tally.add(s); });
       },
       pp);
   remove_own_temp_dir(o.out);
@@ -113,19 +103,13 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
   return summary.shards_failed ? 1 : 0;
 }
 
-}  // namespace
-
-void add_caption(CLI::App& app, Action& action) {
-  auto o = std::make_shared<CaptionOptions>();
-  auto* cmd = app.add_subcommand("caption",
-                                 "Re-caption shards: read, decode, caption, rank, repair, write "
-                                 "(resumable: a rerun skips finished shards)");
-  cmd->add_option("inputs", o->inputs, "shards (.tar .parquet .csv .tsv .jsonl) or image folders")
-      ->required();
+void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
+  cmd->add_option("inputs", o->inputs, "shards (.tar .parquet .csv .tsv .jsonl) or image folders");
   cmd->add_option("--out", o->out, "output directory: {shard}.parquet, {shard}_stats.json, .capforge/jobs.db")
       ->required();
-  cmd->add_option("--preset-file", o->preset_file,
-                  "a preset written by `capforge tune` (its flags, over its base preset; explicit flags win)");
+  cmd->add_option(
+      "--preset-file", o->preset_file,
+      "a preset written by `capforge tune` (its flags, over its base preset; explicit flags win)");
   cmd->add_option("--preset", o->preset, "laion-coco, recap or none; explicit flags override it")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "laion-coco", "recap"}));
@@ -170,6 +154,19 @@ void add_caption(CLI::App& app, Action& action) {
   add_reader_options(cmd, o->reader);
   add_decode_options(cmd, o->decode);
   add_progress_option(cmd, o->progress);
+  cmd->add_option("--shard-index", o->shard_index,
+                  "take only the inputs i with i % N == this (default: $SLURM_ARRAY_TASK_ID or "
+                  "$JOB_COMPLETION_INDEX)");
+  cmd->add_option("--num-shards", o->num_shards,
+                  "N for --shard-index (default: $SLURM_ARRAY_TASK_COUNT or $CAPFORGE_NUM_SHARDS)");
+}
+
+void add_caption(CLI::App& app, Action& action) {
+  auto o = std::make_shared<CaptionOptions>();
+  auto* cmd = app.add_subcommand("caption",
+                                 "Re-caption shards: read, decode, caption, rank, repair, write "
+                                 "(resumable: a rerun skips finished shards)");
+  add_caption_options(cmd, o);
   cmd->callback([o, cmd, &action] { action = [o, cmd] { return run_caption(*o, cmd); }; });
 }
 

@@ -10,6 +10,7 @@
 #include "fetch/ssrf.h"
 #include "io/duckdb_util.h"
 #include "pipeline/download_stages.h"
+#include "pipeline/output_sink.h"
 
 namespace fs = std::filesystem;
 
@@ -54,23 +55,6 @@ std::vector<ShardInput> plan_shards(const DownloadOptions& o) {
   return shards;
 }
 
-class DownloadSink : public ShardSink {
- public:
-  DownloadSink(std::vector<std::unique_ptr<SampleWriter>> w, std::string stats)
-      : w_(std::move(w)), stats_(stats) {}
-  void write(const Sample& s) override {
-    for (auto& w : w_) w->write(s);
-  }
-  void commit(const ShardStats& stats) override {
-    for (auto& w : w_) w->commit();
-    write_file_atomic(stats_, stats.to_json().dump(2) + "\n");
-  }
-
- private:
-  std::vector<std::unique_ptr<SampleWriter>> w_;
-  std::string stats_;
-};
-
 int run_download(DownloadOptions& o) {
   o.resize.mode = *resize_mode_from_name(o.resize_mode);
   o.reader.keep_cols = o.save_cols;
@@ -113,8 +97,8 @@ int run_download(DownloadOptions& o) {
           writers.push_back(
               open_writer(fmt_out, (fs::path(o.out) / (in.name + output_extension(fmt_out))).string(), wp));
         }
-        return std::make_unique<DownloadSink>(std::move(writers),
-                                              (fs::path(o.out) / (in.name + "_stats.json")).string());
+        return std::make_unique<OutputSink>(std::move(writers),
+                                            (fs::path(o.out) / (in.name + "_stats.json")).string());
       },
       pp);
   remove_own_temp_dir(o.out);

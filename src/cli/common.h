@@ -47,6 +47,7 @@ void add_download(CLI::App& app, Action& action);
 void add_synth(CLI::App& app, Action& action);
 void add_eval(CLI::App& app, Action& action);
 void add_tune(CLI::App& app, Action& action);
-void add_rate(CLI::App& app, Action& action);  // serve, report
+void add_rate(CLI::App& app, Action& action);   // serve, report
+void add_queue(CLI::App& app, Action& action);  // queue init|status|retry-failed, worker
 
 }  // namespace capforge::cli

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   cli::add_eval(app, action);
   cli::add_tune(app, action);
   cli::add_rate(app, action);
+  cli::add_queue(app, action);
 
   try {
     app.parse(argc, argv);

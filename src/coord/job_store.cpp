@@ -1,4 +1,7 @@
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <fmt/format.h>
 
@@ -35,6 +38,16 @@ InputFormat input_format_from_name(const std::string& name) {
   throw std::runtime_error("job store: unknown input format '" + name + "'");
 }
 
+bool owner_is_dead_local(const std::string& owner) {
+  auto colon = owner.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string me = local_owner_id();
+  if (owner.compare(0, colon, me, 0, me.rfind(':')) != 0) return false;  // another host
+  pid_t pid = (pid_t)std::strtol(owner.c_str() + colon + 1, nullptr, 10);
+  if (pid <= 0) return false;
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
 std::string local_owner_id() {
   char host[256] = {0};
   gethostname(host, sizeof host - 1);
@@ -43,10 +56,9 @@ std::string local_owner_id() {
 
 std::unique_ptr<JobStore> open_job_store(const std::string& url) {
   if (url.rfind("sqlite:", 0) == 0) return open_sqlite_store(url.substr(7));
-  if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0)
-    throw std::runtime_error("PostgreSQL job stores are not supported yet; use sqlite:PATH");
+  if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) return open_pg_store(url);
   if (url.find("://") != std::string::npos)
-    throw std::runtime_error("unknown job store URL '" + url + "': expected sqlite:PATH");
+    throw std::runtime_error("unknown job store URL '" + url + "': expected sqlite:PATH or postgresql://...");
   return open_sqlite_store(url);
 }
 

@@ -21,16 +21,6 @@ double now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-bool owner_is_dead_local(const std::string& owner) {
-  auto colon = owner.rfind(':');
-  if (colon == std::string::npos) return false;
-  std::string me = local_owner_id();
-  if (owner.compare(0, colon, me, 0, me.rfind(':')) != 0) return false;  // another host
-  pid_t pid = (pid_t)std::strtol(owner.c_str() + colon + 1, nullptr, 10);
-  if (pid <= 0) return false;
-  return ::kill(pid, 0) != 0 && errno == ESRCH;
-}
-
 constexpr const char* kCols =
     "id, name, input, format, state, attempts, last_error, owner, lease_until, samples";
 
@@ -88,6 +78,18 @@ class SqliteStore : public JobStore {
   std::optional<ShardRecord> claim(const std::string& owner, double lease_seconds) override {
     Tx tx(*this);
     double t = now();
+    {
+      int max = kDefaultMaxAttempts;
+      Stmt m(db_, "SELECT value FROM meta WHERE key = 'max_attempts'");
+      if (m.step()) max = std::max(1, std::atoi(m.text(0).c_str()));
+      Stmt f(
+          db_,
+          "UPDATE shards SET state = 'failed', updated_at = ?1, last_error = 'lease expired on attempt ' || "
+          "attempts || ' of ' || ?2 || ' (the worker died or hung)' WHERE state = 'running' AND attempts >= "
+          "?2 "
+          "AND lease_until < ?1");
+      f.bind(1, t).bind(2, (int64_t)max).step();
+    }
     std::optional<int64_t> id;
     {
       Stmt s(db_,
@@ -101,7 +103,10 @@ class SqliteStore : public JobStore {
       while (!id && s.step())
         if (owner_is_dead_local(s.text(1))) id = s.i64(0);
     }
-    if (!id) return std::nullopt;
+    if (!id) {
+      tx.commit();  // keeps the exhausted shards failed
+      return std::nullopt;
+    }
     Stmt u(db_,
            "UPDATE shards SET state = 'running', owner = ?, lease_until = ?, attempts = attempts + 1,"
            " updated_at = ? WHERE id = ?");
@@ -119,12 +124,21 @@ class SqliteStore : public JobStore {
     return sqlite3_changes(db_) == 1;
   }
 
-  bool complete(int64_t id, const std::string& owner, int64_t samples) override {
+  bool complete(int64_t id, const std::string& owner, int64_t samples,
+                const std::function<void()>& publish) override {
+    Tx tx(*this);  // the write lock: no other worker can claim, complete or publish meanwhile
+    {
+      Stmt s(db_, "SELECT state, owner FROM shards WHERE id = ?");
+      s.bind(1, id);
+      if (!s.step() || s.text(0) != "running" || s.text(1) != owner) return false;
+    }
+    if (publish) publish();
     Stmt u(db_,
            "UPDATE shards SET state = 'done', samples = ?, last_error = NULL, lease_until = 0, updated_at = ?"
            " WHERE id = ? AND owner = ? AND state = 'running'");
     u.bind(1, samples).bind(2, now()).bind(3, id).bind(4, owner).step();
-    return sqlite3_changes(db_) == 1;
+    tx.commit();
+    return true;
   }
 
   void fail(int64_t id, const std::string& owner, const std::string& error) override {
@@ -143,7 +157,9 @@ class SqliteStore : public JobStore {
   }
 
   int reset_failed() override {
-    Stmt u(db_, "UPDATE shards SET state = 'pending', owner = NULL, updated_at = ? WHERE state = 'failed'");
+    Stmt u(db_,
+           "UPDATE shards SET state = 'pending', owner = NULL, attempts = 0, updated_at = ? WHERE state = "
+           "'failed'");
     u.bind(1, now()).step();
     return sqlite3_changes(db_);
   }

@@ -38,11 +38,17 @@ int64_t StoreScheduler::take(const std::string& name) {
   return id;
 }
 
-void StoreScheduler::done(const ShardInput& in, const ShardStats& stats) {
+bool StoreScheduler::done(const ShardInput& in, const ShardStats& stats,
+                          const std::function<void()>& publish) {
   std::lock_guard lock(mu_);
   int64_t id = take(in.name);
-  if (id >= 0 && !store_.complete(id, owner_, stats.count))
-    warn("shard {}: lease was lost before completion; another worker owns it now", in.name);
+  if (id < 0) throw std::logic_error("shard " + in.name + " is not held by this worker");
+  try {
+    return store_.complete(id, owner_, stats.count, publish);
+  } catch (...) {
+    held_[in.name] = id;  // still ours: failed() records the error
+    throw;
+  }
 }
 
 void StoreScheduler::failed(const ShardInput& in, const std::string& error) {

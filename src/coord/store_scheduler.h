@@ -18,7 +18,7 @@ class StoreScheduler : public ShardScheduler {
   ~StoreScheduler() override;
 
   std::optional<ShardInput> next() override;
-  void done(const ShardInput& in, const ShardStats& stats) override;
+  bool done(const ShardInput& in, const ShardStats& stats, const std::function<void()>& publish) override;
   void failed(const ShardInput& in, const std::string& error) override;
   void released(const ShardInput& in) override;
   std::optional<int64_t> total() const override { return total_; }

@@ -75,8 +75,12 @@ void set_env(Env* e) { g_env.store(e ? e : &g_default_env); }
 void commit_file(const std::string& tmp_path, const std::string& final_path) {
   Env& e = env();
   e.fsync_file(tmp_path);
-  e.rename_file(tmp_path, final_path);
-  e.fsync_dir(std::filesystem::path(final_path).parent_path().string());
+  publish_file(tmp_path, final_path);
+}
+
+void publish_file(const std::string& tmp_path, const std::string& final_path) {
+  env().rename_file(tmp_path, final_path);
+  env().fsync_dir(std::filesystem::path(final_path).parent_path().string());
 }
 
 void write_file_atomic(const std::string& final_path, std::string_view data) {

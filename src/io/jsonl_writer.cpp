@@ -49,11 +49,18 @@ class JsonlWriter : public SampleWriter {
       throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, std::strerror(errno)));
   }
 
-  void commit() override {
+  void prepare() override {
+    if (prepared_) return;
     int rc = std::fclose(f_);
     f_ = nullptr;
     if (rc != 0) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, std::strerror(errno)));
-    commit_file(tmp_, final_);
+    env().fsync_file(tmp_);
+    prepared_ = true;
+  }
+
+  void commit() override {
+    prepare();
+    publish_file(tmp_, final_);
     committed_ = true;
   }
 
@@ -63,7 +70,7 @@ class JsonlWriter : public SampleWriter {
   std::string final_, tmp_;
   WriterParams params_;
   FILE* f_ = nullptr;
-  bool committed_ = false;
+  bool prepared_ = false, committed_ = false;
 };
 
 }  // namespace

@@ -100,7 +100,8 @@ class ParquetWriter : public SampleWriter {
     }
   }
 
-  void commit() override {
+  void prepare() override {
+    if (prepared_) return;
     if (duckdb_appender_flush(app_) != DuckDBSuccess) {
       const char* e = duckdb_appender_error(app_);
       throw std::runtime_error(fmt::format("cannot buffer rows for {}: {}", final_, e ? e : "unknown"));
@@ -129,7 +130,13 @@ class ParquetWriter : public SampleWriter {
     } catch (const std::exception& e) {
       throw std::runtime_error(fmt::format("cannot write {}: {}", final_, e.what()));
     }
-    commit_file(tmp_, final_);
+    env().fsync_file(tmp_);
+    prepared_ = true;
+  }
+
+  void commit() override {
+    prepare();
+    publish_file(tmp_, final_);
     committed_ = true;
   }
 
@@ -156,7 +163,7 @@ class ParquetWriter : public SampleWriter {
   duckdb_appender app_ = nullptr;
   int64_t rows_ = 0;
   std::set<std::string> meta_keys_;
-  bool committed_ = false;
+  bool prepared_ = false, committed_ = false;
 };
 
 }  // namespace

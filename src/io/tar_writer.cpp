@@ -53,13 +53,20 @@ class TarWriter : public SampleWriter {
     for (auto& [ext, bytes] : s.extra_members) add(key + "." + ext, bytes);
   }
 
-  void commit() override {
+  void prepare() override {
+    if (prepared_) return;
     int rc = archive_write_close(a_);
     if (rc != ARCHIVE_OK)
       throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, archive_error_string(a_)));
     archive_write_free(a_);
     a_ = nullptr;
-    commit_file(tmp_, final_);
+    env().fsync_file(tmp_);
+    prepared_ = true;
+  }
+
+  void commit() override {
+    prepare();
+    publish_file(tmp_, final_);
     committed_ = true;
   }
 
@@ -88,7 +95,7 @@ class TarWriter : public SampleWriter {
     const char* e = std::getenv("SOURCE_DATE_EPOCH");
     return e ? (time_t)std::strtoll(e, nullptr, 10) : (time_t)0;
   }();
-  bool committed_ = false;
+  bool prepared_ = false, committed_ = false;
 };
 
 }  // namespace

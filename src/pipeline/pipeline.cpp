@@ -201,15 +201,22 @@ class Runner {
       summary_.shards_released++;
       return;
     }
+    bool published = false;
     if (shard.fail_error.empty()) {
       shard.stats.end_time = now_seconds();
       try {
-        shard.sink->commit(shard.stats);
+        shard.sink->prepare(shard.stats);
+        published = sched_.done(shard.input, shard.stats, [&] { shard.sink->commit(shard.stats); });
       } catch (const std::exception& e) {
         shard.fail_error = e.what();
       }
     }
     shard.sink.reset();
+    if (!published && shard.fail_error.empty()) {  // taken over: the other worker's output stands
+      warn("shard {}: its lease was taken over by another worker, which publishes it", name);
+      summary_.shards_released++;
+      return;
+    }
     if (!shard.fail_error.empty()) {
       error("shard {} failed: {}", name, shard.fail_error);
       sched_.failed(shard.input, shard.fail_error);
@@ -219,7 +226,6 @@ class Runner {
       logging::event("shard_failed", {{"shard", name}, {"error", shard.fail_error}});
       return;
     }
-    sched_.done(shard.input, shard.stats);
     summary_.shards_done++;
     counters_.shards_done++;
     summary_.samples += shard.stats.count;
