@@ -97,6 +97,7 @@ struct PipelineParams {
   double progress_interval = 10.0;            // seconds between plain progress lines
   const std::atomic<bool>* cancel = nullptr;  // set (e.g. by SIGINT) to stop early
   double debug_sample_delay = 0;              // seconds slept per sample in the reader (tests only)
+  class PipelineMetrics* metrics = nullptr;   // optional live metrics (src/pipeline/metrics.h)
 };
 
 struct FailedShard {

@@ -32,6 +32,8 @@ struct CaptionOptions {
   // job store holds (inputs come from it).
   enum class Mode { caption, queue_init, worker } mode = Mode::caption;
   int shard_index = -1, num_shards = 0;  // static partitioning (array jobs); -1/0: all
+  int metrics_port = 0;                  // > 0: serve Prometheus metrics here while running
+  std::string metrics_host = "0.0.0.0";
   ReaderParams reader;
   DecodeParams decode;
   ProgressMode progress = ProgressMode::automatic;

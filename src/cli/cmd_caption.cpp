@@ -12,6 +12,8 @@
 #include "coord/store_scheduler.h"
 #include "core/log.h"
 #include "core/text.h"
+#include "pipeline/metrics.h"
+#include "pipeline/metrics_server.h"
 #include "pipeline/model_stages.h"
 #include "pipeline/output_sink.h"
 #include "pipeline/progress.h"
@@ -78,6 +80,12 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
   pp.cancel = install_interrupt_handler();
   pp.debug_sample_delay = o.debug_sample_delay;
   pp.max_in_flight = std::max<size_t>(pp.max_in_flight, (size_t)o.batch_size * 4);
+  PipelineMetrics metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (o.metrics_port > 0) {
+    pp.metrics = &metrics;
+    metrics_server = std::make_unique<MetricsServer>(metrics, o.metrics_host, o.metrics_port);
+  }
   Tally tally;
   auto summary = run_pipeline(
       sched, stages,
@@ -157,6 +165,10 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
   cmd->add_option("--shard-index", o->shard_index,
                   "take only the inputs i with i % N == this (default: $SLURM_ARRAY_TASK_ID or "
                   "$JOB_COMPLETION_INDEX)");
+  cmd->add_option("--metrics-port", o->metrics_port,
+                  "serve Prometheus metrics on this port while running (/metrics)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--metrics-host", o->metrics_host, "address for --metrics-port")->capture_default_str();
   cmd->add_option("--num-shards", o->num_shards,
                   "N for --shard-index (default: $SLURM_ARRAY_TASK_COUNT or $CAPFORGE_NUM_SHARDS)");
 }

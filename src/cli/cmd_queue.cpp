@@ -44,8 +44,9 @@ Json serialize_args(CLI::App* cmd) {
   for (const CLI::Option* opt : cmd->get_options()) {
     if (opt->get_lnames().empty() || opt->count() == 0) continue;
     const std::string& name = opt->get_lnames().front();
-    static const std::set<std::string> kWorkerOwn = {"db",         "inputs", "help",    "shard-index",
-                                                     "num-shards", "lease",  "progress"};
+    static const std::set<std::string> kWorkerOwn = {"db",          "inputs",       "help",
+                                                     "shard-index", "num-shards",   "lease",
+                                                     "progress",    "metrics-port", "metrics-host"};
     if (kWorkerOwn.count(name)) continue;
     for (auto& v : opt->results())
       args.push_back("--" + name + "=" + (is_path_option(name) ? absolute_value(name, v) : v));
@@ -108,7 +109,8 @@ int run_status(const StatusOptions& o) {
 struct WorkerOptions {
   std::string db;
   double lease = 60;
-  int threads = 0;
+  int threads = 0, metrics_port = 0;
+  std::string metrics_host = "0.0.0.0";
   ProgressMode progress = ProgressMode::automatic;
 };
 
@@ -128,6 +130,8 @@ int run_worker(const WorkerOptions& w) {
   argv.push_back("--db=" + w.db);
   argv.push_back(fmt::format("--lease={}", w.lease));
   if (w.threads > 0) argv.push_back(fmt::format("--threads={}", w.threads));
+  if (w.metrics_port > 0) argv.push_back(fmt::format("--metrics-port={}", w.metrics_port));
+  argv.push_back("--metrics-host=" + w.metrics_host);
   CLI::App app;
   auto o = std::make_shared<CaptionOptions>();
   auto* cmd = app.add_subcommand("caption");
@@ -219,6 +223,8 @@ void add_queue(CLI::App& app, Action& action) {
   worker->add_option("--db", w->db, "job store URL (sqlite:PATH or postgresql://...)")->required();
   worker->add_option("--lease", w->lease, "lease in seconds (heartbeats renew it)")->capture_default_str();
   worker->add_option("--threads", w->threads, "threads (default: the queue's setting)");
+  worker->add_option("--metrics-port", w->metrics_port, "serve Prometheus metrics on this port (/metrics)");
+  worker->add_option("--metrics-host", w->metrics_host, "address for --metrics-port")->capture_default_str();
   add_progress_option(worker, w->progress);
   worker->callback([w, &action] { action = [w] { return run_worker(*w); }; });
 }

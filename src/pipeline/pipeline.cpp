@@ -10,6 +10,7 @@
 #include "capforge/pipeline.h"
 #include "core/log.h"
 #include "pipeline/bounded_queue.h"
+#include "pipeline/metrics.h"
 #include "pipeline/progress.h"
 
 namespace capforge {
@@ -59,12 +60,20 @@ class Runner {
       std::vector<std::thread> threads;
       for (auto& st : stages_)
         live_workers_.push_back(std::make_unique<std::atomic<int>>(std::max(1, st->threads())));
+      if (p_.metrics)
+        p_.metrics->set_queue_probe([this] {
+          std::vector<std::pair<std::string, size_t>> d;
+          for (size_t i = 0; i < queues_.size(); ++i)
+            d.emplace_back(i < stages_.size() ? stages_[i]->name() : "writer", queues_[i]->size());
+          return d;
+        });
       threads.emplace_back([this] { source(); });
       for (size_t i = 0; i < stages_.size(); ++i)
         for (int w = 0, n = std::max(1, stages_[i]->threads()); w < n; ++w)
           threads.emplace_back([this, i] { stage_worker(i); });
       sink();
       for (auto& t : threads) t.join();
+      if (p_.metrics) p_.metrics->set_queue_probe({});
     }
     summary_.seconds = now_seconds() - t0;
     summary_.cancelled = cancelled(p_);
@@ -129,6 +138,7 @@ class Runner {
       for (auto& it : items)
         if (!it.shard->cancelled && it.shard->fail_error.empty()) batch.push_back(it.sample.get());
       if (!batch.empty()) {
+        double t0 = now_seconds();
         try {
           stage.process(batch);
         } catch (const std::exception& e) {  // a stage bug must not take the run down
@@ -136,6 +146,7 @@ class Runner {
             if (s->ok())
               s->fail(Status::failed_to_caption, fmt::format("{} stage failed: {}", stage.name(), e.what()));
         }
+        if (p_.metrics) p_.metrics->stage_batch(stage.name(), batch.size(), now_seconds() - t0);
       }
       for (auto& it : items) out.push(std::move(it));
     }
@@ -178,6 +189,7 @@ class Runner {
       shard.stats.status_dict[status_name(s->status)]++;
       counters_.samples++;
       if (!s->ok()) counters_.failed++;
+      if (p_.metrics) p_.metrics->sample_written(status_name(s->status));
       try {
         shard.sink->write(*s);
       } catch (const std::exception& e) {
@@ -222,12 +234,14 @@ class Runner {
       sched_.failed(shard.input, shard.fail_error);
       summary_.shards_failed++;
       counters_.shards_failed++;
+      if (p_.metrics) p_.metrics->shard_finished(false);
       summary_.failures.push_back({name, shard.input.path, shard.fail_error});
       logging::event("shard_failed", {{"shard", name}, {"error", shard.fail_error}});
       return;
     }
     summary_.shards_done++;
     counters_.shards_done++;
+    if (p_.metrics) p_.metrics->shard_finished(true);
     summary_.samples += shard.stats.count;
     for (auto& [k, v] : shard.stats.status_dict) summary_.status_dict[k] += v;
     if (!shard.stats.read_error.empty()) {

@@ -1,10 +1,16 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <map>
 #include <random>
+#include <system_error>
 #include <thread>
 
+#include "capforge/env.h"
+#include "capforge/jobstore.h"
 #include "capforge/pipeline.h"
+#include "coord/store_scheduler.h"
+#include "pipeline/output_sink.h"
 #include "support/fixtures.h"
 
 namespace capforge {
@@ -200,6 +206,69 @@ TEST(Pipeline, CancelReleasesUnfinishedShardsAndCommitsNothingPartial) {
   for (auto& [name, rows] : rec.by_shard) EXPECT_EQ(rows.size(), 20u) << name;  // committed = complete
   EXPECT_EQ(rec.by_shard.size() + sched.given_back.size(),
             (size_t)summary.shards_done + summary.shards_released);
+}
+
+}  // namespace capforge
+
+namespace capforge {
+
+namespace {
+// A disk that fills up while one shard's output is being made durable.
+class FullDiskEnv : public Env {
+ public:
+  explicit FullDiskEnv(std::string victim) : victim_(std::move(victim)) {}
+  void fsync_file(const std::string& path) override {
+    if (path.find(victim_) != std::string::npos)
+      throw std::system_error(ENOSPC, std::generic_category(), "cannot fsync " + path);
+    Env::fsync_file(path);
+  }
+
+ private:
+  std::string victim_;
+};
+}  // namespace
+
+TEST(Pipeline, ADiskFullShardFailsAloneWithoutPartialFilesAndARerunFinishesIt) {
+  test::TempDir dir;
+  auto inputs = make_shards(dir, 3, 4);
+  auto run = [&](Env* e) {
+    set_env(e);
+    auto store = open_job_store("sqlite:" + dir / "jobs.db");
+    store->add_shards(inputs);
+    store->reset_failed();
+    StoreScheduler sched(*store, local_owner_id(), 60);
+    std::vector<std::unique_ptr<Stage>> stages;
+    PipelineParams p;
+    p.progress = ProgressMode::off;
+    auto summary = run_pipeline(
+        sched, stages,
+        [&](const ShardInput& in, const SampleReader&) {
+          std::vector<std::unique_ptr<SampleWriter>> w;
+          w.push_back(
+              open_writer(OutputFormat::parquet, dir / ("out/" + in.name + ".parquet"), WriterParams{}));
+          return std::make_unique<OutputSink>(std::move(w), dir / ("out/" + in.name + "_stats.json"));
+        },
+        p);
+    set_env(nullptr);
+    return std::make_pair(summary, store->list());
+  };
+  std::filesystem::create_directories(dir / "out");
+  FullDiskEnv full("00001");
+  auto [summary, records] = run(&full);
+  EXPECT_EQ(summary.shards_done, 2);
+  EXPECT_EQ(summary.shards_failed, 1);
+  ASSERT_EQ(summary.failures.size(), 1u);
+  EXPECT_NE(summary.failures[0].error.find("No space left on device"), std::string::npos)
+      << summary.failures[0].error;
+  EXPECT_EQ(records[1].state, ShardState::failed);
+  EXPECT_FALSE(std::filesystem::exists(dir / "out/00001.parquet"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "out/00001_stats.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "out/00000.parquet"));
+  auto again = run(nullptr);
+  EXPECT_EQ(again.first.shards_done, 1);
+  for (auto& r : again.second) EXPECT_EQ(r.state, ShardState::done);
+  EXPECT_EQ(test::duckdb_column("SELECT count(*) FROM read_parquet('" + dir / "out/*.parquet" + "')"),
+            std::vector<std::string>{"12"});
 }
 
 }  // namespace capforge
