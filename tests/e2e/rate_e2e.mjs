@@ -29,7 +29,7 @@ try {
   const urls = JSON.parse(fs.readFileSync(links, 'utf8'));
   expectEq(Object.keys(urls).sort(), ['alice', 'bob'], 'raters');
 
-  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox', '--disable-gpu'] });
+  browser = await chromium.launch({ executablePath: chromiumPath, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
   const answers = [];
   for (const [r, name] of ['alice', 'bob'].entries()) {
     const page = await browser.newPage();
