@@ -27,7 +27,7 @@ test: build
 	@$(PG_ENV) ctest --test-dir $(BUILD) -LE slow -j $(JOBS) --output-on-failure
 
 test-all: build
-	@$(PG_ENV) CAPFORGE_FAULT_TRIALS=50 ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure
+	@$(PG_ENV) ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure
 
 # The main job on the bundled sample.
 demo: build

@@ -5,7 +5,12 @@
 #include <unistd.h>
 #include <cstring>
 
+#include <cstdlib>
+#include <system_error>
 #include <thread>
+
+#include "capforge/env.h"
+#include "core/log.h"
 
 namespace capforge::cli {
 
@@ -55,6 +60,31 @@ void on_signal(int) {
   (void)ignored;
 }
 }  // namespace
+
+namespace {
+// Fault injection for the fault tests: ENOSPC whenever a file whose path contains the pattern is
+// made durable.
+class FullDiskEnv : public Env {
+ public:
+  explicit FullDiskEnv(std::string pattern) : pattern_(std::move(pattern)) {}
+  void fsync_file(const std::string& path) override {
+    if (path.find(pattern_) != std::string::npos)
+      throw std::system_error(ENOSPC, std::generic_category(), "cannot fsync " + path);
+    Env::fsync_file(path);
+  }
+
+ private:
+  std::string pattern_;
+};
+}  // namespace
+
+void install_debug_faults() {
+  const char* full = std::getenv("CAPFORGE_DEBUG_FULL_DISK");
+  if (!full || !*full) return;
+  static FullDiskEnv env(full);
+  set_env(&env);
+  warn("CAPFORGE_DEBUG_FULL_DISK={}: outputs matching it fail with ENOSPC (fault testing)", full);
+}
 
 const std::atomic<bool>* install_interrupt_handler(const char* message) {
   g_message = message;

@@ -29,6 +29,10 @@ void add_decode_options(CLI::App* app, DecodeParams& p);
 void add_progress_option(CLI::App* app, ProgressMode& mode);
 int default_threads();
 
+// Test hook: CAPFORGE_DEBUG_FULL_DISK=PATTERN makes durable writes of matching paths fail with
+// ENOSPC (the fault tests' disk-full scenario). No effect when unset.
+void install_debug_faults();
+
 // SIGINT/SIGTERM set the returned flag and print `message` (static storage); a second signal
 // exits at once with 130.
 const std::atomic<bool>* install_interrupt_handler(

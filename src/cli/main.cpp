@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
     return 2;  // bad usage, whatever CLI11's own code for it
   }
   logging::init(log_json ? logging::Format::json : logging::Format::text, verbose, quiet);
+  cli::install_debug_faults();
   try {
     return action ? action() : 0;
   } catch (const cli::UsageError& e) {

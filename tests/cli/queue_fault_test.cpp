@@ -155,6 +155,28 @@ TEST(QueueFaults, AWorkerPausedPastItsLeaseCannotPublishOverTheNewOwner) {
   EXPECT_GE(q.status()["retried_shards"].get<int>(), 1) << "the paused worker's shard was taken over";
 }
 
+TEST(QueueFaults, ADiskFullShardFailsAloneAndRetryFailedFinishesIt) {
+  NEED_PG();
+  Queue q(0.005);
+  ::setenv("CAPFORGE_DEBUG_FULL_DISK", "00007", 1);  // the workers inherit it
+  for (int w = 0; w < 3; ++w) q.start_worker();
+  ::unsetenv("CAPFORGE_DEBUG_FULL_DISK");
+  for (int pid : q.workers) ::waitpid(pid, nullptr, 0);  // they exit when nothing is claimable
+  q.workers.clear();
+  auto s = q.status();
+  ASSERT_EQ(s["states"].value("failed", 0), 1) << s.dump();
+  EXPECT_EQ(s["states"].value("done", 0), kShards - 1) << s.dump();
+  EXPECT_NE(s["failed"][0]["error"].get<std::string>().find("No space left on device"), std::string::npos)
+      << s.dump();
+  EXPECT_FALSE(fs::exists(q.dir / "out/00007.parquet"));
+  EXPECT_FALSE(fs::exists(q.dir / "out/00007_stats.json"));
+  auto r = test::run_capforge({"queue", "retry-failed", "--db", q.url});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  q.start_worker();
+  q.finish();
+  q.check();
+}
+
 TEST(QueueFaults, APostgresRestartMidRunIsRiddenOut) {
   NEED_PG();
   const char* restart = std::getenv("CAPFORGE_TEST_PG_RESTART");
