@@ -2,6 +2,7 @@
 // inject faults (a full disk, a failing rename) without touching the real file system.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -18,6 +19,10 @@ class Env {
   virtual void remove_file(const std::string& path) noexcept;
   virtual void make_dirs(const std::string& dir);
 };
+
+// Fault injection: an Env whose fsync_file fails with ENOSPC for paths containing `pattern`
+// (a disk that fills up while those outputs are made durable).
+std::unique_ptr<Env> make_full_disk_env(std::string pattern);
 
 // The process-wide Env (a plain POSIX one unless a test swaps it).
 Env& env();

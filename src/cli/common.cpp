@@ -61,28 +61,11 @@ void on_signal(int) {
 }
 }  // namespace
 
-namespace {
-// Fault injection for the fault tests: ENOSPC whenever a file whose path contains the pattern is
-// made durable.
-class FullDiskEnv : public Env {
- public:
-  explicit FullDiskEnv(std::string pattern) : pattern_(std::move(pattern)) {}
-  void fsync_file(const std::string& path) override {
-    if (path.find(pattern_) != std::string::npos)
-      throw std::system_error(ENOSPC, std::generic_category(), "cannot fsync " + path);
-    Env::fsync_file(path);
-  }
-
- private:
-  std::string pattern_;
-};
-}  // namespace
-
 void install_debug_faults() {
   const char* full = std::getenv("CAPFORGE_DEBUG_FULL_DISK");
   if (!full || !*full) return;
-  static FullDiskEnv env(full);
-  set_env(&env);
+  static std::unique_ptr<Env> env = make_full_disk_env(full);
+  set_env(env.get());
   warn("CAPFORGE_DEBUG_FULL_DISK={}: outputs matching it fail with ENOSPC (fault testing)", full);
 }
 

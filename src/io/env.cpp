@@ -72,6 +72,25 @@ void Env::make_dirs(const std::string& dir) {
 Env& env() { return *g_env.load(); }
 void set_env(Env* e) { g_env.store(e ? e : &g_default_env); }
 
+namespace {
+class FullDiskEnv : public Env {
+ public:
+  explicit FullDiskEnv(std::string pattern) : pattern_(std::move(pattern)) {}
+  void fsync_file(const std::string& path) override {
+    if (path.find(pattern_) != std::string::npos)
+      throw std::system_error(ENOSPC, std::generic_category(), "cannot fsync " + path);
+    Env::fsync_file(path);
+  }
+
+ private:
+  std::string pattern_;
+};
+}  // namespace
+
+std::unique_ptr<Env> make_full_disk_env(std::string pattern) {
+  return std::make_unique<FullDiskEnv>(std::move(pattern));
+}
+
 void commit_file(const std::string& tmp_path, const std::string& final_path) {
   Env& e = env();
   e.fsync_file(tmp_path);

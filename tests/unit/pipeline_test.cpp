@@ -212,22 +212,6 @@ TEST(Pipeline, CancelReleasesUnfinishedShardsAndCommitsNothingPartial) {
 
 namespace capforge {
 
-namespace {
-// A disk that fills up while one shard's output is being made durable.
-class FullDiskEnv : public Env {
- public:
-  explicit FullDiskEnv(std::string victim) : victim_(std::move(victim)) {}
-  void fsync_file(const std::string& path) override {
-    if (path.find(victim_) != std::string::npos)
-      throw std::system_error(ENOSPC, std::generic_category(), "cannot fsync " + path);
-    Env::fsync_file(path);
-  }
-
- private:
-  std::string victim_;
-};
-}  // namespace
-
 TEST(Pipeline, ADiskFullShardFailsAloneWithoutPartialFilesAndARerunFinishesIt) {
   test::TempDir dir;
   auto inputs = make_shards(dir, 3, 4);
@@ -253,8 +237,8 @@ TEST(Pipeline, ADiskFullShardFailsAloneWithoutPartialFilesAndARerunFinishesIt) {
     return std::make_pair(summary, store->list());
   };
   std::filesystem::create_directories(dir / "out");
-  FullDiskEnv full("00001");
-  auto [summary, records] = run(&full);
+  auto full = make_full_disk_env("00001");
+  auto [summary, records] = run(full.get());
   EXPECT_EQ(summary.shards_done, 2);
   EXPECT_EQ(summary.shards_failed, 1);
   ASSERT_EQ(summary.failures.size(), 1u);
