@@ -22,7 +22,7 @@ namespace capforge {
 namespace {
 
 const fs::path kDemo = CAPFORGE_DEMO_MODELS_DIR;
-constexpr int kCandidates = 8;
+constexpr int kCandidates = 16;  // sampled at temperature 1, top-p 0.95
 
 // Fraction of the truth's attributes the caption gets right: object count, each (colour, shape)
 // in order, background, and the position of a single shape.
@@ -78,7 +78,7 @@ CaptionerParams demo_params() {
 TEST(DemoModels, RerankedBestOfNBeatsGreedy) {
   NEED_DEMO_MODELS();
   test::TempDir dir;
-  auto h = held_out(dir, 120);
+  auto h = held_out(dir, 200);
   auto p = demo_params();
   p.sampling.greedy = true;
   auto vlm = load_vlm(p);
@@ -88,7 +88,7 @@ TEST(DemoModels, RerankedBestOfNBeatsGreedy) {
 
   auto q = demo_params();
   q.candidates = kCandidates;
-  q.parallel = 32;
+  q.parallel = 32;  // two images' candidates per decode batch
   q.sampling.temperature = 1.0f;
   q.sampling.top_p = 0.95f;
   auto sampled = Captioner(vlm, q).caption(reqs);
