@@ -138,3 +138,99 @@ TEST(Resume, TwoProcessesShareOneOutDirWithoutOverlap) {
 }
 
 }  // namespace capforge
+
+namespace capforge {
+
+// Array jobs without a job server: task I of N takes inputs i with i % N == I, from flags or from
+// Slurm's / Kubernetes' variables; the tasks together cover every input exactly once.
+TEST(ArrayJobs, ShardIndexPartitionsInputsFromFlagsOrEnvironment) {
+  test::TempDir dir;
+  std::vector<std::string> inputs;
+  for (int s = 0; s < 6; ++s) {
+    std::string name = "0000" + std::to_string(s);
+    test::write_tar(dir / (name + ".tar"), test::wds_members(name, 2, (uint32_t)s));
+    inputs.push_back(dir / (name + ".tar"));
+  }
+  auto run = [&](const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"caption", "--out",      dir / out, "--captioner",
+                                     "none",    "--progress", "off"};
+    args.insert(args.end(), inputs.begin(), inputs.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_capforge(args);
+  };
+  auto shards_in = [&](const std::string& out) {
+    return test::duckdb_column(
+        "SELECT DISTINCT regexp_extract(filename, '(\\d+)\\.parquet$', 1) AS s FROM "
+        "read_parquet('" +
+        dir / out + "/*.parquet', filename = true) ORDER BY s");
+  };
+  auto r = run("t1", {"--shard-index", "1", "--num-shards", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(shards_in("t1"), (std::vector<std::string>{"00001", "00004"}));
+
+  ::setenv("SLURM_ARRAY_TASK_ID", "2", 1);
+  ::setenv("SLURM_ARRAY_TASK_COUNT", "3", 1);
+  r = run("t2", {});
+  ::unsetenv("SLURM_ARRAY_TASK_ID");
+  ::unsetenv("SLURM_ARRAY_TASK_COUNT");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(shards_in("t2"), (std::vector<std::string>{"00002", "00005"}));
+
+  ::setenv("JOB_COMPLETION_INDEX", "0", 1);
+  ::setenv("CAPFORGE_NUM_SHARDS", "3", 1);
+  r = run("t0", {});
+  ::unsetenv("JOB_COMPLETION_INDEX");
+  ::unsetenv("CAPFORGE_NUM_SHARDS");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(shards_in("t0"), (std::vector<std::string>{"00000", "00003"}));
+
+  r = run("bad", {"--shard-index", "3", "--num-shards", "3"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("0 <= I < N"), std::string::npos) << r.err;
+}
+
+}  // namespace capforge
+
+namespace capforge {
+
+TEST(Queue, InitWorkerStatusOnSqlite) {
+  test::TempDir dir;
+  std::string db = "sqlite:" + dir / "queue.db";
+  std::vector<std::string> init = {"queue", "init", "--db", db, "--out", dir / "out", "--captioner", "none"};
+  for (int s = 0; s < 3; ++s) {
+    std::string name = "0000" + std::to_string(s);
+    test::write_tar(dir / (name + ".tar"), test::wds_members(name, 3, (uint32_t)s));
+    init.push_back(dir / (name + ".tar"));
+  }
+  auto r = test::run_capforge(init);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("queued 3 shard(s) (3 new)"), std::string::npos) << r.out;
+  r = test::run_capforge({"queue", "status", "--db", db, "--json"});
+  EXPECT_EQ(Json::parse(r.out)["states"]["pending"], 3) << r.out;
+
+  auto other = init;
+  other.push_back("--image-size=64");  // other settings: refused
+  r = test::run_capforge(other);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("other settings"), std::string::npos) << r.err;
+
+  r = test::run_capforge({"worker", "--db", db, "--progress", "off"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_capforge({"queue", "status", "--db", db, "--json"});
+  Json s = Json::parse(r.out);
+  EXPECT_EQ(s["states"]["done"], 3) << r.out;
+  EXPECT_EQ(s["samples_done"], 9) << r.out;
+  EXPECT_EQ(test::duckdb_column("SELECT count(*) FROM read_parquet('" + dir / "out/*.parquet" + "')"),
+            std::vector<std::string>{"9"});
+  r = test::run_capforge({"queue", "status", "--db", db});
+  EXPECT_NE(r.out.find("3 shards: 3 done"), std::string::npos) << r.out;
+
+  r = test::run_capforge({"worker", "--db", "sqlite:" + dir / "empty.db"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("holds no queue"), std::string::npos) << r.err;
+  r = test::run_capforge({"queue", "status", "--db", "redis://x"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("postgresql://"), std::string::npos) << r.err;
+}
+
+}  // namespace capforge
