@@ -90,8 +90,8 @@ class SampleWriter {
   virtual void write(const Sample& s) = 0;  // in output order
   // The whole file, durable under its temp name (the slow part). Throws on I/O errors.
   virtual void prepare() = 0;
-  // prepare() if not done yet, then renames into place. Throws on I/O errors; the final file is
-  // then absent. A writer destroyed before commit() removes its temp file.
+  // prepare() if not done yet, then renames into place; a second call does nothing. Throws on I/O
+  // errors; the final file is then absent. A writer destroyed before commit() removes its temp file.
   virtual void commit() = 0;
   virtual const std::string& path() const = 0;  // the final path
 };

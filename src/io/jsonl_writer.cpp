@@ -58,7 +58,8 @@ class JsonlWriter : public SampleWriter {
     prepared_ = true;
   }
 
-  void commit() override {
+  void commit() override {  // idempotent: a job store may retry the publish after a lost commit
+    if (committed_) return;
     prepare();
     publish_file(tmp_, final_);
     committed_ = true;

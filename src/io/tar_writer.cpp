@@ -64,7 +64,8 @@ class TarWriter : public SampleWriter {
     prepared_ = true;
   }
 
-  void commit() override {
+  void commit() override {  // idempotent: a job store may retry the publish after a lost commit
+    if (committed_) return;
     prepare();
     publish_file(tmp_, final_);
     committed_ = true;

@@ -32,7 +32,9 @@ void OutputSink::prepare(const ShardStats& stats) {
 }
 
 // Outputs first, then the stats file: a shard with a stats file has all of its outputs.
+// Idempotent: a job store retries the publish when its connection dropped before COMMIT.
 void OutputSink::commit(const ShardStats& stats) {
+  if (committed_) return;
   prepare(stats);
   for (auto& w : writers_) w->commit();
   publish_file(stats_tmp_, stats_path_);

@@ -256,3 +256,29 @@ TEST(Pipeline, ADiskFullShardFailsAloneWithoutPartialFilesAndARerunFinishesIt) {
 }
 
 }  // namespace capforge
+
+namespace capforge {
+
+TEST(OutputSink, PreparesThenPublishesOnceEvenIfCommitIsRetried) {
+  test::TempDir dir;
+  std::vector<std::unique_ptr<SampleWriter>> w;
+  w.push_back(open_writer(OutputFormat::parquet, dir / "00000.parquet", WriterParams{}));
+  w.push_back(open_writer(OutputFormat::jsonl, dir / "00000.jsonl", WriterParams{}));
+  OutputSink sink(std::move(w), dir / "00000_stats.json");
+  Sample s;
+  s.key = "k";
+  s.caption = "a caption";
+  sink.write(s);
+  ShardStats st;
+  st.count = 1;
+  sink.prepare(st);
+  EXPECT_FALSE(std::filesystem::exists(dir / "00000.parquet")) << "prepare publishes nothing";
+  EXPECT_FALSE(std::filesystem::exists(dir / "00000_stats.json"));
+  sink.commit(st);
+  EXPECT_NO_THROW(sink.commit(st)) << "a retried publish (lost COMMIT reply) must not fail";
+  EXPECT_TRUE(std::filesystem::exists(dir / "00000.parquet"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "00000.jsonl"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "00000_stats.json"));
+}
+
+}  // namespace capforge
