@@ -19,6 +19,7 @@ namespace {
 struct SynthOptions {
   std::string out;
   int count = 64, shards = 1, size = 64, quality = 92;
+  double text_prob = 0;
   uint64_t seed = 0;
 };
 
@@ -34,6 +35,7 @@ int run_synth(const SynthOptions& o) {
     for (int i = 0; i < per && made < o.count; ++i, ++made) {
       uint64_t seed = o.seed * 1000003ull + (uint64_t)made;
       synth::Scene scene = synth::make_scene(seed);
+      synth::add_word(scene, seed, o.text_prob);
       Sample s;
       s.key = fmt::format("{}{:04d}", name, i);
       s.index = i;
@@ -44,8 +46,12 @@ int run_synth(const SynthOptions& o) {
       s.image_ext = "jpg";
       Json shapes = Json::array();
       for (auto& x : scene.shapes) shapes.push_back({{"shape", x.kind}, {"colour", x.colour}});
-      s.meta = {{"truth", scene.caption}, {"background", scene.background}, {"count", scene.shapes.size()},
-                {"where", scene.where}, {"shapes", shapes}};
+      s.meta = {{"truth", scene.caption},
+                {"background", scene.background},
+                {"count", scene.shapes.size()},
+                {"where", scene.where},
+                {"shapes", shapes}};
+      if (!scene.word.empty()) s.meta["text"] = scene.word;
       w->write(s);
     }
     w->commit();
@@ -58,14 +64,24 @@ int run_synth(const SynthOptions& o) {
 
 void add_synth(CLI::App& app, Action& action) {
   auto o = std::make_shared<SynthOptions>();
-  auto* cmd = app.add_subcommand("synth", "Write procedural shape images with known captions as webdataset shards "
-                                          "(.txt: noisy alt-text; .json: the truth)");
+  auto* cmd = app.add_subcommand("synth",
+                                 "Write procedural shape images with known captions as webdataset shards "
+                                 "(.txt: noisy alt-text; .json: the truth)");
   cmd->add_option("--out", o->out, "output directory")->required();
   cmd->add_option("--count", o->count, "samples")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--shards", o->shards, "shards to spread them over")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--shards", o->shards, "shards to spread them over")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--seed", o->seed, "the same seed gives the same images")->capture_default_str();
-  cmd->add_option("--size", o->size, "image side in pixels")->capture_default_str()->check(CLI::Range(16, 1024));
+  cmd->add_option("--size", o->size, "image side in pixels")
+      ->capture_default_str()
+      ->check(CLI::Range(16, 1024));
   cmd->add_option("--quality", o->quality, "JPEG quality")->capture_default_str();
+  cmd->add_option("--text-prob", o->text_prob,
+                  "draw a word (SALE, OPEN, ...) in this fraction of the images, named in the truth "
+                  "(the demo models were trained without)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   cmd->callback([o, &action] { action = [o] { return run_synth(*o); }; });
 }
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/text.h"
+#include "synth/text.h"
 
 namespace capforge::synth {
 
@@ -16,9 +17,9 @@ namespace {
 
 const std::map<std::string, std::array<uint8_t, 3>>& palette() {
   static const std::map<std::string, std::array<uint8_t, 3>> p = {
-      {"red", {220, 40, 40}},     {"green", {40, 170, 60}},  {"blue", {40, 80, 220}},  {"yellow", {240, 210, 40}},
-      {"purple", {140, 60, 170}}, {"orange", {245, 140, 30}}, {"white", {245, 245, 245}}, {"black", {20, 20, 20}},
-      {"gray", {128, 128, 128}}};
+      {"red", {220, 40, 40}},     {"green", {40, 170, 60}},   {"blue", {40, 80, 220}},
+      {"yellow", {240, 210, 40}}, {"purple", {140, 60, 170}}, {"orange", {245, 140, 30}},
+      {"white", {245, 245, 245}}, {"black", {20, 20, 20}},    {"gray", {128, 128, 128}}};
   return p;
 }
 
@@ -64,7 +65,8 @@ std::string article_list(const std::vector<Shape>& shapes) {
 }  // namespace
 
 const std::vector<std::string>& colours() {
-  static const std::vector<std::string> c = {"red", "green", "blue", "yellow", "purple", "orange", "white", "black"};
+  static const std::vector<std::string> c = {"red",    "green",  "blue",  "yellow",
+                                             "purple", "orange", "white", "black"};
   return c;
 }
 const std::vector<std::string>& kinds() {
@@ -106,7 +108,8 @@ Scene make_scene(uint64_t seed) {
     if (n == 1) s.where = kWhere[row][c];
     s.shapes.push_back(sh);
   }
-  s.caption = article_list(s.shapes) + (n == 1 ? " " + s.where : "") + " on a " + s.background + " background";
+  s.caption =
+      article_list(s.shapes) + (n == 1 ? " " + s.where : "") + " on a " + s.background + " background";
   return s;
 }
 
@@ -124,7 +127,17 @@ Image render(const Scene& s, int size) {
         if (inside(sh, (x + 0.5) / k, (y + 0.5) / k))
           std::copy(col.begin(), col.end(), img.rgb.begin() + ((long)y * size + x) * 3);
   }
+  if (!s.word.empty()) draw_word(img, s.word, palette().at(s.background == "white" ? "black" : "white"));
   return img;
+}
+
+void add_word(Scene& s, uint64_t seed, double prob) {
+  static const std::vector<std::string> kWords = {"SALE", "OPEN",  "STOP", "FREE",
+                                                  "NEW",  "HELLO", "CAT",  "SUN"};
+  std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
+  if (std::uniform_real_distribution<double>(0, 1)(rng) >= prob) return;
+  s.word = kWords[rng() % kWords.size()];
+  s.caption += " with the word \"" + s.word + "\"";
 }
 
 std::string alt_text(const Scene& s, uint64_t seed) {
@@ -133,13 +146,20 @@ std::string alt_text(const Scene& s, uint64_t seed) {
   std::string colour = a.colour;
   if (rng() % 5 == 0) colour = colours()[rng() % colours().size()];  // web alt-text is often wrong
   switch (rng() % 7) {
-    case 0: return fmt::format("IMG_{}.JPG", 1000 + rng() % 9000);
-    case 1: return fmt::format("{} {} clipart", colour, a.kind);
-    case 2: return fmt::format("free {} vector {} png", a.kind, colour);
-    case 3: return fmt::format("{} shapes wallpaper", s.background);
-    case 4: return "";
-    case 5: return fmt::format("{} {} {}", colour == "orange" ? "an" : "a", colour, a.kind);
-    default: return fmt::format("stock photo {} {} on {}", colour, a.kind, s.background);
+    case 0:
+      return fmt::format("IMG_{}.JPG", 1000 + rng() % 9000);
+    case 1:
+      return fmt::format("{} {} clipart", colour, a.kind);
+    case 2:
+      return fmt::format("free {} vector {} png", a.kind, colour);
+    case 3:
+      return fmt::format("{} shapes wallpaper", s.background);
+    case 4:
+      return "";
+    case 5:
+      return fmt::format("{} {} {}", colour == "orange" ? "an" : "a", colour, a.kind);
+    default:
+      return fmt::format("stock photo {} {} on {}", colour, a.kind, s.background);
   }
 }
 
@@ -157,6 +177,10 @@ Parsed parse_caption(const std::string& caption) {
   for (size_t i = 0; i + 1 < w.size(); ++i) {
     if (is(colours(), w[i]) && is(kinds(), w[i + 1])) p.objects.push_back({w[i], w[i + 1]});
     if (w[i + 1] == "background") p.background = w[i];
+  }
+  if (auto q = caption.find("word \""); q != std::string::npos) {
+    auto end = caption.find('"', q + 6);
+    if (end != std::string::npos) p.word = caption.substr(q + 6, end - q - 6);
   }
   std::string text = " " + ascii_lower(caption) + " ";
   for (auto& pos : positions())

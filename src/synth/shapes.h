@@ -19,6 +19,7 @@ struct Scene {
   std::vector<Shape> shapes;  // left to right
   std::string caption;        // the true caption
   std::string where;          // position phrase of a single shape ("at the top left"), else ""
+  std::string word;           // a word drawn at the bottom (see add_word), else ""
 };
 
 // The vocabulary of scenes (for training and for parsing captions back).
@@ -29,13 +30,17 @@ const std::vector<std::string>& positions();
 // A random scene (1-3 shapes) for `seed`, and its rendering as `size` x `size` RGB.
 Scene make_scene(uint64_t seed);
 Image render(const Scene& s, int size);
+// With probability `prob`, a word (SALE, OPEN, ...) to draw in the scene, named in its caption:
+// '... background with the word "SALE"'. Drawn from its own stream of `seed`, so the scene itself
+// is the same whatever `prob` is.
+void add_word(Scene& s, uint64_t seed, double prob);
 // A short, noisy, web-like alt-text for the scene.
 std::string alt_text(const Scene& s, uint64_t seed);
 
 // What a caption says, parsed with the scene vocabulary (for attribute accuracy).
 struct Parsed {
   std::vector<std::pair<std::string, std::string>> objects;  // (colour, kind) in order
-  std::string background, where;
+  std::string background, where, word;
 };
 Parsed parse_caption(const std::string& caption);
 

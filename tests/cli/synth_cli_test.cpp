@@ -18,9 +18,9 @@ namespace {
 std::string nearest_colour(const Image& img, int x, int y) {
   const uint8_t* p = &img.rgb[((size_t)y * img.width + x) * 3];
   static const std::vector<std::pair<std::string, std::array<int, 3>>> pal = {
-      {"red", {220, 40, 40}},     {"green", {40, 170, 60}}, {"blue", {40, 80, 220}},    {"yellow", {240, 210, 40}},
-      {"purple", {140, 50, 170}}, {"orange", {250, 140, 30}}, {"white", {255, 255, 255}}, {"black", {0, 0, 0}},
-      {"gray", {128, 128, 128}}};
+      {"red", {220, 40, 40}},     {"green", {40, 170, 60}},   {"blue", {40, 80, 220}},
+      {"yellow", {240, 210, 40}}, {"purple", {140, 50, 170}}, {"orange", {250, 140, 30}},
+      {"white", {255, 255, 255}}, {"black", {0, 0, 0}},       {"gray", {128, 128, 128}}};
   std::string best;
   double bd = 1e18;
   for (auto& [name, c] : pal) {
@@ -74,7 +74,8 @@ TEST(Synth, ParserIgnoresWordsOutsideTheVocabulary) {
 TEST(SynthCli, SameSeedSameShardsAndEverySampleHasItsTruth) {
   test::TempDir dir;
   for (auto* name : {"a", "b"}) {
-    auto r = test::run_capforge({"synth", "--out", dir / name, "--count", "10", "--shards", "2", "--seed", "5"});
+    auto r =
+        test::run_capforge({"synth", "--out", dir / name, "--count", "10", "--shards", "2", "--seed", "5"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   auto r = test::run_capforge({"synth", "--out", dir / "c", "--count", "10", "--shards", "2", "--seed", "6"});
@@ -97,6 +98,54 @@ TEST(SynthCli, SameSeedSameShardsAndEverySampleHasItsTruth) {
     }
   }
   EXPECT_EQ(n, 10u);
+}
+
+TEST(Synth, WordsAreDrawnAtTheBottomAndNamedInTheTruth) {
+  int with = 0;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    synth::Scene plain = synth::make_scene(seed), worded = plain;
+    synth::add_word(worded, seed, 0.5);
+    if (worded.word.empty()) {
+      EXPECT_EQ(worded.caption, plain.caption);
+      continue;
+    }
+    ++with;
+    EXPECT_EQ(worded.caption, plain.caption + " with the word \"" + worded.word + "\"");
+    EXPECT_EQ(synth::parse_caption(worded.caption).word, worded.word);
+    EXPECT_EQ(synth::parse_caption(worded.caption).objects.size(), plain.shapes.size());
+    Image a = synth::render(plain, 128), b = synth::render(worded, 128);
+    // text pixels: only in the bottom fifth, and plenty of them
+    size_t changed = 0, above = 0;
+    for (int y = 0; y < 128; ++y)
+      for (int x = 0; x < 128; ++x) {
+        size_t i = ((size_t)y * 128 + x) * 3;
+        bool diff = std::abs(a.rgb[i] - b.rgb[i]) + std::abs(a.rgb[i + 1] - b.rgb[i + 1]) > 60;
+        changed += diff;
+        above += diff && y < 128 - 128 / 5 - 2;
+      }
+    EXPECT_GT(changed, 150u) << worded.word;
+    EXPECT_EQ(above, 0u) << worded.word;
+  }
+  EXPECT_GT(with, 10);
+  EXPECT_LT(with, 30);
+}
+
+TEST(SynthCli, TextProbZeroLeavesTheImagesAsTheyWere) {
+  test::TempDir dir;
+  ASSERT_EQ(test::run_capforge({"synth", "--out", dir / "a", "--count", "6", "--seed", "9"}).exit_code, 0);
+  ASSERT_EQ(
+      test::run_capforge({"synth", "--out", dir / "b", "--count", "6", "--seed", "9", "--text-prob", "0"})
+          .exit_code,
+      0);
+  ASSERT_EQ(
+      test::run_capforge({"synth", "--out", dir / "c", "--count", "6", "--seed", "9", "--text-prob", "1"})
+          .exit_code,
+      0);
+  EXPECT_TRUE(test::read_file(dir / "a/00000.tar") == test::read_file(dir / "b/00000.tar"));
+  for (auto& s : test::read_all({dir / "c/00000.tar", "s", InputFormat::webdataset})) {
+    ASSERT_TRUE(s.meta.contains("text")) << s.key;
+    EXPECT_NE(s.meta["truth"].get<std::string>().find("with the word"), std::string::npos);
+  }
 }
 
 TEST(SynthCli, BadArgumentsAreUsageErrors) {
