@@ -145,7 +145,8 @@ TEST(QueueFaults, AWorkerPausedPastItsLeaseCannotPublishOverTheNewOwner) {
   NEED_PG();
   Queue q(0.05);  // 6 samples: ~0.3 s per shard
   int paused = q.start_worker(1.0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // it holds a shard now
+  for (int i = 0; i < 100 && q.status()["states"].value("running", 0) == 0; ++i)  // until it holds a shard
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ::kill(paused, SIGSTOP);
   q.start_worker(1.0);
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // its lease expires and is taken over
