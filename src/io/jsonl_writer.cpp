@@ -29,16 +29,15 @@ Json output_object(const Sample& s, const WriterParams& params, bool with_image)
 
 namespace {
 
-class JsonlWriter : public SampleWriter {
+class JsonlWriter : public TempFileWriter {
  public:
   JsonlWriter(std::string final_path, const WriterParams& params)
-      : final_(std::move(final_path)), tmp_(temp_path_for(final_)), params_(params) {
+      : TempFileWriter(std::move(final_path)), params_(params) {
     f_ = std::fopen(tmp_.c_str(), "wb");
     if (!f_) throw std::runtime_error(fmt::format("cannot create {}: {}", tmp_, std::strerror(errno)));
   }
   ~JsonlWriter() override {
     if (f_) std::fclose(f_);
-    if (!committed_) env().remove_file(tmp_);
   }
 
   void write(const Sample& s) override {
@@ -49,29 +48,15 @@ class JsonlWriter : public SampleWriter {
       throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, std::strerror(errno)));
   }
 
-  void prepare() override {
-    if (prepared_) return;
+  void finish() override {
     int rc = std::fclose(f_);
     f_ = nullptr;
     if (rc != 0) throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, std::strerror(errno)));
-    env().fsync_file(tmp_);
-    prepared_ = true;
   }
-
-  void commit() override {  // idempotent: a job store may retry the publish after a lost commit
-    if (committed_) return;
-    prepare();
-    publish_file(tmp_, final_);
-    committed_ = true;
-  }
-
-  const std::string& path() const override { return final_; }
 
  private:
-  std::string final_, tmp_;
   WriterParams params_;
   FILE* f_ = nullptr;
-  bool prepared_ = false, committed_ = false;
 };
 
 }  // namespace

@@ -61,10 +61,10 @@ std::string structure_to_type(const Json& s) {
   return out + ")";
 }
 
-class ParquetWriter : public SampleWriter {
+class ParquetWriter : public TempFileWriter {
  public:
   ParquetWriter(std::string final_path, const WriterParams& params)
-      : final_(std::move(final_path)), tmp_(temp_path_for(final_)), params_(params), db_(2, "1GB") {
+      : TempFileWriter(std::move(final_path)), params_(params), db_(2, "1GB") {
     db_.exec("SET temp_directory = " + duck::quote_string(tmp_ + ".spill"));
     db_.exec("CREATE TABLE rows (idx BIGINT, c VARCHAR, m VARCHAR, img BLOB, img_path VARCHAR)");
     if (duckdb_appender_create(db_.conn(), nullptr, "rows", &app_) != DuckDBSuccess)
@@ -73,7 +73,6 @@ class ParquetWriter : public SampleWriter {
 
   ~ParquetWriter() override {
     if (app_) duckdb_appender_destroy(&app_);
-    if (!committed_) env().remove_file(tmp_);
     std::error_code ec;
     std::filesystem::remove_all(tmp_ + ".spill", ec);
   }
@@ -100,8 +99,7 @@ class ParquetWriter : public SampleWriter {
     }
   }
 
-  void prepare() override {
-    if (prepared_) return;
+  void finish() override {
     if (duckdb_appender_flush(app_) != DuckDBSuccess) {
       const char* e = duckdb_appender_error(app_);
       throw std::runtime_error(fmt::format("cannot buffer rows for {}: {}", final_, e ? e : "unknown"));
@@ -130,18 +128,7 @@ class ParquetWriter : public SampleWriter {
     } catch (const std::exception& e) {
       throw std::runtime_error(fmt::format("cannot write {}: {}", final_, e.what()));
     }
-    env().fsync_file(tmp_);
-    prepared_ = true;
   }
-
-  void commit() override {  // idempotent: a job store may retry the publish after a lost commit
-    if (committed_) return;
-    prepare();
-    publish_file(tmp_, final_);
-    committed_ = true;
-  }
-
-  const std::string& path() const override { return final_; }
 
  private:
   // Pass-through columns with their types: the reader's when it knew them, else inferred.
@@ -158,13 +145,11 @@ class ParquetWriter : public SampleWriter {
     return out;
   }
 
-  std::string final_, tmp_;
   WriterParams params_;
   duck::Database db_;
   duckdb_appender app_ = nullptr;
   int64_t rows_ = 0;
   std::set<std::string> meta_keys_;
-  bool prepared_ = false, committed_ = false;
 };
 
 }  // namespace

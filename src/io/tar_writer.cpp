@@ -25,10 +25,10 @@ std::string tar_key(const std::string& key) {
   return k.empty() ? "_" : k;
 }
 
-class TarWriter : public SampleWriter {
+class TarWriter : public TempFileWriter {
  public:
   TarWriter(std::string final_path, const WriterParams& params)
-      : final_(std::move(final_path)), tmp_(temp_path_for(final_)), params_(params) {
+      : TempFileWriter(std::move(final_path)), params_(params) {
     a_ = archive_write_new();
     archive_write_set_format_pax_restricted(a_);
     if (archive_write_open_filename(a_, tmp_.c_str()) != ARCHIVE_OK)
@@ -36,7 +36,6 @@ class TarWriter : public SampleWriter {
   }
   ~TarWriter() override {
     if (a_) archive_write_free(a_);
-    if (!committed_) env().remove_file(tmp_);
   }
 
   void write(const Sample& s) override {
@@ -53,25 +52,13 @@ class TarWriter : public SampleWriter {
     for (auto& [ext, bytes] : s.extra_members) add(key + "." + ext, bytes);
   }
 
-  void prepare() override {
-    if (prepared_) return;
+  void finish() override {
     int rc = archive_write_close(a_);
     if (rc != ARCHIVE_OK)
       throw std::runtime_error(fmt::format("cannot write {}: {}", tmp_, archive_error_string(a_)));
     archive_write_free(a_);
     a_ = nullptr;
-    env().fsync_file(tmp_);
-    prepared_ = true;
   }
-
-  void commit() override {  // idempotent: a job store may retry the publish after a lost commit
-    if (committed_) return;
-    prepare();
-    publish_file(tmp_, final_);
-    committed_ = true;
-  }
-
-  const std::string& path() const override { return final_; }
 
  private:
   void add(const std::string& name, const std::string& data) {
@@ -88,7 +75,6 @@ class TarWriter : public SampleWriter {
           fmt::format("cannot write {} to {}: {}", name, tmp_, archive_error_string(a_)));
   }
 
-  std::string final_, tmp_;
   WriterParams params_;
   archive* a_ = nullptr;
   // Member times are fixed so the same samples give the same bytes: $SOURCE_DATE_EPOCH, else 0.
@@ -96,7 +82,6 @@ class TarWriter : public SampleWriter {
     const char* e = std::getenv("SOURCE_DATE_EPOCH");
     return e ? (time_t)std::strtoll(e, nullptr, 10) : (time_t)0;
   }();
-  bool prepared_ = false, committed_ = false;
 };
 
 }  // namespace

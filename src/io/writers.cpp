@@ -1,5 +1,7 @@
 #include "io/writers.h"
 
+#include "capforge/env.h"
+
 #include <stdexcept>
 
 namespace capforge {
@@ -46,6 +48,27 @@ std::unique_ptr<SampleWriter> open_writer(OutputFormat f, const std::string& fin
       return open_tar_writer(final_path, params);
   }
   throw std::logic_error("unknown output format");
+}
+
+TempFileWriter::TempFileWriter(std::string final_path)
+    : final_(std::move(final_path)), tmp_(temp_path_for(final_)) {}
+
+TempFileWriter::~TempFileWriter() {
+  if (!committed_) env().remove_file(tmp_);
+}
+
+void TempFileWriter::prepare() {
+  if (prepared_) return;
+  finish();
+  env().fsync_file(tmp_);
+  prepared_ = true;
+}
+
+void TempFileWriter::commit() {
+  if (committed_) return;
+  prepare();
+  publish_file(tmp_, final_);
+  committed_ = true;
 }
 
 }  // namespace capforge
