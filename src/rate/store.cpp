@@ -133,7 +133,8 @@ std::string RateStore::add_rater(const std::string& name) {
     Stmt s(db_, "SELECT id FROM samples ORDER BY id", kWhat);
     while (s.step()) samples.push_back(s.i64(0));
   }
-  std::mt19937_64 rng(std::stoull(meta("seed").empty() ? "0" : meta("seed")) ^ fnv1a(name));
+  std::string seed = meta("seed");
+  std::mt19937_64 rng((seed.empty() ? 0 : std::stoull(seed)) ^ fnv1a(name));
   std::shuffle(samples.begin(), samples.end(), rng);  // the first half gets its human caption
   size_t humans = samples.size() / 2 + (samples.size() % 2 ? rng() % 2 : 0);
   std::vector<std::pair<int64_t, const char*>> picks;
