@@ -34,7 +34,7 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
     try {
       inputs = discover_inputs(o.inputs);
     } catch (const std::exception& e) {
-      throw UsageError(e.what());
+      throw UsageError(e.what(), "inputs are shard files (.tar .parquet .csv .tsv .jsonl) or image folders");
     }
     for (auto& in : inputs) in.path = fs::absolute(in.path).lexically_normal().string();
     inputs = select_partition(inputs, o.shard_index, o.num_shards);
