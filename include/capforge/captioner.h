@@ -1,6 +1,7 @@
 // Batched multi-candidate image captioning with any VLM libmtmd supports (text GGUF + mmproj).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -46,6 +47,9 @@ struct CaptionerParams {
   int batch = 512;          // prompt tokens per decode call
   int threads = 0;          // 0: all cores
   bool gpu = true;
+  // Set (e.g. by Ctrl-C): caption() stops between decode steps; requests it did not finish get
+  // error "interrupted". Not owned; null: never.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // The loaded text model and projector, shared by every Captioner.
@@ -65,6 +69,9 @@ struct CaptionResult {
 };
 
 // Per-worker decoding state (a llama context with many sequences). Not thread-safe.
+// The constructor throws std::invalid_argument for settings that cannot work (a --ctx-size too
+// small for an image, the prompt and every candidate; --candidates above --parallel; values out
+// of range), before llama.cpp sees them; std::runtime_error for other failures.
 class Captioner {
  public:
   Captioner(std::shared_ptr<const VlmModel> model, CaptionerParams params);

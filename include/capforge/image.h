@@ -27,7 +27,9 @@ struct DecodedImage {
   std::string format;  // loader's format: "jpeg", "png", ...
 };
 
-// Decodes `bytes`. Returns an empty string on success, else a one-line reason.
+// Decodes `bytes`. Returns an empty string on success, else a one-line reason. Only the supported
+// types of sniff_image_type() reach libvips ("unsupported image type: pdf" for the others), and
+// only through their own loader; init_vips() also blocks every other libvips loader.
 // Colour rule: grey, CMYK and 16-bit become 8-bit sRGB; alpha is composited over white;
 // animated images give their first frame.
 std::string decode_image(std::string_view bytes, const DecodeParams& params, DecodedImage& out);
@@ -35,9 +37,20 @@ std::string decode_image(std::string_view bytes, const DecodeParams& params, Dec
 // Encodes RGB pixels as JPEG without metadata; throws std::runtime_error on failure.
 std::string encode_jpeg(const Image& img, int quality = 90);
 
-// Sniffs the container format from magic bytes: "jpg", "png", "webp", "gif", "bmp", "tiff" or "".
+// The image type from magic bytes, never from a name. Supported (decoded): "jpg", "png", "webp",
+// "gif", "bmp", "tiff". Recognised but refused: "pdf", "svg", "avif", "heic", "heif", "jxl",
+// "jp2", "psd", "ico", "postscript", "exr", "hdr", "fits", "mat", "vips", "xcf", "pnm", "cr3".
+// "" when unknown (also refused).
+std::string sniff_image_type(std::string_view bytes);
+bool is_supported_image_type(std::string_view type);
+// sniff_image_type() when supported, else "".
 std::string sniff_image_ext(std::string_view bytes);
-bool is_image_ext(std::string_view ext);  // the extensions readers treat as the sample's image
+// Extensions readers treat as the sample's image: jpg, jpeg, png, webp, gif, bmp, tiff, tif.
+bool is_image_ext(std::string_view ext);
+// Image-like extensions of formats capforge refuses (avif, heic, heif, svg, pdf, jxl, jp2, psd,
+// ico, raw camera formats, ...): readers still make them the sample's image, so the sample fails
+// to decode with "unsupported image type: ..." instead of vanishing.
+bool is_unsupported_image_ext(std::string_view ext);
 
 // Initialises libvips once per process (idempotent, thread-safe); throws if it cannot.
 void init_vips();

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,12 @@ struct ReaderParams {
   // > 0: keys are img2dataset's, the shard name then the index zero-padded to this many digits.
   int index_digits = 0;
   bool require_url = false;  // a table without a url column is an error (downloads)
+};
+
+// A configured column (--url-col, --caption-col, --key-col, --image-col, --save-cols) is missing or
+// has a type it cannot have: bad usage, not bad data. Thrown by open_reader.
+struct ColumnError : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // Streams the samples of one shard in order with bounded memory.

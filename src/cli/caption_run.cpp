@@ -8,6 +8,7 @@
 #include "capforge/captioner.h"
 #include "capforge/clip.h"
 #include "cli/common.h"
+#include "coord/input_fingerprints.h"
 #include "core/log.h"
 #include "core/text.h"
 #include "pipeline/model_stages.h"
@@ -67,7 +68,11 @@ std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, s
       throw UsageError(e.what(), "--model takes the language model GGUF and --mmproj its projector GGUF");
     }
     captioner_name = fs::path(o.c.params.model).filename().string();
-    stages.push_back(make_caption_stage(vlm, o.c.params, (size_t)o.batch_size));
+    try {
+      stages.push_back(make_caption_stage(vlm, o.c.params, (size_t)o.batch_size));
+    } catch (const std::invalid_argument& e) {  // settings that cannot work with this model
+      throw UsageError(e.what(), "see `capforge caption --help` for the captioner resource flags");
+    }
   }
   if (!o.rank.empty()) {
     ClipParams cp;
@@ -75,7 +80,7 @@ std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, s
     cp.threads = o.threads;
     std::vector<RankerSpec> rankers;
     for (auto& spec : o.rank) rankers.push_back(parse_ranker(spec, cp));
-    stages.push_back(make_rank_stage(std::move(rankers), (size_t)o.batch_size));
+    stages.push_back(make_rank_stage(std::move(rankers), (size_t)o.batch_size, o.c.params.cancel));
   }
   if (o.repair == "rules") stages.push_back(make_repair_stage());
   return stages;
@@ -125,11 +130,54 @@ std::string config_fingerprint(const CaptionOptions& o) {
   return j.dump();
 }
 
+std::string config_diff(const std::string& old_fp, const std::string& new_fp) {
+  Json a = Json::parse(old_fp, nullptr, false), b = Json::parse(new_fp, nullptr, false);
+  auto shorten = [](const Json& v) {
+    std::string t = v.is_null() ? "(unset)" : v.dump();
+    return t.size() > 120 ? t.substr(0, 117) + "..." : t;
+  };
+  if (!a.is_object() || !b.is_object()) return "  settings: " + shorten(old_fp) + " -> " + shorten(new_fp);
+  std::string out;
+  for (auto& [k, v] : a.items())
+    if (!b.contains(k) || b[k] != v)
+      out += fmt::format("  {}: {} -> {}\n", k, shorten(v), shorten(b.value(k, Json())));
+  for (auto& [k, v] : b.items())
+    if (!a.contains(k)) out += fmt::format("  {}: (unset) -> {}\n", k, shorten(v));
+  if (!out.empty()) out.pop_back();  // no trailing newline
+  return out;
+}
+
+void check_store_matches(JobStore& store, const std::string& fp, const std::vector<ShardInput>& inputs,
+                         const std::string& what, const std::string& hint) {
+  if (auto old = store.get_meta("config"); old && *old != fp)
+    throw UsageError(fmt::format("{} already holds a run with other settings (previous -> now):\n{}", what,
+                                 config_diff(*old, fp)),
+                     hint);
+  auto changed = check_input_fingerprints(store, inputs);
+  if (!changed.empty()) {
+    std::string list;
+    for (auto& c : changed)
+      list += fmt::format("\n  {} (shard {}): was {}; now {}", c.path, c.shard, c.was, c.now);
+    throw UsageError(
+        fmt::format("{} input(s) changed since their shards were captioned into {}; their outputs were made "
+                    "from the old contents:{}",
+                    changed.size(), what, list),
+        hint);
+  }
+  store.set_meta("config", fp);
+}
+
 void Tally::add(const Sample& s) {
   if (s.caption) org_words += word_count(*s.caption), org_n++;
   if (s.re_caption) re_words += word_count(*s.re_caption), re_n++;
   if (s.org_clip_score) org_score += *s.org_clip_score, org_scored++;
   if (s.re_clip_score) re_score += *s.re_clip_score, re_scored++;
+}
+
+void Tally::merge(const Tally& t) {
+  org_words += t.org_words, org_n += t.org_n, re_words += t.re_words, re_n += t.re_n;
+  org_score += t.org_score, re_score += t.re_score;
+  org_scored += t.org_scored, re_scored += t.re_scored;
 }
 
 void print_summary(const RunSummary& s, const Tally& t, const std::string& out, int64_t pending) {
@@ -150,6 +198,11 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
                              {"mean_org_clip_score", mean_json(t.org_score, t.org_scored)},
                              {"mean_re_clip_score", mean_json(t.re_score, t.re_scored)}});
   if (logging::format() == logging::Format::json) return;
+  if (!logging::shows_info()) {  // -q: only what went wrong
+    for (auto& f : s.failures) warn("failed shard {}: {}", f.shard, f.error);
+    for (auto& f : s.read_errors) warn("broken input {}: {}", f.shard, f.error);
+    return;
+  }
   std::fprintf(stderr,
                "\nsummary: %lld shard(s) done, %lld failed, %lld pending\n"
                "  samples %lld: %s\n"
@@ -162,9 +215,9 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
                mean(t.re_words, t.re_n).c_str(), mean(t.org_score, t.org_scored).c_str(),
                mean(t.re_score, t.re_scored).c_str(), rate, s.seconds, out.c_str());
   for (auto& f : s.failures)
-    std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), f.error.c_str());
+    std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), terminal_safe(f.error).c_str());
   for (auto& f : s.read_errors)
-    std::fprintf(stderr, "  broken input %s: %s\n", f.shard.c_str(), f.error.c_str());
+    std::fprintf(stderr, "  broken input %s: %s\n", f.shard.c_str(), terminal_safe(f.error).c_str());
 }
 
 }  // namespace capforge::cli

@@ -9,6 +9,7 @@
 
 #include "capforge/image.h"
 #include "capforge/io.h"
+#include "capforge/jobstore.h"
 #include "capforge/pipeline.h"
 #include "cli/captioner_options.h"
 #include "pipeline/model_stages.h"
@@ -31,9 +32,9 @@ struct CaptionOptions {
   // caption: registers its inputs and runs; queue init: registers only; worker: runs what the
   // job store holds (inputs come from it).
   enum class Mode { caption, queue_init, worker } mode = Mode::caption;
-  int shard_index = -1, num_shards = 0;  // static partitioning (array jobs); -1/0: all
-  int metrics_port = 0;                  // > 0: serve Prometheus metrics here while running
-  std::string metrics_host = "0.0.0.0";
+  int shard_index = -1, num_shards = 0;    // static partitioning (array jobs); -1/0: all
+  int metrics_port = 0;                    // > 0: serve Prometheus metrics here while running
+  std::string metrics_host = "127.0.0.1";  // loopback unless told: metrics are not for the world
   ReaderParams reader;
   DecodeParams decode;
   ProgressMode progress = ProgressMode::automatic;
@@ -48,6 +49,13 @@ void resolve_options(CaptionOptions& o, CLI::App* cmd);
 std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name);
 // Everything that changes the output, so a rerun with other settings is refused.
 std::string config_fingerprint(const CaptionOptions& o);
+// The settings that differ between two fingerprints, one "  key: old -> new" line each.
+std::string config_diff(const std::string& old_fp, const std::string& new_fp);
+// Refuses (UsageError) a run over `store` with other settings than `fp` (naming only the settings
+// that differ) or whose done shards' inputs changed since they were registered; then records `fp`
+// and the inputs' fingerprints. `what`: the store's description for messages.
+void check_store_matches(JobStore& store, const std::string& fp, const std::vector<ShardInput>& inputs,
+                         const std::string& what, const std::string& hint);
 
 // `caption`'s options on `cmd` (the caption, queue init and worker commands share them).
 void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o);
@@ -59,12 +67,14 @@ int init_queue(const CaptionOptions& o, CLI::App* cmd, const std::vector<ShardIn
 // unset, $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT or $JOB_COMPLETION_INDEX/$CAPFORGE_NUM_SHARDS.
 std::vector<ShardInput> select_partition(const std::vector<ShardInput>& inputs, int index, int count);
 
-// Means over the written samples (the sink runs on one thread).
+// Means over the written samples (the sink runs on one thread). A sample without an original
+// caption (none, empty or blank) has no org_clip_score, so it does not count in that mean.
 struct Tally {
   int64_t org_words = 0, org_n = 0, re_words = 0, re_n = 0;
   double org_score = 0, re_score = 0;
   int64_t org_scored = 0, re_scored = 0;
   void add(const Sample& s);
+  void merge(const Tally& t);
 };
 
 void print_summary(const RunSummary& s, const Tally& t, const std::string& out, int64_t pending);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "cli/common.h"
+#include "models/vlm/captioner_checks.h"
 
 namespace capforge::cli {
 
@@ -85,42 +86,67 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
                   "forced start of the answer, kept in the caption (e.g. 'a picture of ')")
       ->group(pr);
   const char* d = "Decoding (lists: candidate i uses element i % length)";
-  cmd->add_option("--candidates", p.candidates, "candidates per image")->capture_default_str()->group(d);
+  cmd->add_option("--candidates", p.candidates, "candidates per image (at most --parallel)")
+      ->capture_default_str()
+      ->check(int_range(1, 256))
+      ->group(d);
   cmd->add_flag("--greedy", c.greedy, "argmax decoding")->group(d);
-  cmd->add_option("--temperature", c.temperature, "sampling temperature")->delimiter(',')->group(d);
-  cmd->add_option("--top-k", c.top_k, "top-k (0: off)")->delimiter(',')->group(d);
-  cmd->add_option("--top-p", c.top_p, "nucleus mass (1: off)")->delimiter(',')->group(d);
-  cmd->add_option("--min-p", c.min_p, "min-p (0: off)")->delimiter(',')->group(d);
-  cmd->add_option("--min-new-tokens", c.min_new, "no end of text before this many tokens")
-      ->delimiter(',')
-      ->group(d);
-  cmd->add_option("--max-new-tokens", c.max_new, "at most this many tokens (default 64)")
-      ->delimiter(',')
-      ->group(d);
+  // list flags: one value per use (repeat the flag or use commas), so they never eat the inputs
+  auto list = [&](const char* name, auto& v, const char* help, CLI::Validator check) {
+    cmd->add_option(name, v, help)
+        ->delimiter(',')
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->check(check)
+        ->group(d);
+  };
+  list("--temperature", c.temperature, "sampling temperature (0: argmax)", number_range(0, 100));
+  list("--top-k", c.top_k, "top-k (0: off)", non_negative_int());
+  list("--top-p", c.top_p, "nucleus mass (1: off)", number_range(0, 1, /*lo_open=*/true));
+  list("--min-p", c.min_p, "min-p (0: off)", prob01());
+  list("--min-new-tokens", c.min_new, "no end of text before this many tokens", int_range(0, 1 << 20));
+  list("--max-new-tokens", c.max_new, "at most this many tokens (default 64)", int_range(1, 1 << 20));
   cmd->add_option("--repetition-penalty", p.sampling.repetition_penalty,
                   "penalty on tokens already generated")
       ->capture_default_str()
+      ->check(number_range(0, 100, /*lo_open=*/true))
       ->group(d);
   cmd->add_option("--no-repeat-ngram", p.sampling.no_repeat_ngram, "never repeat an n-gram (0: off)")
+      ->check(int_range(0, 1024))
       ->group(d);
   cmd->add_option("--stop", p.stop, "stop string (repeatable)")->group(d);
   cmd->add_option("--harvest-eos", p.harvest_eos,
-                  "keep the text as a candidate whenever p(EOS) >= P (LAION-COCO)")
+                  "keep the text as a candidate whenever p(EOS) >= P (LAION-COCO; 0: off)")
+      ->check(prob01())
       ->group(d);
-  cmd->add_option("--loop-repeats", p.loop_repeats, "cut an n-gram repeated this many times in a row")
+  cmd->add_option("--loop-repeats", p.loop_repeats,
+                  "cut an n-gram repeated this many times in a row (0, 1: off)")
       ->capture_default_str()
+      ->check(int_range(0, 1024))
       ->group(d);
   cmd->add_flag("!--keep-fragments", p.drop_fragment, "keep an unfinished trailing sentence")->group(d);
-  cmd->add_option("--seed", p.seed, "mixed with each sample's key")->group(d);
+  cmd->add_option("--seed", p.seed, "mixed with each sample's key")->check(seed_value())->group(d);
   const char* r = "Captioner resources";
-  cmd->add_option("--ctx-size", p.ctx_size, "KV cells for all sequences in flight (0: 1024 per sequence)")
+  cmd->add_option(
+         "--ctx-size", p.ctx_size,
+         "KV cells for all sequences in flight: at least the image, the prompt and every candidate's "
+         "tokens (0: 1024 per sequence)")
       ->capture_default_str()
+      ->check(int_range(0, 1 << 24))
       ->group(r);
   cmd->add_flag("--kv-unified", p.kv_unified,
                 "one KV pool shared by all sequences (default: one per sequence)")
       ->group(r);
-  cmd->add_option("--parallel", p.parallel, "sequences in flight")->capture_default_str()->group(r);
-  cmd->add_option("--batch", p.batch, "prompt tokens per decode")->capture_default_str()->group(r);
+  cmd->add_option("--parallel", p.parallel,
+                  "sequences in flight (at least --candidates; llama.cpp's limit is 256)")
+      ->capture_default_str()
+      ->check(int_range(1, 256))
+      ->group(r);
+  cmd->add_option("--batch", p.batch, "prompt tokens per decode")
+      ->capture_default_str()
+      ->check(int_range(1, 1 << 20))
+      ->group(r);
   cmd->add_flag("!--cpu", p.gpu, "stay on the CPU")->group(r);
 }
 
@@ -142,6 +168,15 @@ void build_schedule(CaptionerCli& c) {
   }
   c.params.sampling = c.params.schedule[0];
   if (n == 1) c.params.schedule.clear();
+  check_captioner_settings(c);
+}
+
+void check_captioner_settings(const CaptionerCli& c) {
+  try {
+    vlm::check_captioner_params(c.params);  // the Captioner checks the same again before llama.cpp
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what(), "see `capforge describe --help` for each flag's range");
+  }
 }
 
 bool apply_preset(const std::string& name, CLI::App* cmd, CaptionerCli& c) {

@@ -39,8 +39,12 @@ void apply_flag(CLI::App* cmd, const std::string& flag, const std::vector<std::s
 // base preset applies when --preset was not given.
 void apply_preset_file(const std::string& path, CLI::App* cmd, std::string& preset);
 
-// Fills params.sampling / params.schedule from the flag lists.
+// Fills params.sampling / params.schedule from the flag lists, then check_captioner_settings().
 void build_schedule(CaptionerCli& c);
+// Throws UsageError for settings that cannot work together (--candidates above --parallel,
+// --ctx-size below --parallel, --min-new-tokens above --max-new-tokens); the sizes that need the
+// model (image tokens) are checked by the Captioner itself.
+void check_captioner_settings(const CaptionerCli& c);
 
 // Applies a preset ("laion-coco", "recap") to every flag of `cmd` the user did not give.
 // Returns false for an unknown name.

@@ -9,6 +9,7 @@
 #include "cli/caption_run.h"
 #include "cli/captioner_options.h"
 #include "cli/common.h"
+#include "cli/out_guard.h"
 #include "coord/store_scheduler.h"
 #include "core/log.h"
 #include "core/text.h"
@@ -37,10 +38,19 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
       throw UsageError(e.what(), "inputs are shard files (.tar .parquet .csv .tsv .jsonl) or image folders");
     }
     for (auto& in : inputs) in.path = fs::absolute(in.path).lexically_normal().string();
+    check_reader_columns(inputs, o.reader);
+    std::vector<std::string> exts;
+    for (auto f : formats) exts.push_back(output_extension(f));
+    auto outputs = shard_output_files(inputs, o.out, exts);
+    if (o.db.rfind("sqlite:", 0) == 0) outputs.push_back(o.db.substr(7));
+    refuse_outputs_on_inputs(o.inputs, inputs, o.out, outputs);
     inputs = select_partition(inputs, o.shard_index, o.num_shards);
   }
   if (o.mode == CaptionOptions::Mode::queue_init) return init_queue(o, cmd, inputs);
 
+  // Ctrl-C stops the run, and the captioner between decode steps (the rest of a batch is abandoned).
+  const std::atomic<bool>* cancel = install_interrupt_handler();
+  o.c.params.cancel = cancel;
   // Models first: a bad model file should fail before any shard is touched.
   std::vector<std::unique_ptr<Stage>> stages;
   DecodeParams dp = o.decode;
@@ -57,13 +67,9 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
     db = "sqlite:" + (fs::path(o.out) / ".capforge" / "jobs.db").string();
   }
   auto store = open_job_store(db);
-  std::string fp = config_fingerprint(o);
-  if (auto old = store->get_meta("config"); old && *old != fp)
-    throw UsageError(
-        fmt::format("{} already holds a run with other settings", o.out),
-        fmt::format("use a new --out, or remove {} to start over\n  previous: {}\n  now:      {}",
-                    (fs::path(o.out) / ".capforge").string(), *old, fp));
-  store->set_meta("config", fp);
+  check_store_matches(
+      *store, config_fingerprint(o), inputs, o.out,
+      fmt::format("use a new --out, or remove {} to start over", (fs::path(o.out) / ".capforge").string()));
   if (!worker) {
     store->add_shards(inputs);
     if (int n = store->reset_failed()) info("retrying {} shard(s) that failed before", n);
@@ -77,7 +83,7 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
   PipelineParams pp;
   pp.reader = o.reader;
   pp.progress = o.progress;
-  pp.cancel = install_interrupt_handler();
+  pp.cancel = cancel;
   pp.debug_sample_delay = o.debug_sample_delay;
   pp.max_in_flight = std::max<size_t>(pp.max_in_flight, (size_t)o.batch_size * 4);
   PipelineMetrics metrics;
@@ -98,9 +104,12 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
         std::vector<std::unique_ptr<SampleWriter>> writers;
         for (auto f : formats)
           writers.push_back(open_writer(f, (fs::path(o.out) / (in.name + output_extension(f))).string(), wp));
-        return std::make_unique<OutputSink>(std::move(writers),
-                                            (fs::path(o.out) / (in.name + "_stats.json")).string(),
-                                            [&tally](const Sample& s) { tally.add(s); });
+        // the summary's means count published shards only, not one given back on Ctrl-C
+        auto shard_tally = std::make_shared<Tally>();
+        return std::make_unique<OutputSink>(
+            std::move(writers), (fs::path(o.out) / (in.name + "_stats.json")).string(),
+            [shard_tally](const Sample& s) { shard_tally->add(s); },
+            [shard_tally, &tally] { tally.merge(*shard_tally); });
       },
       pp);
   remove_own_temp_dir(o.out);
@@ -130,6 +139,7 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
   cmd->add_option("--rank", o->rank,
                   "CLIP ranker DIR[:K] (repeatable, a cascade: each keeps its top K of the previous one's "
                   "candidates)")
+      ->check(rank_spec())
       ->group(rk);
   cmd->add_option("--rank-dtype", o->rank_dtype, "ranker weights: f32, f16, bf16 or q8_0")
       ->capture_default_str()
@@ -149,28 +159,38 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
       ->check(CLI::IsMember({"parquet", "jsonl", "webdataset"}))
       ->group(out);
   cmd->add_option("--db", o->db, "job store URL (default: sqlite:OUT/.capforge/jobs.db)");
-  cmd->add_option("--threads", o->threads, "threads for decoding and the models")
+  cmd->add_option("--threads", o->threads, "threads for decoding and the models (0: all cores)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", o->batch_size, "images per model batch")->capture_default_str();
+      ->check(threads_count());
+  cmd->add_option("--batch-size", o->batch_size, "images per model batch")
+      ->capture_default_str()
+      ->check(int_range(1, 65536));
   cmd->add_option("--image-size", o->image_size, "decode images to this shortest edge (shrink-on-load)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--lease", o->lease, "job lease in seconds (heartbeats renew it)")->capture_default_str();
+      ->check(int_range(1, 65536));
+  cmd->add_option("--lease", o->lease, "job lease in seconds, >= 1 (heartbeats renew it every third of it)")
+      ->capture_default_str()
+      ->check(lease_seconds());
   cmd->add_option("--debug-sample-delay", o->debug_sample_delay, "seconds to sleep per sample (tests)")
+      ->check(number_range(0, 3600))
       ->group("");
   add_reader_options(cmd, o->reader);
   add_decode_options(cmd, o->decode);
   add_progress_option(cmd, o->progress);
   cmd->add_option("--shard-index", o->shard_index,
                   "take only the inputs i with i % N == this (default: $SLURM_ARRAY_TASK_ID or "
-                  "$JOB_COMPLETION_INDEX)");
+                  "$JOB_COMPLETION_INDEX)")
+      ->check(non_negative_int());
   cmd->add_option("--metrics-port", o->metrics_port,
                   "serve Prometheus metrics on this port while running (/metrics)")
-      ->check(CLI::Range(0, 65535));
-  cmd->add_option("--metrics-host", o->metrics_host, "address for --metrics-port")->capture_default_str();
+      ->check(port_number());
+  cmd->add_option(
+         "--metrics-host", o->metrics_host,
+         "address for --metrics-port (0.0.0.0: every interface; the default serves this machine only)")
+      ->capture_default_str();
   cmd->add_option("--num-shards", o->num_shards,
-                  "N for --shard-index (default: $SLURM_ARRAY_TASK_COUNT or $CAPFORGE_NUM_SHARDS)");
+                  "N for --shard-index (default: $SLURM_ARRAY_TASK_COUNT or $CAPFORGE_NUM_SHARDS)")
+      ->check(positive_int());
 }
 
 void add_caption(CLI::App& app, Action& action) {

@@ -2,12 +2,15 @@
 #include <fmt/format.h>
 
 #include <cstdio>
-#include <fstream>
+#include <filesystem>
 
 #include "capforge/clip.h"
 #include "capforge/image.h"
+#include "cli/captioner_options.h"
 #include "cli/common.h"
 #include "models/clip/tokenizer.h"
+
+namespace fs = std::filesystem;
 
 namespace capforge::cli {
 
@@ -21,14 +24,18 @@ struct ClipOptions {
 };
 
 void add_model_options(CLI::App* cmd, ClipOptions& o) {
-  cmd->add_option("--model", o.model,
-                  "Hugging Face CLIP directory (config.json, model.safetensors, vocab.json, ...)")
+  cmd->add_option(
+         "--model", o.model,
+         "Hugging Face CLIP directory (config.json, model.safetensors, vocab.json, ...), or `demo` for "
+         "the bundled demo CLIP")
       ->required()
-      ->check(CLI::ExistingDirectory);
+      ->check(CLI::ExistingDirectory | CLI::IsMember({"demo"}));
   cmd->add_option("--dtype", o.params.dtype, "convert weights at load: f32, f16, bf16 or q8_0")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
-  cmd->add_option("--threads", o.params.threads, "CPU threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--threads", o.params.threads, "CPU threads (0: all cores)")
+      ->capture_default_str()
+      ->check(threads_count());
   cmd->add_flag("!--cpu", o.params.gpu, "stay on the CPU even when a GPU backend is built in");
 }
 
@@ -36,9 +43,14 @@ void print(const Json& j) {
   std::printf("%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
 }
 
+// `--model demo`: the bundled demo CLIP, as caption's and eval's `demo` mean.
+std::string model_dir(const std::string& model) {
+  return model == "demo" ? (fs::path(demo_models_dir()) / "clip").string() : model;
+}
+
 std::shared_ptr<const ClipModel> load(const ClipOptions& o) {
   try {
-    return load_clip(o.model, o.params);
+    return load_clip(model_dir(o.model), o.params);
   } catch (const std::exception& e) {
     throw UsageError(fmt::format("cannot load CLIP model: {}", e.what()),
                      "--model takes a Hugging Face CLIP directory, e.g. one downloaded with "
@@ -51,12 +63,12 @@ std::vector<std::string> decode_files(const std::vector<std::string>& files, int
                                       std::vector<Image>& out) {
   std::vector<std::string> errors;
   for (auto& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::string bytes;
     DecodedImage d;
     DecodeParams p;
     p.short_edge = edge;
-    std::string err = !in && bytes.empty() ? "cannot read file" : decode_image(bytes, p, d);
+    std::string err = read_input_file(f, bytes);  // a directory or unreadable file: an error line
+    if (err.empty()) err = decode_image(bytes, p, d);
     errors.push_back(err);
     out.push_back(std::move(d.pixels));
   }
@@ -64,7 +76,7 @@ std::vector<std::string> decode_files(const std::vector<std::string>& files, int
 }
 
 int run_tokenize(const ClipOptions& o) {
-  clip::Tokenizer tok = clip::Tokenizer::from_hf_dir(o.model);
+  clip::Tokenizer tok = clip::Tokenizer::from_hf_dir(model_dir(o.model));
   for (auto& t : o.texts) print(Json(tok.encode(t)));
   return 0;
 }
@@ -110,7 +122,8 @@ void add_clip_commands(CLI::App& app, Action& action) {
   auto t = std::make_shared<ClipOptions>();
   auto* tok = app.add_subcommand(
       "tokenize", "CLIP token ids of each TEXT (with BOS/EOS, cut to 77), one JSON array per line");
-  tok->add_option("--model", t->model, "Hugging Face CLIP directory (vocab.json, merges.txt)")->required();
+  tok->add_option("--model", t->model, "Hugging Face CLIP directory (vocab.json, merges.txt), or `demo`")
+      ->required();
   tok->add_option("texts", t->texts, "texts")->required();
   tok->callback([t, &action] { action = [t] { return run_tokenize(*t); }; });
 

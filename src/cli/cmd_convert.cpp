@@ -5,6 +5,7 @@
 
 #include "capforge/env.h"
 #include "cli/common.h"
+#include "cli/out_guard.h"
 #include "core/log.h"
 
 namespace fs = std::filesystem;
@@ -47,15 +48,11 @@ int run_convert(const ConvertOptions& o) {
   } catch (const std::exception& e) {
     throw UsageError(e.what());
   }
+  check_reader_columns(inputs, o.reader);
+  refuse_outputs_on_inputs(o.inputs, inputs, o.out,
+                           shard_output_files(inputs, o.out, {output_extension(*fmt_out)}, /*stats=*/false));
   env().make_dirs(o.out);
   remove_stale_temp_files(o.out);
-  for (auto& in : inputs) {
-    fs::path target = fs::path(o.out) / (in.name + output_extension(*fmt_out));
-    std::error_code ec;
-    if (fs::exists(target) && fs::equivalent(target, in.path, ec))
-      throw UsageError(fmt::format("converting {} would overwrite it", in.path),
-                       "choose another --out directory");
-  }
   ListScheduler sched(inputs);
   std::vector<std::unique_ptr<Stage>> stages;  // bytes move as they are: nothing to decode
   PipelineParams pp;

@@ -3,7 +3,8 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
+#include <memory>
+#include <stdexcept>
 
 #include "capforge/captioner.h"
 #include "capforge/image.h"
@@ -39,23 +40,28 @@ int run_describe(DescribeOptions& o) {
                      "--model takes the language model GGUF and --mmproj its projector GGUF, e.g. "
                      "llava-1.5 or SmolVLM files from ggml-org on Hugging Face");
   }
-  Captioner cap(model, params);
+  std::unique_ptr<Captioner> cap;
+  try {
+    cap = std::make_unique<Captioner>(model, params);
+  } catch (const std::invalid_argument& e) {  // settings that cannot work with this model
+    throw UsageError(e.what(), "see `capforge describe --help` for the resource flags");
+  }
   std::vector<Image> imgs(o.images.size());
   std::vector<std::string> errors(o.images.size());
   std::vector<CaptionRequest> reqs;
   std::vector<size_t> req_of;
   for (size_t i = 0; i < o.images.size(); ++i) {
-    std::ifstream f(o.images[i], std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(f)), {});
+    std::string bytes;
     DecodedImage d;
-    errors[i] = !f && bytes.empty() ? "cannot read file" : decode_image(bytes, DecodeParams{}, d);
+    errors[i] = read_input_file(o.images[i], bytes);  // a directory or unreadable file: its own error line
+    if (errors[i].empty()) errors[i] = decode_image(bytes, DecodeParams{}, d);
     if (!errors[i].empty()) continue;
     imgs[i] = std::move(d.pixels);
     reqs.push_back({o.images[i], &imgs[i]});
     req_of.push_back(i);
   }
   auto t0 = std::chrono::steady_clock::now();
-  auto results = cap.caption(reqs);
+  auto results = cap->caption(reqs);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   int64_t tokens = 0;
   for (auto& r : results)
@@ -95,7 +101,9 @@ void add_describe(CLI::App& app, Action& action) {
                                  "candidate");
   cmd->add_option("images", o->images, "image files")->required();
   add_captioner_options(cmd, o->c, /*model_required=*/true);
-  cmd->add_option("--threads", o->c.params.threads, "CPU threads (0: all cores)");
+  cmd->add_option("--threads", o->c.params.threads, "CPU threads (0: all cores)")
+      ->capture_default_str()
+      ->check(threads_count());
   cmd->callback([o, &action] { action = [o] { return run_describe(*o); }; });
 }
 

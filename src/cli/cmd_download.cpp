@@ -6,6 +6,7 @@
 
 #include "capforge/env.h"
 #include "cli/common.h"
+#include "cli/out_guard.h"
 #include "core/log.h"
 #include "fetch/ssrf.h"
 #include "io/duckdb_util.h"
@@ -64,9 +65,13 @@ int run_download(DownloadOptions& o) {
     o.reader.keep_cols.push_back(o.verify_hash_col);
   if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   if (o.fetch_workers <= 0) o.fetch_workers = std::max(2, o.threads);
+  auto all = plan_shards(o);
+  std::vector<std::string> exts;
+  for (auto& f : o.formats) exts.push_back(output_extension(*output_format_from_name(f)));
+  refuse_outputs_on_inputs(o.inputs, discover_inputs(o.inputs, /*unique_names=*/false), o.out,
+                           shard_output_files(all, o.out, exts));
   env().make_dirs(o.out);
   remove_stale_temp_files(o.out);
-  auto all = plan_shards(o);
   int digits = 1;
   for (int64_t n = 10; n < o.samples_per_shard; n *= 10) ++digits;
   o.reader.index_digits = std::max(4, digits);
@@ -131,16 +136,22 @@ void add_download(CLI::App& app, Action& action) {
       ->check(CLI::IsMember({"webdataset", "parquet", "jsonl"}));
   cmd->add_option("--samples-per-shard", o->samples_per_shard, "rows per shard")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, 100000000));
   const char* im = "Images";
-  cmd->add_option("--image-size", o->resize.image_size, "target size")->capture_default_str()->group(im);
+  cmd->add_option("--image-size", o->resize.image_size, "target size")
+      ->capture_default_str()
+      ->check(int_range(1, 65536))
+      ->group(im);
   cmd->add_option("--resize-mode", o->resize_mode, "no, keep_ratio, keep_ratio_largest, center_crop, border")
       ->capture_default_str()
       ->check(CLI::IsMember({"no", "keep_ratio", "keep_ratio_largest", "center_crop", "border"}))
       ->group(im);
   cmd->add_flag("--resize-only-if-bigger", o->resize.only_if_bigger, "never enlarge")->group(im);
-  cmd->add_option("--min-image-size", o->resize.min_image_size, "refuse smaller images")->group(im);
-  cmd->add_option("--max-aspect-ratio", o->resize.max_aspect_ratio, "refuse more elongated images")
+  cmd->add_option("--min-image-size", o->resize.min_image_size, "refuse smaller images (0: off)")
+      ->check(int_range(0, 65536))
+      ->group(im);
+  cmd->add_option("--max-aspect-ratio", o->resize.max_aspect_ratio, "refuse more elongated images (0: off)")
+      ->check(number_range(0, 1e6))
       ->group(im);
   cmd->add_option("--encode-format", o->resize.format, "jpg, png or webp")
       ->capture_default_str()
@@ -148,23 +159,34 @@ void add_download(CLI::App& app, Action& action) {
       ->group(im);
   cmd->add_option("--encode-quality", o->resize.quality, "jpg/webp quality")
       ->capture_default_str()
+      ->check(int_range(1, 100))
       ->group(im);
   cmd->add_option("--verify-hash-col", o->verify_hash_col, "column with each image's expected sha256")
       ->group(im);
   const char* net = "Fetching";
-  cmd->add_option("--timeout", o->fetch.timeout, "seconds per attempt")->capture_default_str()->group(net);
+  cmd->add_option("--timeout", o->fetch.timeout, "seconds per attempt")
+      ->capture_default_str()
+      ->check(number_range(0, 86400, /*lo_open=*/true))
+      ->group(net);
   cmd->add_option("--retries", o->fetch.retries, "retries after transient failures (with backoff)")
       ->capture_default_str()
+      ->check(int_range(0, 100))
       ->group(net);
-  cmd->add_option("--max-redirects", o->fetch.max_redirects)->capture_default_str()->group(net);
+  cmd->add_option("--max-redirects", o->fetch.max_redirects)
+      ->capture_default_str()
+      ->check(int_range(0, 100))
+      ->group(net);
   cmd->add_option("--max-bytes", o->fetch.max_bytes, "largest body accepted")
       ->capture_default_str()
+      ->check(int_range(1, 1ll << 40))
       ->group(net);
   cmd->add_option("--user-agent", o->fetch.user_agent)->capture_default_str()->group(net);
   cmd->add_option("--concurrency", o->fetch.concurrency, "transfers in flight per fetch worker")
       ->capture_default_str()
+      ->check(int_range(1, 4096))
       ->group(net);
   cmd->add_option("--fetch-workers", o->fetch_workers, "fetch threads (default: threads, at least 2)")
+      ->check(int_range(0, 4096))
       ->group(net);
   cmd->add_option("--disallowed-header-directives", o->fetch.disallowed_directives,
                   "X-Robots-Tag directives that forbid use (comma-separated; empty string: none)")
@@ -185,7 +207,7 @@ void add_download(CLI::App& app, Action& action) {
         }
       })
       ->group(net);
-  cmd->add_option("--threads", o->threads, "resize threads (0: all cores)");
+  cmd->add_option("--threads", o->threads, "resize threads (0: all cores)")->check(threads_count());
   add_reader_options(cmd, o->reader);
   add_progress_option(cmd, o->progress);
   cmd->callback([o, &action] { action = [o] { return run_download(*o); }; });

@@ -7,6 +7,7 @@
 
 #include "cli/common.h"
 #include "core/log.h"
+#include "core/text.h"
 
 namespace capforge::cli {
 
@@ -29,9 +30,12 @@ struct Counts {
   }
 };
 
+// Counts one input's samples; the first kShown failures are logged, then "... and N more".
+// An input with unreadable records (status failed_to_read) or a broken container gets `error`.
 class CountingSink : public ShardSink {
  public:
-  explicit CountingSink(Counts& c) : c_(c) {}
+  static constexpr int kShown = 3;
+  CountingSink(Counts& c, std::string path) : c_(c), path_(std::move(path)) {}
   void write(const Sample& s) override {
     c_.samples++;
     if (s.ok())
@@ -39,13 +43,23 @@ class CountingSink : public ShardSink {
     else
       c_.images_failed++;
     if (s.caption && !s.caption->empty()) c_.with_caption++;
-    if (!s.ok() && failures_shown_++ < 3) warn("{} {}: {}", s.key, status_name(s.status), s.error);
+    if (!s.ok() && failures_++ < kShown) warn("{} {}: {}", s.key, status_name(s.status), s.error);
+    if (s.status == Status::failed_to_read && unreadable_++ == 0) first_unreadable_ = s.error;
   }
-  void commit(const ShardStats& stats) override { c_.error = stats.read_error; }
+  void commit(const ShardStats& stats) override {
+    if (failures_ > kShown) warn("{}: ... and {} more failure(s)", path_, failures_ - kShown);
+    c_.error = stats.read_error;
+    if (c_.error.empty() && unreadable_ > 0)
+      c_.error = unreadable_ == 1
+                     ? "unreadable record: " + first_unreadable_
+                     : fmt::format("{} unreadable records, the first: {}", unreadable_, first_unreadable_);
+  }
 
  private:
   Counts& c_;
-  int failures_shown_ = 0;
+  std::string path_;
+  int64_t failures_ = 0, unreadable_ = 0;
+  std::string first_unreadable_;
 };
 
 struct InspectOptions {
@@ -63,6 +77,7 @@ int run_inspect(const InspectOptions& o) {
   } catch (const std::exception& e) {
     throw UsageError(e.what(), "inspect takes .tar, .parquet, .csv, .tsv, .jsonl files or image folders");
   }
+  check_reader_columns(inputs, o.reader);
   std::map<std::string, Counts> counts;  // by input path; filled by the single sink thread
   ListScheduler sched(inputs);
   std::vector<std::unique_ptr<Stage>> stages;
@@ -75,9 +90,11 @@ int run_inspect(const InspectOptions& o) {
   auto summary = run_pipeline(
       sched, stages,
       [&](const ShardInput& in, const SampleReader&) {
-        return std::make_unique<CountingSink>(counts[in.path]);
+        return std::make_unique<CountingSink>(counts[in.path], in.path);
       },
       pp);
+  for (auto& f : summary.failures)  // inputs that could not be opened or read at all
+    if (counts[f.input].error.empty()) counts[f.input].error = f.error;
 
   Counts total;
   int64_t broken = 0;
@@ -93,9 +110,9 @@ int run_inspect(const InspectOptions& o) {
       std::printf("%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
     } else {
       std::printf("%s  [%s]\n  samples %lld, images ok %lld, images failed %lld, with caption %lld\n",
-                  in.path.c_str(), format_name(in.format), (long long)c.samples, (long long)c.images_ok,
-                  (long long)c.images_failed, (long long)c.with_caption);
-      if (!c.error.empty()) std::printf("  error: %s\n", c.error.c_str());
+                  terminal_safe(in.path).c_str(), format_name(in.format), (long long)c.samples,
+                  (long long)c.images_ok, (long long)c.images_failed, (long long)c.with_caption);
+      if (!c.error.empty()) std::printf("  error: %s\n", terminal_safe(c.error).c_str());
     }
   }
   if (o.json) {
@@ -122,7 +139,7 @@ void add_inspect(CLI::App& app, Action& action) {
   cmd->add_flag("--json", o->json, "one JSON object per input, then {\"total\": {...}}");
   cmd->add_option("--threads", o->threads, "decode threads")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, 4096));
   add_reader_options(cmd, o->reader);
   add_decode_options(cmd, o->decode);
   cmd->callback([o, &action] { action = [o] { return run_inspect(*o); }; });

@@ -110,7 +110,7 @@ struct WorkerOptions {
   std::string db;
   double lease = 60;
   int threads = 0, metrics_port = 0;
-  std::string metrics_host = "0.0.0.0";
+  std::string metrics_host = "127.0.0.1";  // loopback unless told
   ProgressMode progress = ProgressMode::automatic;
 };
 
@@ -168,13 +168,8 @@ std::vector<ShardInput> select_partition(const std::vector<ShardInput>& inputs, 
 int init_queue(const CaptionOptions& o, CLI::App* cmd, const std::vector<ShardInput>& inputs) {
   if (o.db.empty()) throw UsageError("queue init needs --db", "--db sqlite:PATH or --db postgresql://...");
   auto store = open_job_store(o.db);
-  std::string fp = config_fingerprint(o);
-  if (auto old = store->get_meta("config"); old && *old != fp)
-    throw UsageError(
-        o.db + " already holds a queue with other settings",
-        fmt::format("use another database (or schema)\n  previous: {}\n  now:      {}", *old, fp));
   size_t before = store->list().size();
-  store->set_meta("config", fp);
+  check_store_matches(*store, config_fingerprint(o), inputs, o.db, "use another database (or schema)");
   store->set_meta("caption_args", serialize_args(cmd).dump());
   store->add_shards(inputs);
   size_t after = store->list().size();
@@ -190,8 +185,22 @@ void add_queue(CLI::App& app, Action& action) {
   auto o = std::make_shared<CaptionOptions>();
   auto* init = queue->add_subcommand("init", "Register inputs and the caption settings (any `caption` flag)");
   add_caption_options(init, o);
-  init->add_option("--inputs", o->inputs, "shards or image folders (like caption's positional inputs)");
-  init->get_option("--db")->required();
+  // --inputs adds to the positional inputs (a callback appends; binding both options to one
+  // vector made the later one replace the other). One value per use: the rest of a glob lands in
+  // the positionals, so `--inputs GLOB` still queues every file.
+  init->add_option(
+          "--inputs",
+          [o](const CLI::results_t& v) {
+            o->inputs.insert(o->inputs.end(), v.begin(), v.end());
+            return true;
+          },
+          "shards or image folders (like caption's positional inputs)")
+      ->type_name("TEXT")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  init->get_option("--db")->required()->description(
+      "job store URL: sqlite:PATH or postgresql://... (give the workers the same)");
   init->callback([o, init, &action] {
     action = [o, init] {
       o->mode = CaptionOptions::Mode::queue_init;
@@ -221,10 +230,18 @@ void add_queue(CLI::App& app, Action& action) {
   auto* worker =
       app.add_subcommand("worker", "Process a queue's shards until none is left (any number at once)");
   worker->add_option("--db", w->db, "job store URL (sqlite:PATH or postgresql://...)")->required();
-  worker->add_option("--lease", w->lease, "lease in seconds (heartbeats renew it)")->capture_default_str();
-  worker->add_option("--threads", w->threads, "threads (default: the queue's setting)");
-  worker->add_option("--metrics-port", w->metrics_port, "serve Prometheus metrics on this port (/metrics)");
-  worker->add_option("--metrics-host", w->metrics_host, "address for --metrics-port")->capture_default_str();
+  worker->add_option("--lease", w->lease, "lease in seconds, >= 1 (heartbeats renew it every third of it)")
+      ->capture_default_str()
+      ->check(lease_seconds());
+  worker->add_option("--threads", w->threads, "threads (default: the queue's setting)")
+      ->check(threads_count());
+  worker->add_option("--metrics-port", w->metrics_port, "serve Prometheus metrics on this port (/metrics)")
+      ->check(port_number());
+  worker
+      ->add_option(
+          "--metrics-host", w->metrics_host,
+          "address for --metrics-port (0.0.0.0: every interface; the default serves this machine only)")
+      ->capture_default_str();
   add_progress_option(worker, w->progress);
   worker->callback([w, &action] { action = [w] { return run_worker(*w); }; });
 }

@@ -13,6 +13,7 @@
 #include "capforge/env.h"
 #include "capforge/io.h"
 #include "cli/common.h"
+#include "cli/out_guard.h"
 #include "core/log.h"
 #include "eval/eval_data.h"
 #include "rate/server.h"
@@ -100,6 +101,10 @@ void write_tokens(const std::string& path, const Json& links) {
 }
 
 int run_serve(const ServeOptions& o) {
+  std::vector<std::string> ins = o.src.pred_paths;
+  ins.insert(ins.end(), o.images.begin(), o.images.end());
+  ins.push_back(o.db);
+  refuse_files_on_inputs(ins, {o.tokens_out});
   if (o.src.pred_paths.empty() && !fs::exists(o.db))
     throw UsageError(o.db + " does not exist", "build a study with --samples PARQUET (and --images SHARDS)");
   rate::RateStore store(o.db);
@@ -146,6 +151,7 @@ int run_serve(const ServeOptions& o) {
 
 int run_report(const ReportOptions& o) {
   if (!fs::exists(o.db)) throw UsageError(o.db + " does not exist", "pass the --db that `rate serve` used");
+  refuse_files_on_inputs({o.db}, {o.csv});
   rate::RateStore store(o.db);
   auto rows = store.ratings();
   auto t = rate::summarize(rows);
@@ -183,10 +189,14 @@ void add_rate(CLI::App& app, Action& action) {
   serve->add_option("--org-col", o->src.org_col, "alt-text column")->capture_default_str();
   serve->add_option("--key-col", o->src.key_col, "key column")->capture_default_str();
   serve->add_option("--max-samples", o->max_samples, "at most this many samples (0: all)")
-      ->capture_default_str();
-  serve->add_option("--seed", o->seed, "seed of every rater's shuffle")->capture_default_str();
+      ->capture_default_str()
+      ->check(int_range(0, 100000000));
+  serve->add_option("--seed", o->seed, "seed of every rater's shuffle")
+      ->capture_default_str()
+      ->check(seed_value());
   serve->add_option("--image-size", o->image_size, "shortest edge of the images shown")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(int_range(16, 4096));
   serve->add_option("--db", o->db, "the study's SQLite file")->capture_default_str();
   serve->add_option("--raters", o->raters, "new raters' names; each gets a secret link")->delimiter(',');
   serve->add_option("--tokens-out", o->tokens_out,
@@ -194,7 +204,7 @@ void add_rate(CLI::App& app, Action& action) {
   serve->add_option("--host", o->serve.host, "address to listen on")->capture_default_str();
   serve->add_option("--port", o->serve.port, "port (0: any free port)")
       ->capture_default_str()
-      ->check(CLI::Range(0, 65535));
+      ->check(port_number());
   serve->add_option("--title", o->serve.title, "page title")->capture_default_str();
   serve->callback([o, &action] { action = [o] { return run_serve(*o); }; });
 

@@ -56,6 +56,7 @@ int run_synth(const SynthOptions& o) {
     }
     w->commit();
   }
+  remove_own_temp_dir(o.out);  // the writers' temp folder, now empty
   info("wrote {} synthetic samples in {} shard(s) to {}", made, o.shards, o.out);
   return 0;
 }
@@ -68,20 +69,22 @@ void add_synth(CLI::App& app, Action& action) {
                                  "Write procedural shape images with known captions as webdataset shards "
                                  "(.txt: noisy alt-text; .json: the truth)");
   cmd->add_option("--out", o->out, "output directory")->required();
-  cmd->add_option("--count", o->count, "samples")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--count", o->count, "samples")->capture_default_str()->check(positive_int());
   cmd->add_option("--shards", o->shards, "shards to spread them over")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--seed", o->seed, "the same seed gives the same images")->capture_default_str();
+      ->check(int_range(1, 100000));
+  cmd->add_option("--seed", o->seed, "the same seed gives the same images")
+      ->capture_default_str()
+      ->check(seed_value());
   cmd->add_option("--size", o->size, "image side in pixels")
       ->capture_default_str()
-      ->check(CLI::Range(16, 1024));
-  cmd->add_option("--quality", o->quality, "JPEG quality")->capture_default_str();
+      ->check(int_range(16, 1024));
+  cmd->add_option("--quality", o->quality, "JPEG quality")->capture_default_str()->check(int_range(1, 100));
   cmd->add_option("--text-prob", o->text_prob,
                   "draw a word (SALE, OPEN, ...) in this fraction of the images, named in the truth "
                   "(the demo models were trained without)")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(prob01());
   cmd->callback([o, &action] { action = [o] { return run_synth(*o); }; });
 }
 

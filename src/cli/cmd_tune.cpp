@@ -6,12 +6,14 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "capforge/env.h"
 #include "capforge/eval.h"
 #include "capforge/image.h"
 #include "cli/caption_run.h"
 #include "cli/common.h"
+#include "cli/out_guard.h"
 #include "core/log.h"
 #include "eval/eval_data.h"
 #include "eval/grid.h"
@@ -75,6 +77,35 @@ Dev load_dev(const TuneOptions& o) {
   return d;
 }
 
+// The flags given to tune that shape the scored captions, as a preset file's "flags": every
+// explicit flag except tune's own and those that never change captions (threads, batch size).
+// Model and ranker paths are made absolute, so the preset works from any directory.
+Json explicit_flags(CLI::App* cmd) {
+  static const std::set<std::string> kNotCaption = {"help", "dev",    "refs",   "refs-col",  "refs-key-col",
+                                                    "grid", "metric", "random", "grid-seed", "max-samples",
+                                                    "out",  "json",   "preset", "threads",   "batch-size"};
+  Json flags = Json::object();
+  for (const CLI::Option* opt : cmd->get_options()) {
+    if (opt->get_lnames().empty() || opt->count() == 0) continue;
+    const std::string& name = opt->get_lnames().front();
+    if (kNotCaption.count(name)) continue;
+    Json values = Json::array();
+    for (auto v : opt->results()) {
+      bool path = name == "model" || name == "mmproj" || name == "rank";
+      if (path && v != "demo" && v.rfind("demo:", 0) != 0) {
+        auto colon = name == "rank" ? v.rfind(':') : std::string::npos;
+        bool k = colon != std::string::npos && colon + 1 < v.size() &&
+                 v.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+        std::string dir = k ? v.substr(0, colon) : v;
+        v = fs::absolute(dir).lexically_normal().string() + (k ? v.substr(colon) : "");
+      }
+      values.push_back(v);
+    }
+    flags[name] = values.size() == 1 ? values[0] : values;
+  }
+  return flags;
+}
+
 // The final captions of one setting over the dev set.
 std::vector<std::string> run_setting(const Dev& dev, const TuneOptions& o,
                                      std::shared_ptr<const VlmModel> vlm,
@@ -121,6 +152,9 @@ int run_tune(TuneOptions& o, CLI::App* cmd) {
   if (o.cap.captioner != "vlm")
     throw UsageError("tune needs a captioner: --model and --mmproj (or --model demo)");
   Dev dev = load_dev(o);
+  auto inputs = discover_inputs(o.dev, false);
+  inputs.push_back({o.refs, "refs", InputFormat::jsonl});
+  refuse_outputs_on_inputs(o.dev, inputs, "", {o.out});
   std::shared_ptr<const VlmModel> vlm;
   try {
     vlm = load_vlm(o.cap.c.params);
@@ -133,6 +167,8 @@ int run_tune(TuneOptions& o, CLI::App* cmd) {
   std::vector<RankerSpec> rankers;
   for (auto& spec : o.cap.rank) rankers.push_back(parse_ranker(spec, cp));
 
+  // The preset reproduces the scored run: the command line's flags, then the best grid point.
+  Json flags = explicit_flags(cmd);
   const CaptionOptions base = o.cap;  // each setting starts from the command line's options
   struct Result {
     eval::Setting setting;
@@ -155,7 +191,6 @@ int run_tune(TuneOptions& o, CLI::App* cmd) {
          eval::setting_label(settings[i]), o.metric, v, secs, metric_value(results[best].m, o.metric));
   }
 
-  Json flags = Json::object();
   for (auto& [flag, v] : results[best].setting) flags[flag] = v;
   Json tried = Json::array();
   for (auto& r : results) {
@@ -194,8 +229,9 @@ int run_tune(TuneOptions& o, CLI::App* cmd) {
     std::printf("%-44s %8.4f %8.4f %8.4f %8.1f\n", eval::setting_label(results[i].setting).c_str(),
                 results[i].m.bleu[3], results[i].m.rouge_l, results[i].m.cider_d, results[i].seconds);
   std::printf(
-      "best by %s: %s\npreset written to %s; use it with: capforge caption IN --out DIR --preset-file %s "
-      "(and the same --model/--rank)\n",
+      "best by %s: %s\npreset written to %s (base preset, every flag given and the best setting); use it "
+      "with: "
+      "capforge caption IN --out DIR --preset-file %s\n",
       o.metric.c_str(), eval::setting_label(results[best].setting).c_str(), o.out.c_str(), o.out.c_str());
   return 0;
 }
@@ -219,21 +255,32 @@ void add_tune(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--metric", o->metric, "bleu_1..bleu_4, rouge_l or cider_d")->capture_default_str();
   cmd->add_option("--random", o->random, "try this many settings drawn from the grid (0: all)")
-      ->capture_default_str();
-  cmd->add_option("--grid-seed", o->seed, "seed for --random's draw of settings")->capture_default_str();
-  cmd->add_option("--max-samples", o->max_samples, "dev samples used")->capture_default_str();
+      ->capture_default_str()
+      ->check(int_range(0, 1000000));
+  cmd->add_option("--grid-seed", o->seed, "seed for --random's draw of settings")
+      ->capture_default_str()
+      ->check(seed_value());
+  cmd->add_option("--max-samples", o->max_samples, "dev samples used")
+      ->capture_default_str()
+      ->check(int_range(1, 100000000));
   cmd->add_option("--out", o->out, "preset file to write")->capture_default_str();
   cmd->add_flag("--json", o->json, "print the preset (with every setting's scores) as JSON");
   cmd->add_option("--preset", o->cap.preset, "base preset: laion-coco, recap or none")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "laion-coco", "recap"}));
   add_captioner_options(cmd, o->cap.c, /*model_required=*/true);
-  cmd->add_option("--rank", o->cap.rank, "CLIP ranker DIR[:K] (repeatable), as in caption");
+  cmd->add_option("--rank", o->cap.rank, "CLIP ranker DIR[:K] (repeatable), as in caption")
+      ->check(rank_spec());
   cmd->add_option("--repair", o->cap.repair, "rules or none")->check(CLI::IsMember({"rules", "none"}));
-  cmd->add_option("--threads", o->cap.threads, "threads for the models")->capture_default_str();
-  cmd->add_option("--batch-size", o->cap.batch_size, "images per model batch")->capture_default_str();
+  cmd->add_option("--threads", o->cap.threads, "threads for the models (0: all cores)")
+      ->capture_default_str()
+      ->check(threads_count());
+  cmd->add_option("--batch-size", o->cap.batch_size, "images per model batch")
+      ->capture_default_str()
+      ->check(int_range(1, 65536));
   cmd->add_option("--image-size", o->cap.image_size, "decode images to this shortest edge")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(int_range(1, 65536));
   cmd->callback([o, cmd, &action] { action = [o, cmd] { return run_tune(*o, cmd); }; });
 }
 

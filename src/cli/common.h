@@ -24,7 +24,41 @@ struct UsageError : std::runtime_error {
 // What a subcommand runs after parsing; returns the process exit code.
 using Action = std::function<int()>;
 
+// Range checks for numeric flags, with human messages ("must be an integer >= 1, got 0"). They run
+// on each element of a list flag and reject text that is not a number of that kind.
+CLI::Validator int_range(long long lo, long long hi);  // an integer in [lo, hi]
+CLI::Validator positive_int();                         // an integer >= 1 (up to 2^31 - 1)
+CLI::Validator non_negative_int();                     // an integer >= 0 (up to 2^31 - 1)
+// A number in [lo, hi]; with lo_open, lo itself is refused ("> lo").
+CLI::Validator number_range(double lo, double hi, bool lo_open = false);
+CLI::Validator prob01();         // a number in [0, 1]
+CLI::Validator threads_count();  // 0 (all cores) .. 4096
+CLI::Validator port_number();    // 0 .. 65535
+CLI::Validator seed_value();     // 0 .. 2^64 - 1 (no wrap-around of -1, no silent overflow)
+// Seconds for a job lease: >= kMinLeaseSeconds, since heartbeats renew it every lease / 3.
+inline constexpr double kMinLeaseSeconds = 1.0;
+CLI::Validator lease_seconds();
+
+// Every list option of `app` and its subcommands takes exactly one value per use (repeat the flag
+// or use commas), so a list flag never swallows the positional arguments after it.
+void one_value_per_use(CLI::App& app);
+
+// "unknown command 'bogus'; the commands are: ..." when argv's command word (or the word after a
+// command that requires a subcommand, like `queue`) names no command; else "".
+std::string unknown_command(const CLI::App& app, int argc, char** argv);
+
+// `--rank DIR[:K]`: K, when given, must be a positive integer (an existing DIR is taken whole).
+CLI::Validator rank_spec();
+
+// Reads a whole input file named on the command line into `bytes`. Returns "" or why not ("is a
+// directory", "cannot read file: No such file or directory"); never throws.
+std::string read_input_file(const std::string& path, std::string& bytes);
+
 void add_reader_options(CLI::App* app, ReaderParams& p);
+// When a column flag is set, opens the first input of each table format so that a missing or
+// unusable named column is bad usage (UsageError, exit 2) before any work starts; other read errors
+// are left to the run.
+void check_reader_columns(const std::vector<ShardInput>& inputs, const ReaderParams& p);
 void add_decode_options(CLI::App* app, DecodeParams& p);
 void add_progress_option(CLI::App* app, ProgressMode& mode);
 int default_threads();
@@ -33,8 +67,8 @@ int default_threads();
 // ENOSPC (the fault tests' disk-full scenario). No effect when unset.
 void install_debug_faults();
 
-// SIGINT/SIGTERM set the returned flag and print `message` (static storage); a second signal
-// exits at once with 130.
+// SIGINT/SIGTERM set the returned flag and print `message` (static storage; as a JSON line under
+// --log-json); a second signal exits at once with 130.
 const std::atomic<bool>* install_interrupt_handler(
     const char* message =
         "\ninterrupted: stopping after in-flight samples; unfinished shards stay pending "

@@ -1,10 +1,23 @@
+// capforge's entry point: parses the command line and maps outcomes to exit codes
+// (0 ok, 1 failed work, 2 bad usage, 130 interrupted).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstring>
 
 #include "capforge/version.h"
 #include "cli/common.h"
 #include "core/log.h"
+
+namespace {
+const char* kHelpHint = "run `capforge --help` or `capforge <command> --help`";
+
+bool has_arg(int argc, char** argv, const char* flag) {
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], flag) == 0) return true;
+  return false;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace capforge;
@@ -31,13 +44,27 @@ int main(int argc, char** argv) {
   cli::add_tune(app, action);
   cli::add_rate(app, action);
   cli::add_queue(app, action);
+  cli::one_value_per_use(app);
 
+  // Usage errors found while parsing are logged in the format asked for, before the flags are read.
+  const bool json_asked = has_arg(argc, argv, "--log-json");
+  logging::init(json_asked ? logging::Format::json : logging::Format::text);
+  if (std::string unknown = cli::unknown_command(app, argc, argv);
+      !unknown.empty() && !has_arg(argc, argv, "--help") && !has_arg(argc, argv, "-h") &&
+      !has_arg(argc, argv, "--version")) {
+    spdlog::error("{}", unknown);
+    logging::hint(kHelpHint);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    int rc = app.exit(e);
-    if (rc == 0) return 0;  // --help, --version
-    std::fprintf(stderr, "hint: run `capforge --help` or `capforge <command> --help`\n");
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    if (json_asked)
+      spdlog::error("{}", e.what());
+    else
+      app.exit(e);
+    logging::hint(kHelpHint);
     return 2;  // bad usage, whatever CLI11's own code for it
   }
   logging::init(log_json ? logging::Format::json : logging::Format::text, verbose, quiet);
@@ -46,7 +73,7 @@ int main(int argc, char** argv) {
     return action ? action() : 0;
   } catch (const cli::UsageError& e) {
     spdlog::error("{}", e.what());
-    if (!e.hint.empty()) std::fprintf(stderr, "hint: %s\n", e.hint.c_str());
+    if (!e.hint.empty()) logging::hint(e.hint);
     return 2;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());

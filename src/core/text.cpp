@@ -61,12 +61,23 @@ std::string html_escape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -108,6 +119,25 @@ int word_count(std::string_view s) {
     in = !sp;
   }
   return n;
+}
+
+std::string terminal_safe(std::string_view s) {
+  std::string in(s);
+  repair_utf8(in);  // stray 8-bit bytes (raw C1 controls among them) become U+FFFD
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    unsigned char c = (unsigned char)in[i];
+    if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+      out += '?';
+    } else if (c == 0xc2 && i + 1 < in.size() && (unsigned char)in[i + 1] <= 0x9f) {
+      out += '?';  // U+0080-U+009F: a C1 control encoded as UTF-8
+      ++i;
+    } else {
+      out += (char)c;
+    }
+  }
+  return out;
 }
 
 }  // namespace capforge

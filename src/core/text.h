@@ -18,6 +18,9 @@ std::pair<std::string, std::string> split_member_name(std::string_view name);
 std::string path_stem(std::string_view path);
 // Escapes & < > " ' for HTML text and attribute values (quoted with " or ').
 std::string html_escape(std::string_view s);
+// Text for a terminal: C0 control characters but line feed and tab, DEL and C1 controls
+// (U+0080-U+009F) become '?', so file names and captions from the data cannot drive the terminal.
+std::string terminal_safe(std::string_view s);
 // Whitespace-separated word count.
 int word_count(std::string_view s);
 

@@ -67,6 +67,17 @@ std::string to_rgb8(VipsPtr& im) {
   return "";
 }
 
+// The one libvips loader each supported type may use.
+const char* expected_loader(const std::string& type) {
+  if (type == "jpg") return "VipsForeignLoadJpegBuffer";
+  if (type == "png") return "VipsForeignLoadPngBuffer";
+  if (type == "webp") return "VipsForeignLoadWebpBuffer";
+  if (type == "gif") return "VipsForeignLoadNsgifBuffer";
+  if (type == "tiff") return "VipsForeignLoadTiffBuffer";
+  if (type == "bmp") return "VipsForeignLoadMagickBuffer";
+  return "";
+}
+
 }  // namespace
 
 void init_vips() {
@@ -77,6 +88,13 @@ void init_vips() {
       failure = "cannot initialise libvips: " + take_vips_error();
       return;
     }
+    // Second layer behind decode_image's magic check: every libvips loader is blocked but those
+    // of the supported raster formats (BMP comes through ImageMagick, buffers only).
+    vips_block_untrusted_set(TRUE);
+    vips_operation_block_set("VipsForeignLoad", TRUE);
+    for (const char* allowed : {"VipsForeignLoadJpeg", "VipsForeignLoadPng", "VipsForeignLoadWebp",
+                                "VipsForeignLoadNsgif", "VipsForeignLoadTiff", "VipsForeignLoadMagickBuffer"})
+      vips_operation_block_set(allowed, FALSE);
     vips_concurrency_set(1);  // we parallelise across images, not within one
     vips_cache_set_max(0);    // no operation cache: memory stays flat over millions of images
     vips_cache_set_max_mem(0);
@@ -99,26 +117,6 @@ std::string encode_jpeg(const Image& img, int quality) {
   return out;
 }
 
-std::string sniff_image_ext(std::string_view b) {
-  auto starts = [&](const char* magic, size_t n, size_t off = 0) {
-    return b.size() >= off + n && std::memcmp(b.data() + off, magic, n) == 0;
-  };
-  if (starts("\xFF\xD8\xFF", 3)) return "jpg";
-  if (starts("\x89PNG\r\n\x1A\n", 8)) return "png";
-  if (starts("RIFF", 4) && starts("WEBP", 4, 8)) return "webp";
-  if (starts("GIF87a", 6) || starts("GIF89a", 6)) return "gif";
-  if (starts("BM", 2)) return "bmp";
-  if (starts("II*\0", 4) || starts("MM\0*", 4)) return "tiff";
-  return "";
-}
-
-bool is_image_ext(std::string_view ext) {
-  static const char* exts[] = {"jpg", "jpeg", "png", "webp", "gif", "bmp", "tiff", "tif"};
-  for (const char* e : exts)
-    if (ext.size() == std::strlen(e) && strncasecmp(ext.data(), e, ext.size()) == 0) return true;
-  return false;
-}
-
 std::string decode_image(std::string_view bytes, const DecodeParams& params, DecodedImage& out) {
   init_vips();
   out = DecodedImage{};
@@ -126,11 +124,17 @@ std::string decode_image(std::string_view bytes, const DecodeParams& params, Dec
   if (bytes.size() > params.max_bytes)
     return fmt::format("image is {} bytes, above the {}-byte limit (--max-image-bytes)", bytes.size(),
                        params.max_bytes);
+  // The type comes from the bytes, whatever the file was called; only supported types go on.
+  std::string type = sniff_image_type(bytes);
+  if (type.empty()) return "not a recognised image format";
+  if (!is_supported_image_type(type)) return "unsupported image type: " + type;
   const char* loader = vips_foreign_find_load_buffer(bytes.data(), bytes.size());
   if (!loader) {
     vips_error_clear();
     return "not a recognised image format";
   }
+  if (std::strcmp(loader, expected_loader(type)) != 0)
+    return fmt::format("unsupported image type: {} (libvips would load it as {})", type, loader);
   out.format = loader;  // e.g. "VipsForeignLoadJpegBuffer" -> "jpeg"
   if (out.format.rfind("VipsForeignLoad", 0) == 0) out.format = out.format.substr(15);
   if (auto p = out.format.find("Buffer"); p != std::string::npos) out.format.resize(p);

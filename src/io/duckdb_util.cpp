@@ -132,3 +132,104 @@ std::optional<std::string_view> Stream::str(size_t col, size_t row) const {
 }
 
 }  // namespace capforge::duck
+
+namespace capforge::duck {
+
+std::string statement_type_name(duckdb_statement_type type) {
+  switch (type) {
+    case DUCKDB_STATEMENT_TYPE_SELECT:
+      return "SELECT";
+    case DUCKDB_STATEMENT_TYPE_INSERT:
+      return "INSERT";
+    case DUCKDB_STATEMENT_TYPE_UPDATE:
+      return "UPDATE";
+    case DUCKDB_STATEMENT_TYPE_EXPLAIN:
+      return "EXPLAIN";
+    case DUCKDB_STATEMENT_TYPE_DELETE:
+      return "DELETE";
+    case DUCKDB_STATEMENT_TYPE_PREPARE:
+      return "PREPARE";
+    case DUCKDB_STATEMENT_TYPE_CREATE:
+      return "CREATE";
+    case DUCKDB_STATEMENT_TYPE_EXECUTE:
+      return "EXECUTE";
+    case DUCKDB_STATEMENT_TYPE_ALTER:
+      return "ALTER";
+    case DUCKDB_STATEMENT_TYPE_TRANSACTION:
+      return "TRANSACTION";
+    case DUCKDB_STATEMENT_TYPE_COPY:
+      return "COPY";
+    case DUCKDB_STATEMENT_TYPE_ANALYZE:
+      return "ANALYZE";
+    case DUCKDB_STATEMENT_TYPE_VARIABLE_SET:
+      return "SET VARIABLE";
+    case DUCKDB_STATEMENT_TYPE_CREATE_FUNC:
+      return "CREATE FUNCTION";
+    case DUCKDB_STATEMENT_TYPE_DROP:
+      return "DROP";
+    case DUCKDB_STATEMENT_TYPE_EXPORT:
+      return "EXPORT";
+    case DUCKDB_STATEMENT_TYPE_PRAGMA:
+      return "PRAGMA";
+    case DUCKDB_STATEMENT_TYPE_VACUUM:
+      return "VACUUM";
+    case DUCKDB_STATEMENT_TYPE_CALL:
+      return "CALL";
+    case DUCKDB_STATEMENT_TYPE_SET:
+      return "SET";
+    case DUCKDB_STATEMENT_TYPE_LOAD:
+      return "LOAD/INSTALL";
+    case DUCKDB_STATEMENT_TYPE_RELATION:
+      return "RELATION";
+    case DUCKDB_STATEMENT_TYPE_EXTENSION:
+      return "EXTENSION";
+    case DUCKDB_STATEMENT_TYPE_LOGICAL_PLAN:
+      return "LOGICAL PLAN";
+    case DUCKDB_STATEMENT_TYPE_ATTACH:
+      return "ATTACH";
+    case DUCKDB_STATEMENT_TYPE_DETACH:
+      return "DETACH";
+    case DUCKDB_STATEMENT_TYPE_MULTI:
+      return "MULTI";
+    default:
+      return "unknown";
+  }
+}
+
+SingleStatement prepare_single(Database& db, const std::string& sql) {
+  SingleStatement out;
+  duckdb_extracted_statements extracted = nullptr;
+  out.statements = duckdb_extract_statements(db.conn(), sql.c_str(), &extracted);
+  if (out.statements == 0) {
+    const char* err = extracted ? duckdb_extract_statements_error(extracted) : nullptr;
+    std::string msg = err ? short_error(err) : "";
+    duckdb_destroy_extracted(&extracted);
+    if (!msg.empty()) throw std::runtime_error(msg);
+    return out;
+  }
+  if (out.statements != 1) {
+    duckdb_destroy_extracted(&extracted);
+    return out;
+  }
+  duckdb_prepared_statement stmt = nullptr;
+  duckdb_state st = duckdb_prepare_extracted_statement(db.conn(), extracted, 0, &stmt);
+  duckdb_destroy_extracted(&extracted);
+  if (st != DuckDBSuccess) {
+    std::string msg = short_error(duckdb_prepare_error(stmt));
+    duckdb_destroy_prepare(&stmt);
+    throw std::runtime_error(msg);
+  }
+  out.type = duckdb_prepared_statement_type(stmt);
+  if (out.type == DUCKDB_STATEMENT_TYPE_SELECT) {
+    idx_t n = duckdb_prepared_statement_column_count(stmt);
+    for (idx_t c = 0; c < n; ++c) {
+      const char* name = duckdb_prepared_statement_column_name(stmt, c);
+      out.names.push_back(name ? name : "");
+      duckdb_free((void*)name);
+    }
+  }
+  duckdb_destroy_prepare(&stmt);
+  return out;
+}
+
+}  // namespace capforge::duck

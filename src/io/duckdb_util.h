@@ -62,3 +62,23 @@ class Stream {
 };
 
 }  // namespace capforge::duck
+
+namespace capforge::duck {
+
+// What DuckDB's parser and binder make of one query text (see prepare_single).
+struct SingleStatement {
+  size_t statements = 0;                                       // statements in the text
+  duckdb_statement_type type = DUCKDB_STATEMENT_TYPE_INVALID;  // of the only one, when statements == 1
+  std::vector<std::string> names;                              // its result columns
+};
+
+// The upper-case name of a statement type, e.g. "COPY", "CREATE", "ATTACH".
+std::string statement_type_name(duckdb_statement_type type);
+
+// Splits `sql` with DuckDB's own parser (comments, quotes and $$ strings as DuckDB reads them) and,
+// when it holds exactly one statement, prepares (binds) it without running it to learn its type and
+// result columns. Throws std::runtime_error with DuckDB's message when the text does not parse or the
+// statement does not bind.
+SingleStatement prepare_single(Database& db, const std::string& sql);
+
+}  // namespace capforge::duck

@@ -31,44 +31,74 @@ bool read_file(const fs::path& p, std::string& out, size_t limit, std::string& e
   return true;
 }
 
+// True when `p` resolves (symlinks followed) to a path inside `root` (already canonical).
+bool stays_inside(const fs::path& p, const fs::path& root) {
+  std::error_code ec;
+  fs::path target = fs::weakly_canonical(p, ec);
+  if (ec) return false;
+  auto rel = target.lexically_relative(root);
+  return !rel.empty() && *rel.begin() != "..";
+}
+
 class FolderReader : public SampleReader {
  public:
+  // Samples: every file (or symlink to a file) with an image extension, supported or not, sorted
+  // by path. Symlinked directories are not descended into.
   FolderReader(const ShardInput& in, const ReaderParams& p) : root_(in.path), params_(p) {
     std::error_code ec;
     if (!fs::is_directory(root_, ec)) throw std::runtime_error(in.path + " is not a directory");
+    canonical_root_ = fs::canonical(root_, ec);
+    if (ec) throw std::runtime_error("cannot resolve " + in.path + ": " + ec.message());
     for (auto it = fs::recursive_directory_iterator(root_, fs::directory_options::skip_permission_denied, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_regular_file()) continue;
+      std::error_code fec;
+      if (!it->is_symlink(fec) && !it->is_regular_file(fec)) continue;
+      if (it->is_symlink(fec) && it->is_directory(fec)) continue;
       auto ext = it->path().extension().string();
-      if (!ext.empty() && is_image_ext(ext.substr(1))) images_.push_back(it->path());
+      if (ext.size() > 1 && (is_image_ext(ext.substr(1)) || is_unsupported_image_ext(ext.substr(1))))
+        images_.push_back(it->path());
     }
     if (ec) throw std::runtime_error("cannot list " + in.path + ": " + ec.message());
     std::sort(images_.begin(), images_.end());
   }
 
+  // Key: the path relative to the folder, from the file's (or link's) own name, extension cut.
+  // A symlink that resolves outside the folder is not followed: the image fails with
+  // failed_to_read, a sidecar is skipped with a note.
   bool next(Sample& out) override {
     if (next_ >= images_.size()) return false;
     const fs::path& img = images_[next_];
     MemberGroup g;
-    g.key = fs::relative(img, root_).replace_extension().generic_string();
-    std::string err, bytes;
-    bool ok = read_file(img, bytes, params_.max_member_bytes, err);
+    g.key = img.lexically_relative(root_).replace_extension().generic_string();
+    std::string err, bytes, notes;
+    bool ok =
+        stays_inside(img, canonical_root_)
+            ? read_file(img, bytes, params_.max_member_bytes, err)
+            : (err = img.string() + " is a symlink to a file outside the image folder; not followed", false);
     g.members.emplace_back(ascii_lower(img.extension().string().substr(1)), std::move(bytes));
     for (const char* side : {".txt", ".json"}) {
       fs::path sp = fs::path(img).replace_extension(side);
+      std::error_code ec;
+      if (!fs::exists(fs::symlink_status(sp, ec))) continue;
       std::string data, serr;
-      if (fs::exists(sp) && read_file(sp, data, params_.max_member_bytes, serr))
+      if (!stays_inside(sp, canonical_root_))
+        notes +=
+            (notes.empty() ? "" : "; ") + sp.string() + " is a symlink to outside the image folder; not read";
+      else if (read_file(sp, data, params_.max_member_bytes, serr))
         g.members.emplace_back(side + 1, std::move(data));
+      else
+        notes += (notes.empty() ? "" : "; ") + serr;
     }
     out = build_sample(std::move(g), (int64_t)next_++);
     if (!ok) out.fail(Status::failed_to_read, err);
+    if (!notes.empty()) out.note(notes);
     return true;
   }
 
   const std::string& error() const override { return error_; }
 
  private:
-  fs::path root_;
+  fs::path root_, canonical_root_;
   ReaderParams params_;
   std::vector<fs::path> images_;
   size_t next_ = 0;

@@ -9,6 +9,7 @@
 #include "capforge/image.h"
 #include "capforge/io.h"
 #include "core/text.h"
+#include "io/keys.h"
 #include "io/readers.h"
 
 namespace fs = std::filesystem;
@@ -61,6 +62,53 @@ std::optional<InputFormat> format_of_file(const std::string& path) {
   return std::nullopt;
 }
 
+// The first file found under `dir` (recursively) whose extension is an image's, supported or
+// not; "" if none.
+// The first file with an image extension (supported or refused) under `dir`: at any depth, or
+// only at its top level.
+std::string first_image_file(const std::string& dir, bool top_level_only = false) {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (top_level_only && it->is_directory(ec)) it.disable_recursion_pending();
+    auto ext = it->path().extension().string();
+    if (ext.size() > 1 && !it->is_directory(ec) &&
+        (is_image_ext(ext.substr(1)) || is_unsupported_image_ext(ext.substr(1))))
+      return it->path().string();
+  }
+  return "";
+}
+
+// Gives every sample a safe key, unique within the shard (see io/keys.h), whatever the format.
+class KeyedReader : public SampleReader {
+ public:
+  explicit KeyedReader(std::unique_ptr<SampleReader> inner) : inner_(std::move(inner)) {}
+  bool next(Sample& out) override {
+    if (!inner_->next(out)) return false;
+    finalize_key(out, keys_);
+    return true;
+  }
+  const std::string& error() const override { return inner_->error(); }
+  std::vector<std::pair<std::string, std::string>> meta_types() const override {
+    return inner_->meta_types();
+  }
+
+ private:
+  std::unique_ptr<SampleReader> inner_;
+  KeyDeduper keys_;
+};
+
+std::unique_ptr<SampleReader> open_format_reader(const ShardInput& in, const ReaderParams& params) {
+  switch (in.format) {
+    case InputFormat::webdataset:
+      return open_tar_reader(in, params);
+    case InputFormat::folder:
+      return open_folder_reader(in, params);
+    default:
+      return open_table_reader(in, params);
+  }
+}
+
 }  // namespace
 
 std::vector<ShardInput> discover_inputs(const std::vector<std::string>& paths, bool unique_names) {
@@ -70,16 +118,33 @@ std::vector<ShardInput> discover_inputs(const std::vector<std::string>& paths, b
     auto st = fs::status(path, ec);
     if (ec || !fs::exists(st)) throw std::runtime_error(fmt::format("input {} does not exist", path));
     if (fs::is_directory(st)) {
+      // A directory whose top level holds container shards (.tar, .parquet, ...) is a shard
+      // directory: those shards are the inputs (images in its subfolders are not samples). Any
+      // other directory holding an image file at any depth is an image folder (its .txt/.json
+      // files are sidecars); else its top-level TXT URL lists are the inputs. Images next to
+      // container shards at the top level are refused as ambiguous.
       std::vector<ShardInput> shards;
+      bool containers = false;
       for (auto& e : fs::directory_iterator(path, ec)) {
         if (!e.is_regular_file()) continue;
-        if (auto f = format_of_file(e.path().string())) shards.push_back({e.path().string(), "", *f});
+        if (auto f = format_of_file(e.path().string())) {
+          shards.push_back({e.path().string(), "", *f});
+          containers |= *f != InputFormat::txt;
+        }
       }
-      if (!shards.empty()) {
+      std::string image = first_image_file(path, /*top_level_only=*/containers);
+      if (containers && !image.empty())
+        throw std::runtime_error(
+            fmt::format("directory {} holds both images (e.g. {}) and shard files (e.g. {}); pass the shard "
+                        "files or an image folder, not a mix",
+                        path, image, std::find_if(shards.begin(), shards.end(), [](auto& s) {
+                                       return s.format != InputFormat::txt;
+                                     })->path));
+      if (!containers && (!image.empty() || shards.empty())) {
+        out.push_back({path, "", InputFormat::folder});
+      } else {
         std::sort(shards.begin(), shards.end(), [](auto& a, auto& b) { return a.path < b.path; });
         out.insert(out.end(), shards.begin(), shards.end());
-      } else {  // no shard files: an image folder (images may be nested)
-        out.push_back({path, "", InputFormat::folder});
       }
       continue;
     }
@@ -105,14 +170,7 @@ std::vector<ShardInput> discover_inputs(const std::vector<std::string>& paths, b
 }
 
 std::unique_ptr<SampleReader> open_reader(const ShardInput& in, const ReaderParams& params) {
-  switch (in.format) {
-    case InputFormat::webdataset:
-      return open_tar_reader(in, params);
-    case InputFormat::folder:
-      return open_folder_reader(in, params);
-    default:
-      return open_table_reader(in, params);
-  }
+  return std::make_unique<KeyedReader>(open_format_reader(in, params));
 }
 
 }  // namespace capforge

@@ -22,7 +22,9 @@ Json output_object(const Sample& s, const WriterParams& params, bool with_image)
   if (!passes_through(params.schema)) return o;
   for (auto& [k, v] : s.meta.items()) {
     std::string name = meta_output_name(params.schema, k);
-    if (!o.contains(name)) o[name] = v;
+    if (name.empty()) continue;
+    while (o.contains(name)) name = "input_" + name;  // never drop a field that collides
+    o[name] = v;
   }
   return o;
 }

@@ -117,7 +117,8 @@ class ParquetWriter : public TempFileWriter {
     }
     for (auto& [name, type] : passes_through(params_.schema) ? meta_columns() : decltype(meta_columns()){}) {
       std::string out = meta_output_name(params_.schema, name);
-      if (!used.insert(out).second) continue;
+      if (out.empty()) continue;
+      while (!used.insert(out).second) out = "input_" + out;  // never drop a column that collides
       cols.push_back(typed_extract("m", name, type) + " AS " + duck::quote_ident(out));
     }
     std::string select;

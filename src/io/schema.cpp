@@ -5,8 +5,11 @@
 namespace capforge {
 
 const std::vector<ColumnSpec>& canonical_columns(OutputSchema schema) {
-  static const std::vector<ColumnSpec> samples = {
-      {"key", "VARCHAR"}, {"url", "VARCHAR"}, {"caption", "VARCHAR"}};
+  static const std::vector<ColumnSpec> samples = {{"key", "VARCHAR"},
+                                                  {"url", "VARCHAR"},
+                                                  {"caption", "VARCHAR"},
+                                                  {"status", "VARCHAR"},
+                                                  {"error_message", "VARCHAR"}};
   static const std::vector<ColumnSpec> caption = {
       {"key", "VARCHAR"},
       {"url", "VARCHAR"},
@@ -178,6 +181,21 @@ Json canonical_row(const Sample& s, const WriterParams& params) {
   row["url"] = nonempty(s.url);
   if (params.schema == OutputSchema::samples) {
     row["caption"] = opt(s.caption);
+    // A sample that could not be read is still a row with its status. A read sample keeps the
+    // status its input recorded (a converted img2dataset shard stays what it was; a converted
+    // convert output does not grow an input_status), which meta_output_name then leaves out.
+    auto carried = [&](const char* field) -> Json {
+      auto it = s.meta.find(field);
+      if (it == s.meta.end() || it->is_null()) return nullptr;
+      return it->is_string() ? *it : Json(it->dump());
+    };
+    Json in_status = carried("status");
+    row["status"] = s.ok() && !in_status.is_null() ? in_status : Json(status_name(s.status));
+    Json in_error = s.ok() ? carried("error_message") : Json(nullptr);
+    if (in_error.is_null())
+      row["error_message"] = nonempty(s.error);
+    else  // the input's message first, then ours (e.g. a key made safe): neither is lost
+      row["error_message"] = s.error.empty() ? in_error : Json(in_error.get<std::string>() + "; " + s.error);
     return row;
   }
   row["org_caption"] = opt(s.caption);
@@ -201,6 +219,7 @@ Json canonical_row(const Sample& s, const WriterParams& params) {
 }
 
 std::string meta_output_name(OutputSchema schema, const std::string& name) {
+  if (schema == OutputSchema::samples && (name == "status" || name == "error_message")) return "";
   for (auto& c : canonical_columns(schema))
     if (c.name == name) return "input_" + name;
   if (schema == OutputSchema::samples && name == "image") return "input_image";

@@ -19,6 +19,8 @@ const std::vector<ColumnSpec>& canonical_columns(OutputSchema schema);
 Json canonical_row(const Sample& s, const WriterParams& params);
 // Pass-through column name for input column `name` in `schema` (prefixed with "input_" when it
 // would shadow a canonical column).
+// Empty: the field is folded into a canonical column (the samples schema's status and
+// error_message) and is not written again.
 std::string meta_output_name(OutputSchema schema, const std::string& name);
 // Whether the schema carries the input's other columns (the reference-dataset schemas do not).
 bool passes_through(OutputSchema schema);

@@ -9,14 +9,24 @@
 #include "core/text.h"
 #include "io/readers.h"
 #include "io/sample_builder.h"
+#include "io/utf8_locale.h"
 
 namespace capforge {
 
 namespace {
 
+// The member's name in UTF-8 whatever the locale (pax headers store UTF-8); names libarchive
+// cannot convert (raw bytes in an old-style header) come back as stored, repaired later.
+std::string member_name(archive_entry* e) {
+  if (const char* utf8 = archive_entry_pathname_utf8(e)) return utf8;
+  if (const char* raw = archive_entry_pathname(e)) return raw;
+  return "";
+}
+
 class TarReader : public SampleReader {
  public:
   TarReader(const ShardInput& in, const ReaderParams& params) : path_(in.path), params_(params) {
+    Utf8LocaleScope utf8;
     a_ = archive_read_new();
     archive_read_support_filter_all(a_);
     archive_read_support_format_tar(a_);
@@ -51,6 +61,7 @@ class TarReader : public SampleReader {
  private:
   // Reads the next regular member into member_*; false at the end or on a break (error_ set).
   bool read_member() {
+    Utf8LocaleScope utf8;
     have_member_ = false;
     if (!error_.empty()) return false;  // the archive broke earlier; nothing after it is trusted
     member_error_.clear();
@@ -62,8 +73,10 @@ class TarReader : public SampleReader {
         error_ = fmt::format("tar broken after {} member(s): {}", members_, archive_error_string(a_));
         return false;
       }
-      if (archive_entry_filetype(e) != AE_IFREG) continue;
-      std::string name = archive_entry_pathname(e) ? archive_entry_pathname(e) : "";
+      // Symbolic links are never followed: one is a member whose sample fails to read.
+      bool link = archive_entry_filetype(e) == AE_IFLNK;
+      if (archive_entry_filetype(e) != AE_IFREG && !link) continue;
+      std::string name = member_name(e);
       if (name.rfind("./", 0) == 0) name = name.substr(2);
       auto [key, ext] = split_member_name(name);
       if (key.empty() || key.rfind("__MACOSX", 0) == 0) continue;
@@ -72,6 +85,10 @@ class TarReader : public SampleReader {
       member_ext_ = std::move(ext);
       member_data_.clear();
       have_member_ = true;
+      if (link) {
+        member_error_ = fmt::format("member {} is a symbolic link; links are not followed", name);
+        return true;
+      }
       la_int64_t size = archive_entry_size(e);
       if (size > (la_int64_t)params_.max_member_bytes) {
         member_error_ = fmt::format("member {} is {} bytes, above the {}-byte limit", name, size,

@@ -2,6 +2,7 @@
 
 #include "capforge/env.h"
 
+#include <cstring>
 #include <stdexcept>
 
 namespace capforge {
@@ -48,6 +49,13 @@ std::unique_ptr<SampleWriter> open_writer(OutputFormat f, const std::string& fin
       return open_tar_writer(final_path, params);
   }
   throw std::logic_error("unknown output format");
+}
+
+std::string with_os_error(const char* message, int os_errno) {
+  std::string m = message && *message ? message : "unknown error";
+  if (os_errno <= 0) return m;
+  std::string os = std::strerror(os_errno);
+  return m.find(os) == std::string::npos ? m + ": " + os : m;
 }
 
 TempFileWriter::TempFileWriter(std::string final_path)

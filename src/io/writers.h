@@ -30,6 +30,10 @@ class TempFileWriter : public SampleWriter {
   bool prepared_ = false, committed_ = false;
 };
 
+// A library's error message with the OS error behind it: "Write error: No space left on device"
+// (libarchive says only "Write error"). `os_errno` 0: the message alone.
+std::string with_os_error(const char* message, int os_errno);
+
 // The JSON object a text format stores per sample: canonical columns then pass-through fields.
 // With `with_image`, the samples schema adds image_base64 and image_ext.
 Json output_object(const Sample& s, const WriterParams& params, bool with_image);

@@ -5,11 +5,15 @@
 #include <algorithm>
 #include <map>
 
+#include "core/text.h"
 #include "models/repair/rules.h"
 
 namespace capforge {
 
 namespace {
+
+// No caption, an empty one or only whitespace: nothing to score (org_clip_score stays null).
+bool has_caption(const Sample& s) { return s.caption && word_count(*s.caption) > 0; }
 
 class CaptionStage : public Stage {
  public:
@@ -51,7 +55,8 @@ class CaptionStage : public Stage {
 
 class RankStage : public Stage {
  public:
-  RankStage(std::vector<RankerSpec> rankers, size_t batch) : rankers_(std::move(rankers)), batch_(batch) {
+  RankStage(std::vector<RankerSpec> rankers, size_t batch, const std::atomic<bool>* cancel)
+      : rankers_(std::move(rankers)), batch_(batch), cancel_(cancel) {
     for (auto& r : rankers_) contexts_.push_back(std::make_unique<ClipContext>(r.model));
     for (auto& r : rankers_) label_ += (label_.empty() ? "" : ">") + r.name;
   }
@@ -75,6 +80,7 @@ class RankStage : public Stage {
       // depends on which other samples share the batch, so outputs are byte-identical at any
       // --batch-size.
       for (size_t i = 0; i < live.size(); ++i) {
+        if (cancel_ && cancel_->load()) return;  // interrupted: the batch is given back whole
         Sample& s = *live[i];
         auto ie = ctx.embed_images({&s.pixels});
         std::map<std::string, size_t> text_index;  // each distinct text once
@@ -84,10 +90,11 @@ class RankStage : public Stage {
           if (fresh) texts.push_back(t);
         };
         for (size_t k : alive[i]) add(s.candidates[k].text);
-        if (r == 0 && s.caption) add(*s.caption);
+        const bool score_org = r == 0 && has_caption(s);
+        if (score_org) add(*s.caption);
         if (texts.empty()) continue;
         auto te = ctx.embed_texts(texts);
-        if (r == 0 && s.caption) s.org_clip_score = 100.0 * clip_cosine(ie[0], te[text_index[*s.caption]]);
+        if (score_org) s.org_clip_score = 100.0 * clip_cosine(ie[0], te[text_index[*s.caption]]);
         std::vector<std::pair<float, size_t>> ranked;
         for (size_t k : alive[i])
           ranked.push_back({clip_cosine(ie[0], te[text_index[s.candidates[k].text]]), k});
@@ -133,6 +140,7 @@ class RankStage : public Stage {
   std::vector<std::unique_ptr<ClipContext>> contexts_;
   std::string label_;
   size_t batch_;
+  const std::atomic<bool>* cancel_;
 };
 
 class RepairStage : public Stage {
@@ -152,8 +160,9 @@ std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const VlmModel> model,
   return std::make_unique<CaptionStage>(std::move(model), params, batch);
 }
 
-std::unique_ptr<Stage> make_rank_stage(std::vector<RankerSpec> rankers, size_t batch) {
-  return std::make_unique<RankStage>(std::move(rankers), batch);
+std::unique_ptr<Stage> make_rank_stage(std::vector<RankerSpec> rankers, size_t batch,
+                                       const std::atomic<bool>* cancel) {
+  return std::make_unique<RankStage>(std::move(rankers), batch, cancel);
 }
 
 std::unique_ptr<Stage> make_repair_stage() { return std::make_unique<RepairStage>(); }

@@ -2,6 +2,7 @@
 // repair (rules). Each batches across samples and never throws for a single sample's problem.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,7 +28,10 @@ struct RankerSpec {
 // scores the original caption (org_clip_score). Scores are cosine x 100 in re/org_clip_score and
 // plain cosine in the candidates. Each image is encoded once per ranker and each distinct text of
 // a sample once, in forward passes of that sample alone, so results do not depend on batching.
-std::unique_ptr<Stage> make_rank_stage(std::vector<RankerSpec> rankers, size_t batch);
+// Once `cancel` is set it stops between samples, leaving the rest of the batch unranked (the
+// pipeline then gives their shards back).
+std::unique_ptr<Stage> make_rank_stage(std::vector<RankerSpec> rankers, size_t batch,
+                                       const std::atomic<bool>* cancel = nullptr);
 
 // Rule-based repair of re_caption.
 std::unique_ptr<Stage> make_repair_stage();

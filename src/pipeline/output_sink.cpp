@@ -5,8 +5,11 @@
 namespace capforge {
 
 OutputSink::OutputSink(std::vector<std::unique_ptr<SampleWriter>> writers, std::string stats_path,
-                       std::function<void(const Sample&)> on_write)
-    : writers_(std::move(writers)), stats_path_(std::move(stats_path)), on_write_(std::move(on_write)) {}
+                       std::function<void(const Sample&)> on_write, std::function<void()> on_commit)
+    : writers_(std::move(writers)),
+      stats_path_(std::move(stats_path)),
+      on_write_(std::move(on_write)),
+      on_commit_(std::move(on_commit)) {}
 
 OutputSink::~OutputSink() {
   if (!committed_ && !stats_tmp_.empty()) env().remove_file(stats_tmp_);
@@ -39,6 +42,7 @@ void OutputSink::commit(const ShardStats& stats) {
   for (auto& w : writers_) w->commit();
   publish_file(stats_tmp_, stats_path_);
   committed_ = true;
+  if (on_commit_) on_commit_();
 }
 
 }  // namespace capforge

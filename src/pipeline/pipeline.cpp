@@ -134,6 +134,10 @@ class Runner {
           items.push_back(std::move(*more));
         else
           break;
+      // After Ctrl-C nothing more is processed: every shard still in flight is given back whole
+      // (a stage may also have cut its batch short), and the stages drain their queues at once.
+      if (cancelled(p_))
+        for (auto& it : items) it.shard->cancelled = true;
       batch.clear();
       for (auto& it : items)
         if (!it.shard->cancelled && it.shard->fail_error.empty()) batch.push_back(it.sample.get());
@@ -147,6 +151,8 @@ class Runner {
               s->fail(Status::failed_to_caption, fmt::format("{} stage failed: {}", stage.name(), e.what()));
         }
         if (p_.metrics) p_.metrics->stage_batch(stage.name(), batch.size(), now_seconds() - t0);
+        if (cancelled(p_))  // a stage may stop midway once cancelled (the captioner, the ranker)
+          for (auto& it : items) it.shard->cancelled = true;
       }
       for (auto& it : items) out.push(std::move(it));
     }

@@ -169,4 +169,146 @@ TEST(Cli, LogJsonGivesMachineReadableStderr) {
   EXPECT_TRUE(summary) << r.err;
 }
 
+// sql runs one read-only query: a trailing ';' is fine, other statements are usage errors (exit 2),
+// and --table never lets control characters through or cuts a UTF-8 character in half.
+TEST(Cli, SqlRunsOneReadOnlyQueryAndPrintsSafeTables) {
+  auto one = test::run_capforge({"sql", "SELECT 1 AS a; "});
+  EXPECT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_EQ(one.out, "{\"a\":\"1\"}\n");
+  EXPECT_EQ(test::run_capforge({"sql", "with t AS (SELECT 2 AS b) SELECT b FROM t;;"}).exit_code, 0);
+  // One statement as DuckDB's parser reads it: comments and $$ strings may hold ';' and ')'.
+  for (auto [q, want] : std::vector<std::pair<std::string, std::string>>{
+           {"SELECT 1 AS a -- note", "{\"a\":\"1\"}\n"},
+           {"SELECT 1 AS a /* ; ) */;", "{\"a\":\"1\"}\n"},
+           {"SELECT $$;$$ AS a", "{\"a\":\";\"}\n"},
+           {"SELECT ')' AS a -- ))", "{\"a\":\")\"}\n"},
+           {"WITH t AS (SELECT 1 a) SELECT * FROM t", "{\"a\":\"1\"}\n"},
+           {"SELECT [1, 2] AS l, NULL AS n", "{\"l\":\"[1, 2]\",\"n\":null}\n"}}) {
+    auto r = test::run_capforge({"sql", q});
+    EXPECT_EQ(r.exit_code, 0) << q << r.err;
+    EXPECT_EQ(r.out, want) << q;
+  }
+  test::TempDir dir;
+  test::duckdb_exec("COPY (SELECT 'k1' AS key, 7 AS n) TO '" + dir / "f.parquet" + "' (FORMAT parquet)");
+  auto pq = test::run_capforge({"sql", "FROM '" + dir / "f.parquet" + "'"});
+  EXPECT_EQ(pq.exit_code, 0) << pq.err;
+  EXPECT_EQ(pq.out, "{\"key\":\"k1\",\"n\":\"7\"}\n");
+  std::string csv = dir / "x.csv";
+  for (std::string q :
+       std::vector<std::string>{"COPY (SELECT 1) TO '" + csv + "'", "COPY (SELECT 1) TO '" + csv + "' -- ;",
+                                "CREATE TABLE t (a INT)", "SELECT 1; SELECT 2", "SELECT 1; /* ; */ SELECT 2",
+                                "ATTACH '" + dir / "x.db" + "'", "INSTALL httpfs", "LOAD httpfs",
+                                "SET threads = 1", "PRAGMA show_tables", ";", "-- only a comment"}) {
+    auto r = test::run_capforge({"sql", q});
+    EXPECT_EQ(r.exit_code, 2) << q << r.err;
+    EXPECT_NE(r.err.find("hint:"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("read-only"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(csv));
+  EXPECT_FALSE(fs::exists(dir / "x.db"));
+  auto copy = test::run_capforge({"sql", "COPY (SELECT 1) TO 'x.csv'"});  // names the statement type
+  EXPECT_NE(copy.err.find("COPY"), std::string::npos) << copy.err;
+  EXPECT_FALSE(fs::exists("x.csv"));
+  auto bad = test::run_capforge({"sql", "SELEC 1"});  // a syntax error is the user's query
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  auto t =
+      test::run_capforge({"sql", "--table", "--width", "6",
+                          "SELECT chr(27) || '[31mred' AS c, 'ééééééééé' AS d, 'a' || chr(155) || 'b' AS e"});
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_EQ(t.out.find('\x1b'), std::string::npos) << t.out;
+  EXPECT_EQ(t.out.find("\xc2\x9b"), std::string::npos) << t.out;  // C1 CSI
+  EXPECT_NE(t.out.find("?[3..."), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("ééé..."), std::string::npos) << t.out;  // 6 characters, not 6 bytes
+  EXPECT_NE(t.out.find("a?b"), std::string::npos) << t.out;
+}
+
+TEST(Cli, SynthLeavesNoTempFolder) {
+  test::TempDir dir;
+  auto r = test::run_capforge({"synth", "--out", dir / "s", "--count", "3"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "s/00000.tar"));
+  for (auto& e : fs::directory_iterator(dir / "s"))
+    EXPECT_EQ(e.path().filename(), "00000.tar") << "left behind: " << e.path();
+}
+
+// eval's text table lines up whatever the width of its cells (e.g. "1001.5 / 1850.3").
+TEST(Cli, EvalTextTableIsAligned) {
+  test::TempDir dir;
+  test::duckdb_exec(
+      "COPY (SELECT 'k' || n AS key, repeat('word ', n) AS re_caption, 'alt ' || n AS org_caption, "
+      "'success' AS status FROM (VALUES (1000), (1001), (1002), (2000)) t(n)) TO '" +
+      dir / "pred.parquet" + "' (FORMAT parquet)");
+  auto r = test::run_capforge({"eval", "--pred", dir / "pred.parquet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream in(r.out);
+  size_t width = 0;
+  bool long_cell = false;
+  for (std::string line; std::getline(in, line) && line.rfind("status:", 0) != 0;) {
+    if (width == 0) width = line.size();
+    EXPECT_EQ(line.size(), width) << "misaligned row: '" << line << "'\n" << r.out;
+    long_cell = long_cell || line.find(" / ") != std::string::npos;
+  }
+  EXPECT_TRUE(long_cell) << r.out;
+}
+
+// A broken input gets an `error` in inspect's JSON and exit code 1, whatever broke: a zero-byte or
+// garbage tar (no reader at all) or a JSONL with a bad line (the good lines still counted).
+TEST(Cli, InspectReportsBrokenInputsWithErrorAndExitOne) {
+  test::TempDir dir;
+  test::write_file(dir / "empty.tar", "");
+  test::write_file(dir / "garbage.tar", std::string(3000, 'z'));
+  test::write_file(dir / "bad.jsonl",
+                   "{\"key\":\"a\",\"caption\":\"x\"}\n{\"key\":\"b\",\n{\"key\":\"c\"}\n");
+  test::write_tar(dir / "good.tar", test::wds_members("00000", 2));
+  auto r = test::run_capforge(
+      {"inspect", "--json", dir / "empty.tar", dir / "garbage.tar", dir / "bad.jsonl", dir / "good.tar"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto lines = test::json_lines(r.out);
+  ASSERT_EQ(lines.size(), 5u) << r.out;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(lines[i].contains("error")) << lines[i].dump();
+    EXPECT_FALSE(lines[i]["error"].get<std::string>().empty()) << lines[i].dump();
+  }
+  EXPECT_EQ(lines[2]["samples"], 3);  // the bad line is a sample of its own
+  EXPECT_NE(lines[2]["error"].get<std::string>().find("line 2"), std::string::npos) << lines[2].dump();
+  EXPECT_FALSE(lines[3].contains("error")) << lines[3].dump();
+  EXPECT_EQ(lines[4]["total"]["inputs_with_errors"], 3);
+  auto good = test::run_capforge({"inspect", "--json", dir / "good.tar"});
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+}
+
+// inspect logs the first failures of an input, then says how many it did not show.
+TEST(Cli, InspectSaysHowManyFailuresItDidNotShow) {
+  test::TempDir dir;
+  std::string jsonl;
+  for (int i = 0; i < 5; ++i) jsonl += "{\"key\":\"k" + std::to_string(i) + "\",\"caption\":\"no image\"}\n";
+  test::write_file(dir / "noimg.jsonl", jsonl);
+  auto r = test::run_capforge({"inspect", dir / "noimg.jsonl"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // samples without images are failures, not a broken input
+  EXPECT_NE(r.err.find("k2 failed_to_download"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("k3 failed_to_download"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("... and 2 more failure(s)"), std::string::npos) << r.err;
+}
+
+// A column named with --image-col that cannot hold images is bad usage (exit 2) naming the column and
+// its type, in every command that reads inputs; an auto-detected one fails its samples, saying why.
+TEST(Cli, ImageColumnOfTheWrongTypeIsNamed) {
+  test::TempDir dir;
+  test::duckdb_exec("COPY (SELECT 'k' || i AS key, i::INTEGER AS image FROM range(3) t(i)) TO '" +
+                    dir / "int.parquet" + "'");
+  for (std::vector<std::string> cmd : {std::vector<std::string>{"inspect"},
+                                       {"convert", "--to", "jsonl", "--out", dir / "c"},
+                                       {"caption", "--captioner", "none", "--out", dir / "o"}}) {
+    cmd.insert(cmd.end(), {dir / "int.parquet", "--image-col", "image"});
+    auto r = test::run_capforge(cmd);
+    EXPECT_EQ(r.exit_code, 2) << cmd[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("image column 'image' (--image-col) has type INTEGER; expected BLOB"),
+              std::string::npos)
+        << r.err;
+  }
+  auto r = test::run_capforge({"inspect", dir / "int.parquet"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("column 'image' has type INTEGER, not an image column"), std::string::npos) << r.err;
+}
+
 }  // namespace capforge

@@ -91,6 +91,29 @@ TEST_F(ClipCli, BadImagesAndModelsAreClearErrors) {
   EXPECT_NE(m.err.find("hint:"), std::string::npos);
   auto d = test::run_capforge({"embed", "--model", at("clip"), "--text", "x", "--dtype", "int4"});
   EXPECT_NE(d.exit_code, 0);
+  // a directory among the images is its own error line, not the end of the run
+  auto dir =
+      test::run_capforge({"embed", "--model", at("clip"), "--image", *dir_ / "", "--image", at("a.jpg")});
+  EXPECT_EQ(dir.exit_code, 1) << dir.err;
+  auto dl = test::json_lines(dir.out);
+  ASSERT_EQ(dl.size(), 2u) << dir.out << dir.err;
+  EXPECT_NE(dl[0]["error"].get<std::string>().find("directory"), std::string::npos) << dl[0];
+  EXPECT_TRUE(dl[1].contains("embedding"));
+}
+
+// `--model demo` means the bundled demo CLIP, as in caption, describe and eval.
+TEST_F(ClipCli, DemoModelResolvesLikeTheOtherCommands) {
+  auto e = test::run_capforge({"embed", "--model", "demo", "--text", "a red circle"});
+  EXPECT_EQ(e.exit_code, 0) << e.err;
+  auto l = test::json_lines(e.out);
+  ASSERT_EQ(l.size(), 1u) << e.out;
+  EXPECT_FALSE(l[0]["embedding"].empty());
+  auto s =
+      test::run_capforge({"score", "--model", "demo", "--image", at("a.jpg"), "--text", "x", "--text", "y"});
+  EXPECT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_EQ(test::json_lines(s.out).size(), 2u) << s.out;
+  auto t = test::run_capforge({"tokenize", "--model", "demo", "hello"});
+  EXPECT_EQ(t.exit_code, 0) << t.err;
 }
 
 }  // namespace capforge

@@ -129,4 +129,42 @@ TEST(DownloadCli, TxtListsAndBadInputs) {
   EXPECT_NE(save.err.find("no column 'missing'"), std::string::npos) << save.err;
 }
 
+// Issue #12 (17): a column named in --save-cols reaches the outputs under its own name, even when
+// it also plays a role: `uid` is an auto key column, TEXT the caption column here.
+TEST(DownloadCli, SavedColumnsAlwaysReachTheOutputs) {
+  test::TempDir dir;
+  test::TestHttpServer server;
+  test::write_file(dir / "urls.csv", "uid,url,TEXT\nu-1," + server.url("/img/1.jpg") + ",a cat\nu-2," +
+                                         server.url("/404") + ",a dog\n");
+  auto r = test::run_capforge({"download", dir / "urls.csv", "--out", dir / "o", "--allow-private-networks",
+                               "--output-format", "parquet", "--save-cols", "uid,TEXT", "--progress", "off"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string pq = "'" + dir / "o/00000.parquet" + "'";
+  EXPECT_EQ(test::duckdb_column("SELECT uid || '|' || \"TEXT\" || '|' || caption || '|' || status FROM " +
+                                pq + " ORDER BY key"),
+            (std::vector<std::string>{"u-1|a cat|a cat|success", "u-2|a dog|a dog|failed_to_download"}));
+  EXPECT_EQ(test::duckdb_column("SELECT key FROM " + pq + " ORDER BY key"),
+            (std::vector<std::string>{"000000000", "000000001"}))
+      << "img2dataset keys stay shard + index";
+}
+
+// Issue #12 (2): download refuses an --out that is a folder of its inputs, before writing anything.
+TEST(DownloadCli, RefusesOutputsOnItsInputs) {
+  test::TempDir dir;
+  fs::create_directories(dir / "lists");
+  test::duckdb_exec("COPY (SELECT 'http://example.com/a.jpg' AS url) TO '" + dir / "lists/00000.parquet" +
+                    "' (FORMAT parquet)");
+  std::string before = test::read_file(dir / "lists/00000.parquet");
+  auto r = test::run_capforge({"download", dir / "lists/00000.parquet", "--out", dir / "lists",
+                               "--output-format", "parquet", "--progress", "off"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("would overwrite the input"), std::string::npos) << r.err;
+  r = test::run_capforge({"download", dir / "lists", "--out", dir / "lists", "--progress", "off"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("is the input folder"), std::string::npos) << r.err;
+  EXPECT_EQ(test::read_file(dir / "lists/00000.parquet"), before);
+  EXPECT_FALSE(fs::exists(dir / "lists/00000_stats.json"));
+  EXPECT_FALSE(fs::exists(dir / "lists/.capforge-tmp"));
+}
+
 }  // namespace capforge

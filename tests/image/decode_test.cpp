@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <vips/vips.h>
+
 #include "capforge/image.h"
 #include "support/fixtures.h"
 
@@ -113,6 +115,77 @@ TEST(Sniff, KnowsCommonFormats) {
   EXPECT_EQ(sniff_image_ext("plain text"), "");
   EXPECT_TRUE(is_image_ext("JPEG"));
   EXPECT_FALSE(is_image_ext("txt"));
+}
+
+namespace {
+// Minimal, valid documents of formats capforge refuses (libvips could load the PDF and the SVG).
+const std::string kPdf =
+    "%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>"
+    "endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 32 32]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n";
+const std::string kSvg =
+    "<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"32\" height=\"32\">"
+    "<rect width=\"32\" height=\"32\" fill=\"red\"/></svg>\n";
+std::string ftyp(const char* brand) {
+  return std::string(
+             "\0\0\0\x18"
+             "ftyp",
+             8) +
+         brand + std::string("\0\0\0\0mif1", 8);
+}
+// A 2x1 24-bit BMP.
+std::string tiny_bmp() {
+  std::string b = "BM";
+  auto u32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) b += (char)(v >> (8 * i));
+  };
+  auto u16 = [&](uint16_t v) { b += (char)v, b += (char)(v >> 8); };
+  u32(14 + 40 + 8), u32(0), u32(54);
+  u32(40), u32(2), u32(1), u16(1), u16(24), u32(0), u32(8), u32(2835), u32(2835), u32(0), u32(0);
+  b += std::string("\x00\x00\xff\x00\xff\x00\x00\x00", 8);
+  return b;
+}
+}  // namespace
+
+TEST(Decode, OnlyRasterFormatsFromMagicWhateverTheName) {
+  EXPECT_EQ(decode_err(kPdf), "unsupported image type: pdf");
+  EXPECT_EQ(decode_err(kSvg), "unsupported image type: svg");
+  EXPECT_EQ(decode_err("\xEF\xBB\xBF  <svg xmlns=\"http://www.w3.org/2000/svg\"/>"),
+            "unsupported image type: svg");
+  EXPECT_EQ(decode_err(ftyp("avif")), "unsupported image type: avif");
+  EXPECT_EQ(decode_err(ftyp("heic")), "unsupported image type: heic");
+  EXPECT_EQ(decode_err(ftyp("mif1")), "unsupported image type: heif");
+  EXPECT_EQ(decode_err(std::string("\xFF\x0A\xFA\x7F", 4)), "unsupported image type: jxl");
+  EXPECT_EQ(decode_err("%!PS-Adobe-3.0\n"), "unsupported image type: postscript");
+  EXPECT_EQ(decode_err("P6\n2 2\n255\n............"), "unsupported image type: pnm");
+  EXPECT_EQ(decode_err(std::string("\x1F\x8B\x08\x00", 4) + "gzip, maybe svgz"),
+            "not a recognised image format");
+  EXPECT_EQ(sniff_image_ext(kPdf), "");
+  EXPECT_EQ(sniff_image_type(kPdf), "pdf");
+  // BMP is supported (libvips reads it through ImageMagick, from buffers only)
+  auto bmp = decode_ok(tiny_bmp());
+  EXPECT_EQ(bmp.original_width, 2);
+  EXPECT_EQ(sniff_image_ext(tiny_bmp()), "bmp");
+}
+
+TEST(Decode, LibvipsItselfRefusesNonRasterLoaders) {
+  init_vips();  // the second layer: loaders of other formats are blocked inside libvips too
+  for (const std::string* doc : {&kPdf, &kSvg}) {
+    VipsImage* im = vips_image_new_from_buffer(doc->data(), doc->size(), "", nullptr);
+    EXPECT_EQ(im, nullptr) << "libvips loaded " << doc->substr(0, 5);
+    if (im) g_object_unref(im);
+  }
+  vips_error_clear();
+  auto jpeg = test::make_jpeg(8, 8);
+  VipsImage* ok = vips_image_new_from_buffer(jpeg.data(), jpeg.size(), "", nullptr);
+  ASSERT_NE(ok, nullptr);
+  EXPECT_EQ(vips_image_get_width(ok), 8);
+  g_object_unref(ok);
+}
+
+TEST(Sniff, RefusedImageExtensionsAreRecognised) {
+  for (auto ext : {"avif", "HEIC", "heif", "svg", "pdf", "jxl", "jp2", "psd"})
+    EXPECT_TRUE(is_unsupported_image_ext(ext)) << ext;
+  for (auto ext : {"jpg", "txt", "json", "cls"}) EXPECT_FALSE(is_unsupported_image_ext(ext)) << ext;
 }
 
 }  // namespace capforge

@@ -1,6 +1,9 @@
 // Bad input: each case gets a per-sample status or a clear error, and every other sample survives.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "capforge/io.h"
 #include "capforge/pipeline.h"
 #include "support/fixtures.h"
@@ -163,6 +166,83 @@ TEST(Corrupt, DuckDbErrorsAreOneLine) {
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("x.csv"), std::string::npos) << e.what();
+  }
+}
+
+// A bad record and invalid UTF-8 in one text table: the cleaned copy DuckDB reads keeps every good
+// record (repaired), the bad one is a failed row, and the input file itself is left as it was.
+TEST(Corrupt, TextTableCleanupNeverTouchesTheInput) {
+  test::TempDir dir;
+  const std::string jsonl =
+      "{\"key\":\"a\",\"caption\":\"bad \xFF here\"}\n{\"key\":\"b\",\"caption\":\"x\"\n{\"key\":\"c\"}\n";
+  const std::string tsv = "key\turl\tcaption\nk1\thttp://a\tone \xFE\nk2\thttp://b\nk3\thttp://c\t\"three\n";
+  test::write_file(dir / "x.jsonl", jsonl);
+  test::write_file(dir / "t.tsv", tsv);
+  auto j = read_all({dir / "x.jsonl", "x", InputFormat::jsonl});
+  ASSERT_EQ(j.size(), 3u);
+  EXPECT_EQ(j[0].caption, "bad \xEF\xBF\xBD here");
+  EXPECT_EQ(j[1].status, Status::failed_to_read);
+  EXPECT_EQ(j[2].key, "c");
+  auto t = read_all({dir / "t.tsv", "t", InputFormat::tsv});
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t[0].caption, "one \xEF\xBF\xBD");
+  EXPECT_EQ(t[1].error, "line 3: expected 3 fields, found 2");
+  EXPECT_EQ(t[2].caption, "\"three");  // TSV has no quoting
+  EXPECT_EQ(test::read_file(dir / "x.jsonl"), jsonl);
+  EXPECT_EQ(test::read_file(dir / "t.tsv"), tsv);
+}
+
+// The cleaned copy of a text table lives as long as the reader that reads it: once the reader is
+// destroyed no capforge-table-* temp file of it remains (thousands of shards never pile up in /tmp).
+TEST(Corrupt, TextTableCopyIsRemovedWithItsReader) {
+  namespace fs = std::filesystem;
+  test::TempDir dir;
+  const std::string header = "url,caption,copy_lifetime_marker";
+  test::write_file(dir / "c.csv", header + "\nhttp://a,one,1\nhttp://b,bad\nhttp://c,three,3\n");
+  ShardInput in{dir / "c.csv", "c", InputFormat::csv};
+  auto copies_of_this_file = [&] {
+    std::vector<std::string> out;
+    for (auto& e : fs::directory_iterator(fs::temp_directory_path())) {
+      if (!e.path().filename().string().starts_with("capforge-table-")) continue;
+      std::ifstream f(e.path(), std::ios::binary);  // may be another process's, gone by now
+      std::string first;
+      if (f && std::getline(f, first) && first == header) out.push_back(e.path().string());
+    }
+    return out;
+  };
+  ASSERT_TRUE(copies_of_this_file().empty());
+  for (int round = 0; round < 2; ++round) {  // the second reader writes its copy anew
+    auto reader = open_reader(in, {});
+    auto open_copies = copies_of_this_file();
+    ASSERT_EQ(open_copies.size(), 1u) << round;
+    std::vector<Sample> rows;
+    Sample s;
+    while (reader->next(s)) rows.push_back(s);
+    EXPECT_EQ(reader->error(), "");
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[1].error, "line 3: expected 3 fields, found 2");
+    EXPECT_EQ(rows[2].url, "http://c");
+    reader.reset();
+    EXPECT_FALSE(fs::exists(open_copies[0])) << open_copies[0];
+    EXPECT_TRUE(copies_of_this_file().empty()) << round;
+  }
+  EXPECT_EQ(count_rows(in), 3);
+  EXPECT_TRUE(copies_of_this_file().empty());
+}
+
+// A file whose records mostly do not parse is not the format its name says: it fails as a whole,
+// naming the first bad line, instead of becoming a million failed rows.
+TEST(Corrupt, TextTableOfGarbageFailsAsAWhole) {
+  test::TempDir dir;
+  std::string lines;
+  for (int i = 0; i < 100002; ++i) lines += "zzz\n";
+  test::write_file(dir / "g.jsonl", lines);
+  try {
+    open_reader({dir / "g.jsonl", "g", InputFormat::jsonl}, {});
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("g.jsonl"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("line 1: invalid JSON"), std::string::npos) << e.what();
   }
 }
 

@@ -26,7 +26,7 @@ void write_all(OutputFormat f, const std::string& path, const std::vector<Sample
 std::string without_nulls(const Json& meta) {
   Json out = Json::object();
   for (auto& [k, v] : meta.items())
-    if (!v.is_null()) out[k] = v;
+    if (!v.is_null() && !(k == "status" && v == "success")) out[k] = v;  // convert's own status column
   return out.dump();
 }
 
@@ -121,6 +121,31 @@ TEST(RoundTrip, DiscoverInputsExpandsDirectoriesAndRejectsClashes) {
   EXPECT_THROW(discover_inputs({dir / "missing.tar"}), std::runtime_error);
   test::write_file(dir / "data.xlsx", "");
   EXPECT_THROW(discover_inputs({dir / "data.xlsx"}), std::runtime_error);
+}
+
+// convert's status/error_message: a record that was read keeps what its input said (an img2dataset
+// shard's failures stay failures), an unreadable one says why, and neither grows an input_status.
+TEST(RoundTrip, ConvertKeepsTheInputsStatusAndAddsItsOwn) {
+  test::TempDir dir;
+  test::duckdb_exec(
+      "COPY (SELECT * FROM (VALUES ('k1', 'http://x/1', 'success', NULL), "
+      "('k2', 'http://x/2', 'failed_to_download', 'HTTP 404')) t(key, url, status, error_message)) "
+      "TO '" +
+      dir / "in.parquet" + "' (FORMAT parquet)");
+  auto in = read_all({dir / "in.parquet", "in", InputFormat::parquet});
+  ASSERT_EQ(in.size(), 2u);
+  Sample unreadable;
+  unreadable.key = "k3";
+  unreadable.fail(Status::failed_to_read, "line 3: unterminated quote");
+  in.push_back(unreadable);
+  write_all(OutputFormat::parquet, dir / "out.parquet", in);
+  EXPECT_EQ(test::duckdb_column("SELECT string_agg(column_name, ',') FROM (DESCRIBE SELECT * FROM '" +
+                                dir / "out.parquet" + "')"),
+            std::vector<std::string>{"key,url,caption,status,error_message,image"});
+  EXPECT_EQ(test::duckdb_column("SELECT key || ':' || status || ':' || coalesce(error_message, '') FROM '" +
+                                dir / "out.parquet" + "' ORDER BY key"),
+            (std::vector<std::string>{"k1:success:", "k2:failed_to_download:HTTP 404",
+                                      "k3:failed_to_read:line 3: unterminated quote"}));
 }
 
 }  // namespace capforge

@@ -78,6 +78,54 @@ TEST(TuneCli, PicksTheBestSettingAndCaptionReproducesItsScore) {
   EXPECT_LT(hot["metrics"]["re"]["cider_d"].get<double>(), best - 0.1) << r.out;
 }
 
+// Issue #12 (12): the preset holds every setting of the scored run, not only the grid's flags, so
+// `caption --preset-file` with no other flag reproduces the tuned score (here 2 candidates and the
+// demo models, given to tune on its command line).
+TEST(TuneCli, PresetFileAloneReproducesTheScoredRun) {
+  NEED_DEMO_MODELS();
+  test::TempDir dir;
+  auto dev = make_dev(dir);
+  std::string preset = dir / "tuned.json";
+  auto r = test::run_capforge({"tune",         "--dev",   dev.shards,
+                               "--refs",       dev.refs,  "--refs-col",
+                               "truth",        "--model", "demo",
+                               "--candidates", "2",       "--max-new-tokens",
+                               "12",           "--grid",  "temperature=0.7,1.5",
+                               "--out",        preset,    "--json",
+                               "--threads",    "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json j = Json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["flags"]["candidates"], "2") << r.out;
+  EXPECT_EQ(j["flags"]["max-new-tokens"], "12") << r.out;
+  EXPECT_EQ(j["flags"]["model"], "demo") << r.out;
+  EXPECT_TRUE(j["flags"].contains("temperature")) << r.out;
+  EXPECT_FALSE(j["flags"].contains("threads")) << "threads do not change captions: " << r.out;
+  EXPECT_FALSE(j["flags"].contains("dev")) << r.out;
+  double best = j["tuned"]["score"];
+
+  r = test::run_capforge(
+      {"caption", dev.shards, "--out", dir / "out", "--preset-file", preset, "--progress", "off"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::duckdb_column("SELECT max(len(candidates)) FROM '" + dir / "out/00000.parquet" + "'"),
+            std::vector<std::string>{"2"});
+  r = test::run_capforge(
+      {"eval", "--pred", dir / "out", "--refs", dev.refs, "--refs-col", "truth", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json e = Json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(e.is_object()) << r.out;
+  EXPECT_NEAR(e["metrics"]["re"]["cider_d"].get<double>(), best, 1e-9) << r.out;
+
+  // tune's preset file never lands on an input
+  std::string shard = (fs::path(dev.shards) / "00000.tar").string();
+  std::string bytes = test::read_file(shard);
+  r = test::run_capforge({"tune", "--dev", dev.shards, "--refs", dev.refs, "--refs-col", "truth", "--model",
+                          "demo", "--grid", "temperature=0.7", "--out", shard});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("would overwrite the input"), std::string::npos) << r.err;
+  EXPECT_EQ(test::read_file(shard), bytes);
+}
+
 TEST(TuneCli, BadGridsAndPresetFilesAreUsageErrors) {
   NEED_DEMO_MODELS();
   test::TempDir dir;

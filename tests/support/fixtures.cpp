@@ -14,6 +14,7 @@
 
 #include "capforge/image.h"
 #include "io/duckdb_util.h"
+#include "io/utf8_locale.h"
 
 namespace fs = std::filesystem;
 
@@ -168,23 +169,46 @@ std::string corrupt_png_crc(std::string png) {
   return png;
 }
 
-void write_tar(const std::string& path, const std::vector<Member>& members) {
+void write_tar(const std::string& path, const std::vector<Member>& members,
+               const std::set<std::string>& links) {
+  Utf8LocaleScope utf8;  // names are UTF-8 in the pax header whatever the test's locale
   archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
   if (archive_write_open_filename(a, path.c_str()) != ARCHIVE_OK)
     throw std::runtime_error("cannot write " + path);
   for (auto& m : members) {
     archive_entry* e = archive_entry_new();
-    archive_entry_set_pathname(e, m.name.c_str());
-    archive_entry_set_size(e, (la_int64_t)m.data.size());
-    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_pathname_utf8(e, m.name.c_str());
+    bool link = links.count(m.name) > 0;
+    if (link) archive_entry_set_symlink_utf8(e, m.data.c_str());
+    archive_entry_set_size(e, link ? 0 : (la_int64_t)m.data.size());
+    archive_entry_set_filetype(e, link ? AE_IFLNK : AE_IFREG);
     archive_entry_set_perm(e, 0644);
-    archive_write_header(a, e);
-    archive_write_data(a, m.data.data(), m.data.size());
+    if (archive_write_header(a, e) != ARCHIVE_OK)
+      throw std::runtime_error("cannot add " + m.name + " to " + path);
+    if (!link) archive_write_data(a, m.data.data(), m.data.size());
     archive_entry_free(e);
   }
   archive_write_close(a);
   archive_write_free(a);
+}
+
+std::vector<std::string> tar_member_names(const std::string& path) {
+  Utf8LocaleScope utf8;
+  archive* a = archive_read_new();
+  archive_read_support_format_tar(a);
+  std::vector<std::string> out;
+  if (archive_read_open_filename(a, path.c_str(), 1 << 16) != ARCHIVE_OK) {
+    archive_read_free(a);
+    throw std::runtime_error("cannot read " + path);
+  }
+  archive_entry* e = nullptr;
+  while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+    const char* n = archive_entry_pathname_utf8(e);
+    out.push_back(n ? n : "<unconvertible>");
+  }
+  archive_read_free(a);
+  return out;
 }
 
 std::vector<Member> wds_members(const std::string& shard, int n, uint32_t seed) {

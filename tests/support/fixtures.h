@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -48,7 +49,12 @@ std::string corrupt_png_crc(std::string png);
 struct Member {
   std::string name, data;
 };
-void write_tar(const std::string& path, const std::vector<Member>& members);
+// Member names are written as UTF-8 whatever the locale; a member named in `links` is a symbolic
+// link whose target is its data.
+void write_tar(const std::string& path, const std::vector<Member>& members,
+               const std::set<std::string>& links = {});
+// Member names of a tar, in UTF-8, in archive order.
+std::vector<std::string> tar_member_names(const std::string& path);
 // A webdataset shard: per sample {key}.jpg, {key}.txt, {key}.json (url, meta fields).
 std::vector<Member> wds_members(const std::string& shard, int n, uint32_t seed = 7);
 

@@ -208,6 +208,47 @@ TEST(Pipeline, CancelReleasesUnfinishedShardsAndCommitsNothingPartial) {
             (size_t)summary.shards_done + summary.shards_released);
 }
 
+// Issue #12 (14): a Ctrl-C that lands while a stage works on a fully read shard (one batch holds
+// it all) gives that shard back: the stage's half-done batch is never written, nothing committed.
+TEST(Pipeline, CancelDuringAStageGivesAFullyReadShardBack) {
+  test::TempDir dir;
+  auto inputs = make_shards(dir, 1, 8);
+  struct Sched : ListScheduler {
+    using ListScheduler::ListScheduler;
+    std::vector<std::string> given_back;
+    void released(const ShardInput& in) override { given_back.push_back(in.name); }
+  } sched(inputs);
+  std::atomic<bool> cancel{false};
+  // "Interrupted" at the shard's last sample, which the reader has then delivered: the shard is
+  // fully read, so only the stage's own stop can keep it from being committed.
+  struct StopMidway : Stage {
+    std::atomic<bool>& cancel;
+    explicit StopMidway(std::atomic<bool>& c) : cancel(c) {}
+    std::string name() const override { return "stop-midway"; }
+    size_t max_batch() const override { return 8; }
+    void process(std::vector<Sample*>& batch) override {
+      for (Sample* s : batch) {
+        if (s->index == 7) cancel = true;
+        if (cancel) return;  // as the captioner does: the rest stays undone
+        s->note("done");
+      }
+    }
+  };
+  std::vector<std::unique_ptr<Stage>> stages;
+  stages.push_back(std::make_unique<StopMidway>(cancel));
+  PipelineParams p;
+  p.progress = ProgressMode::off;
+  p.cancel = &cancel;
+  p.queue_capacity = 16;
+  Recorded rec;
+  auto summary = run_pipeline(sched, stages, recorder(rec), p);
+  EXPECT_TRUE(summary.cancelled);
+  EXPECT_EQ(summary.shards_done, 0);
+  EXPECT_EQ(summary.shards_released, 1);
+  EXPECT_TRUE(rec.by_shard.empty()) << "a half-processed shard was committed";
+  EXPECT_EQ(sched.given_back, std::vector<std::string>{"00000"});
+}
+
 }  // namespace capforge
 
 namespace capforge {

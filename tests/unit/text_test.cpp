@@ -49,4 +49,17 @@ TEST(Status, NamesRoundTrip) {
   EXPECT_FALSE(status_from_name("nope"));
 }
 
+TEST(Text, TerminalSafeRemovesControlsButKeepsText) {
+  EXPECT_EQ(terminal_safe("caf\xc3\xa9 \xe6\x97\xa5 ok\n\tnext"), "caf\xc3\xa9 \xe6\x97\xa5 ok\n\tnext");
+  EXPECT_EQ(terminal_safe("a\x1b[31mred\x07\x7f"), "a?[31mred??");
+  EXPECT_EQ(terminal_safe("c1 \xc2\x9b"
+                          "2J"),
+            "c1 ?2J");  // U+009B (CSI) as UTF-8
+  EXPECT_EQ(terminal_safe("raw \x9b"
+                          "2J"),
+            "raw \xef\xbf\xbd"
+            "2J");                                           // a stray 8-bit CSI byte
+  EXPECT_EQ(terminal_safe("\xc2\xa0nbsp"), "\xc2\xa0nbsp");  // U+00A0 is text
+}
+
 }  // namespace capforge

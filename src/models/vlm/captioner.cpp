@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "models/vlm/candidate_text.h"
+#include "models/vlm/captioner_checks.h"
 #include "models/vlm/model.h"
 #include "models/vlm/sampler.h"
 
@@ -51,12 +52,7 @@ struct Seq {
 
 struct Captioner::Impl {
   Impl(std::shared_ptr<const VlmModel> m, CaptionerParams p) : model(std::move(m)), params(std::move(p)) {
-    if (params.candidates < 1) throw std::runtime_error("--candidates must be at least 1");
-    if (params.candidates > params.parallel)
-      throw std::runtime_error(
-          fmt::format("--candidates {} exceeds --parallel {}: every candidate of an image needs "
-                      "a sequence slot",
-                      params.candidates, params.parallel));
+    vlm::check_captioner_params(params);
     llama_context_params cp = llama_context_default_params();
     if (params.ctx_size <= 0) params.ctx_size = params.parallel * 1024;
     cp.n_ctx = (uint32_t)params.ctx_size;
@@ -92,6 +88,39 @@ struct Captioner::Impl {
           params.schedule.empty() ? params.sampling : params.schedule[(size_t)i % params.schedule.size()];
       max_new = std::max(max_new, sp.max_new_tokens);
     }
+    try {
+      check_ctx_size();
+    } catch (...) {  // the destructor does not run for a constructor that throws
+      llama_batch_free(batch);
+      llama_batch_free(prompt_batch);
+      llama_free(ctx);
+      throw;
+    }
+  }
+
+  // The KV cells one small image needs with the prompt and every candidate's tokens; the context
+  // must hold at least that (a larger image of a dynamic-resolution projector may need more,
+  // which admit() reports per image).
+  void check_ctx_size() {
+    std::vector<unsigned char> grey(64 * 64 * 3, 128);
+    mtmd_bitmap* bmp = mtmd_bitmap_init(64, 64, grey.data());
+    Chunks chunks(mtmd_input_chunks_init());
+    mtmd_input_text text{prompt.c_str(), prompt.size(), /*add_special=*/true, /*parse_special=*/true};
+    const mtmd_bitmap* bitmaps[1] = {bmp};
+    int32_t rc = mtmd_tokenize(model->mtmd, chunks.get(), &text, bitmaps, 1);
+    mtmd_bitmap_free(bmp);
+    if (rc != 0) return;  // the projector's own limits: admit() reports them per image
+    const int prompt_cells = (int)mtmd_helper_get_n_tokens(chunks.get());
+    int need = prompt_cells + params.candidates * max_new;
+    // a stream per sequence: each candidate's stream holds the prompt and its own tokens
+    if (!params.kv_unified && prompt_cells + max_new > 256)
+      need = std::max(need, params.parallel * (prompt_cells + max_new));
+    if (params.ctx_size < need)
+      throw std::invalid_argument(fmt::format(
+          "--ctx-size {} is too small: an image with the prompt takes {} KV cells and {} candidate(s) of up "
+          "to {} "
+          "new tokens need {} more; use --ctx-size {} or more (or 0: automatic)",
+          params.ctx_size, prompt_cells, params.candidates, max_new, params.candidates * max_new, need));
   }
 
   ~Impl() {
@@ -121,6 +150,8 @@ struct Captioner::Impl {
   void step(std::vector<CaptionResult>& out);
   void finish(Seq& s, std::vector<std::string> flags, std::vector<CaptionResult>& out);
   void harvest(Seq& s);
+  // Cancelled: frees every live sequence; unfinished requests get error "interrupted".
+  void abandon(std::vector<CaptionResult>& out);
 
   std::shared_ptr<const VlmModel> model;
   CaptionerParams params;
@@ -330,12 +361,30 @@ void Captioner::Impl::step(std::vector<CaptionResult>& out) {
   live.erase(std::remove_if(live.begin(), live.end(), [](const Seq& s) { return s.id < 0; }), live.end());
 }
 
+void Captioner::Impl::abandon(std::vector<CaptionResult>& out) {
+  for (Seq& s : live) {
+    llama_memory_seq_rm(llama_get_memory(ctx), s.id, -1, -1);
+    free_ids.push_back(s.id);
+  }
+  std::sort(free_ids.rbegin(), free_ids.rend());
+  live.clear();
+  groups.clear();
+  cells_used = 0;
+  for (auto& r : out)
+    if (r.captions.empty() && r.error.empty()) r.error = "interrupted";
+}
+
 std::vector<CaptionResult> Captioner::Impl::run(const std::vector<CaptionRequest>& reqs) {
   std::vector<CaptionResult> out(reqs.size());
   groups.clear();
   size_t next = 0;
+  auto cancelled = [this] { return params.cancel && params.cancel->load(); };
   while (next < reqs.size() || !live.empty()) {
-    while (next < reqs.size() && admit(reqs[next], next, out)) ++next;
+    while (next < reqs.size() && !cancelled() && admit(reqs[next], next, out)) ++next;
+    if (cancelled()) {  // between images and decode steps: abandon the rest
+      abandon(out);
+      break;
+    }
     if (live.empty()) {
       if (next < reqs.size())
         throw std::logic_error("captioner could not admit an image into an empty context");
