@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <zlib.h>
 
 #include <cerrno>
 #include <cstring>
@@ -28,19 +29,50 @@ constexpr size_t kMaxBadRecords = 100000;
 
 using Line = std::pair<int64_t, std::string>;  // (1-based line number, text without '\n')
 
-// Physical lines of a file; lines can be put back to be read again (after a bad multi-line record).
+// Physical lines of a file, gzip-compressed or not (zlib reads a plain file as it is); lines can
+// be put back to be read again (after a bad multi-line record).
 class LineSource {
  public:
-  explicit LineSource(const std::string& path) : in_(path, std::ios::binary) {
+  explicit LineSource(const std::string& path) : path_(path), in_(gzopen(path.c_str(), "rb")) {
     if (!in_) throw std::runtime_error(fmt::format("cannot read {}: {}", path, std::strerror(errno)));
   }
+  ~LineSource() { gzclose(in_); }
+  LineSource(const LineSource&) = delete;
+  LineSource& operator=(const LineSource&) = delete;
+
   bool next(Line& out) {
     if (!back_.empty()) {
       out = std::move(back_.front());
       back_.pop_front();
       return true;
     }
-    if (!std::getline(in_, out.second)) return false;
+    out.second.clear();
+    bool any = false;
+    for (;;) {
+      if (pos_ == len_) {
+        int n = gzread(in_, buf_.data(), (unsigned)buf_.size());
+        if (n < 0) {
+          int err = 0;
+          const char* msg = gzerror(in_, &err);
+          throw std::runtime_error(
+              fmt::format("cannot read {}: {}", path_, err == Z_ERRNO ? std::strerror(errno) : msg));
+        }
+        if (n == 0) break;
+        pos_ = 0;
+        len_ = (size_t)n;
+      }
+      const char* start = buf_.data() + pos_;
+      if (auto* nl = (const char*)std::memchr(start, '\n', len_ - pos_)) {
+        out.second.append(start, (size_t)(nl - start));
+        pos_ += (size_t)(nl - start) + 1;
+        any = true;
+        break;
+      }
+      out.second.append(start, len_ - pos_);  // NUL bytes included: lines end only at '\n'
+      pos_ = len_;
+      any = true;
+    }
+    if (!any) return false;
     out.first = ++line_no_;
     return true;
   }
@@ -49,7 +81,10 @@ class LineSource {
   }
 
  private:
-  std::ifstream in_;
+  std::string path_;
+  gzFile in_;
+  std::vector<char> buf_ = std::vector<char>(1 << 16);
+  size_t pos_ = 0, len_ = 0;
   std::deque<Line> back_;
   int64_t line_no_ = 0;
 };
@@ -253,9 +288,7 @@ TextTable::~TextTable() {
 }
 
 bool needs_prescan(const ShardInput& in) {
-  bool text =
-      in.format == InputFormat::csv || in.format == InputFormat::tsv || in.format == InputFormat::jsonl;
-  return text && !ascii_lower(in.path).ends_with(".gz");
+  return in.format == InputFormat::csv || in.format == InputFormat::tsv || in.format == InputFormat::jsonl;
 }
 
 std::shared_ptr<const TextTable> prescan_text_table(const ShardInput& in) {

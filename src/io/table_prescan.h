@@ -28,11 +28,12 @@ struct TextTable {
   ~TextTable();
 };
 
-// Whether `in` gets a prescan: CSV, TSV and JSONL files that are not compressed.
+// Whether `in` gets a prescan: CSV, TSV and JSONL files, gzip-compressed (.gz) or not.
 bool needs_prescan(const ShardInput& in);
 
-// Scans the file once, streaming, record by record: JSONL lines must be JSON objects (blank lines
-// are skipped); CSV/TSV records must have as many fields as the header (CSV: RFC 4180 quoting with
+// Scans the file once (decompressing .gz), streaming, record by record: JSONL lines must be JSON objects
+// (blank lines are skipped); CSV/TSV records must have as many fields as the header (CSV: RFC 4180 quoting
+// with
 // '"'; a quote left open swallows at most 10,000 lines before its first line is judged bad on its
 // own). When a record is bad, a byte is invalid UTF-8 or a blank / whitespace-only line was skipped,
 // a second pass writes a temp copy holding the header and the good records, repaired, for DuckDB

@@ -39,7 +39,8 @@ std::string source_expr(const ShardInput& in, const std::vector<std::string>& va
     case InputFormat::parquet:
       return "read_parquet(" + path + ")";
     case InputFormat::csv:
-      if (!t) return "read_csv(" + path + ", header = true" + kWholeFile + types + ")";  // .gz: sniffed
+      if (!t)
+        return "read_csv(" + path + ", header = true" + kWholeFile + types + ")";  // no prescan: sniffed
       return "read_csv(" + path + ", header = true, delim = " +
              (t->delim == '\t' ? std::string("'\\t'") : duck::quote_string(std::string(1, t->delim))) +
              ", quote = '\"', escape = '\"'" + kWholeFile + types + ")";
@@ -320,7 +321,7 @@ class TableReader : public SampleReader {
   }
 
   duck::Database db_;
-  std::shared_ptr<const TextTable> text_;  // prescan of a CSV/TSV/JSONL (null for parquet, .gz)
+  std::shared_ptr<const TextTable> text_;  // prescan of a CSV/TSV/JSONL, .gz too (null for parquet)
   std::string stem_, shard_name_;
   int index_digits_ = 0;
   bool require_url_ = false;

@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include "capforge/io.h"
 #include "core/hash.h"
@@ -128,6 +129,31 @@ TEST(TableReader, JsonlBadLinesBecomeFailedRowsInPlace) {
   EXPECT_EQ(rows[2].caption, "third");
   EXPECT_EQ(rows[3].status, Status::failed_to_read);
   EXPECT_EQ(rows[3].error, "line 5: not a JSON object");
+}
+
+// Compressed tables get the same record-by-record check as plain ones.
+TEST(TableReader, GzipTablesKeepGoodRecordsAroundBadOnes) {
+  test::TempDir dir;
+  auto write_gz = [](const std::string& path, const std::string& text) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    ASSERT_TRUE(f);
+    ASSERT_EQ(gzwrite(f, text.data(), (unsigned)text.size()), (int)text.size());
+    gzclose(f);
+  };
+  write_gz(dir / "x.jsonl.gz", "{\"key\":\"a\",\"caption\":\"first\"}\n{\"key\":\"b\",\n{\"key\":\"c\"}\n");
+  auto rows = read_all({dir / "x.jsonl.gz", "x", InputFormat::jsonl});
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].caption, "first");
+  EXPECT_EQ(rows[1].status, Status::failed_to_read);
+  EXPECT_NE(rows[1].error.find("line 2"), std::string::npos) << rows[1].error;
+  EXPECT_EQ(rows[2].key, "c");
+  write_gz(dir / "y.csv.gz", "key,caption\n007,\"fine\"\n008,\"broken\n009,ok\n");
+  rows = read_all({dir / "y.csv.gz", "y", InputFormat::csv});
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].key, "007");  // zero padding kept
+  EXPECT_EQ(rows[1].error, "line 3: unterminated quote");
+  EXPECT_EQ(rows[2].caption, "ok");
+  EXPECT_EQ(count_rows({dir / "y.csv.gz", "y", InputFormat::csv}), 3);
 }
 
 TEST(TableReader, JsonlNonStringCaptionIsConvertedForItsRowOnly) {
