@@ -51,6 +51,8 @@ bool is_image_ext(std::string_view ext);
 // ico, raw camera formats, ...): readers still make them the sample's image, so the sample fails
 // to decode with "unsupported image type: ..." instead of vanishing.
 bool is_unsupported_image_ext(std::string_view ext);
+// Whether a file name ends in either kind of image extension: a sample of an image folder.
+bool has_image_file_ext(std::string_view filename);
 
 // Initialises libvips once per process (idempotent, thread-safe); throws if it cannot.
 void init_vips();

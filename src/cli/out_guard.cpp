@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "cli/common.h"
 
@@ -23,7 +25,7 @@ fs::path canonical_path(const std::string& p) {
 struct FileId {
   dev_t dev;
   ino_t ino;
-  bool operator==(const FileId&) const = default;
+  auto operator<=>(const FileId&) const = default;
 };
 
 std::optional<FileId> file_id(const std::string& p) {
@@ -63,15 +65,21 @@ void refuse_outputs_on_inputs(const std::vector<std::string>& input_args,
       if (in.format == InputFormat::folder && within(out, canonical_path(in.path)))
         throw UsageError(fmt::format("--out {} is inside the input image folder {}", out_dir, in.path), hint);
   }
-  std::vector<std::pair<fs::path, std::optional<FileId>>> ins;
-  for (auto& in : inputs)
-    if (in.format != InputFormat::folder) ins.emplace_back(canonical_path(in.path), file_id(in.path));
+  // Indexed: a run over many thousands of shards never compares every output with every input.
+  std::set<std::string> in_paths;        // canonical input paths
+  std::map<FileId, std::string> in_ids;  // device and inode -> canonical input path
+  for (auto& in : inputs) {
+    if (in.format == InputFormat::folder) continue;
+    std::string c = canonical_path(in.path).string();
+    in_paths.insert(c);
+    if (auto id = file_id(in.path)) in_ids.emplace(*id, c);
+  }
   for (auto& o : outputs) {
-    fs::path c = canonical_path(o);
-    auto id = file_id(o);
-    for (auto& [path, in_id] : ins)
-      if (c == path || (id && in_id && *id == *in_id))
-        throw UsageError(fmt::format("output {} would overwrite the input {}", o, path.string()), hint);
+    std::string c = canonical_path(o).string();
+    const std::string* hit = in_paths.count(c) ? &c : nullptr;
+    if (auto id = hit ? std::nullopt : file_id(o))
+      if (auto h = in_ids.find(*id); h != in_ids.end()) hit = &h->second;
+    if (hit) throw UsageError(fmt::format("output {} would overwrite the input {}", o, *hit), hint);
   }
 }
 

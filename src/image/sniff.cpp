@@ -110,4 +110,11 @@ bool is_unsupported_image_ext(std::string_view ext) {
             "arw",  "raf",  "orf",  "rw2", "ppm", "pgm",  "pbm", "pnm", "pfm", "fits", "fit", "mat", "vips"});
 }
 
+bool has_image_file_ext(std::string_view filename) {
+  size_t dot = filename.rfind('.');
+  if (dot == std::string_view::npos || dot == 0 || dot + 1 == filename.size()) return false;
+  std::string_view ext = filename.substr(dot + 1);
+  return is_image_ext(ext) || is_unsupported_image_ext(ext);
+}
+
 }  // namespace capforge

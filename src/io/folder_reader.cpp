@@ -54,9 +54,7 @@ class FolderReader : public SampleReader {
       std::error_code fec;
       if (!it->is_symlink(fec) && !it->is_regular_file(fec)) continue;
       if (it->is_symlink(fec) && it->is_directory(fec)) continue;
-      auto ext = it->path().extension().string();
-      if (ext.size() > 1 && (is_image_ext(ext.substr(1)) || is_unsupported_image_ext(ext.substr(1))))
-        images_.push_back(it->path());
+      if (has_image_file_ext(it->path().filename().string())) images_.push_back(it->path());
     }
     if (ec) throw std::runtime_error("cannot list " + in.path + ": " + ec.message());
     std::sort(images_.begin(), images_.end());

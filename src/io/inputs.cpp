@@ -71,9 +71,7 @@ std::string first_image_file(const std::string& dir, bool top_level_only = false
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (top_level_only && it->is_directory(ec)) it.disable_recursion_pending();
-    auto ext = it->path().extension().string();
-    if (ext.size() > 1 && !it->is_directory(ec) &&
-        (is_image_ext(ext.substr(1)) || is_unsupported_image_ext(ext.substr(1))))
+    if (!it->is_directory(ec) && has_image_file_ext(it->path().filename().string()))
       return it->path().string();
   }
   return "";

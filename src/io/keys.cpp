@@ -48,4 +48,9 @@ void finalize_key(Sample& s, KeyDeduper& keys) {
   s.key = std::move(final_key);
 }
 
+std::string default_key(const std::string& shard_name, const std::string& stem, int64_t index, int digits) {
+  return digits > 0 ? fmt::format("{}{:0{}d}", shard_name, index, digits)
+                    : fmt::format("{}_{:06d}", stem, index);
+}
+
 }  // namespace capforge

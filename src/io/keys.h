@@ -27,6 +27,10 @@ class KeyDeduper {
   std::unordered_map<std::string, int> next_suffix_;
 };
 
+// The key of a sample its input does not name: img2dataset's "{shard}{index:0Nd}" when `digits` > 0
+// (downloads), else "{stem}_{index:06d}".
+std::string default_key(const std::string& shard_name, const std::string& stem, int64_t index, int digits);
+
 // sanitize_key() then dedupe, and a note on the sample naming the input key when it changed.
 void finalize_key(Sample& s, KeyDeduper& keys);
 

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/text.h"
 #include "io/duckdb_util.h"
+#include "io/keys.h"
 #include "io/readers.h"
 #include "io/table_prescan.h"
 
@@ -316,8 +317,7 @@ class TableReader : public SampleReader {
     return text_ ? text_->bad : none;
   }
   std::string default_key(int64_t index) const {
-    return index_digits_ > 0 ? fmt::format("{}{:0{}d}", shard_name_, index, index_digits_)
-                             : fmt::format("{}_{:06d}", stem_, index);
+    return capforge::default_key(shard_name_, stem_, index, index_digits_);
   }
 
   duck::Database db_;

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "core/text.h"
+#include "io/keys.h"
 #include "io/readers.h"
 
 namespace capforge {
@@ -72,8 +73,7 @@ class TxtReader : public SampleReader {
     if (left_ > 0) --left_;
     out = Sample{};
     out.index = index_++;
-    out.key = digits_ > 0 ? fmt::format("{}{:0{}d}", shard_name_, out.index, digits_)
-                          : fmt::format("{}_{:06d}", stem_, out.index);
+    out.key = default_key(shard_name_, stem_, out.index, digits_);
     out.url = std::move(url);
     if (bad) out.note("url had invalid UTF-8, replaced with U+FFFD");
     return true;

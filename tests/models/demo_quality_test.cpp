@@ -11,6 +11,7 @@
 #include "capforge/clip.h"
 #include "capforge/image.h"
 #include "llama.h"
+#include "support/demo_models.h"
 #include "support/fixtures.h"
 #include "support/process.h"
 #include "synth/shapes.h"
@@ -21,7 +22,7 @@ namespace capforge {
 
 namespace {
 
-const fs::path kDemo = CAPFORGE_DEMO_MODELS_DIR;
+using test::kDemo;
 constexpr int kCandidates = 16;  // sampled at temperature 1, top-p 0.95
 
 // Fraction of the truth's attributes the caption gets right: object count, each (colour, shape)
@@ -69,9 +70,6 @@ CaptionerParams demo_params() {
   p.sampling.max_new_tokens = 40;
   return p;
 }
-
-#define NEED_DEMO_MODELS() \
-  if (!fs::exists(kDemo / "captioner.gguf")) GTEST_SKIP() << "no demo models in " << kDemo
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "capforge/jobstore.h"
+#include "support/demo_models.h"
 #include "support/fixtures.h"
 #include "support/process.h"
 
@@ -18,10 +19,7 @@ namespace capforge {
 
 namespace {
 
-const fs::path kDemo = CAPFORGE_DEMO_MODELS_DIR;
-
-#define NEED_DEMO_MODELS() \
-  if (!fs::exists(kDemo / "captioner.gguf")) GTEST_SKIP() << "no demo models in " << kDemo
+using test::kDemo;
 
 std::optional<ShardState> state_of(const std::string& db, const std::string& shard) {
   if (!fs::exists(db)) return std::nullopt;

@@ -2,8 +2,10 @@
 // file, and `caption --preset-file` reproduces the tuned score exactly; bad grids are usage errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
+#include "support/demo_models.h"
 #include "support/fixtures.h"
 #include "support/process.h"
 
@@ -13,10 +15,7 @@ namespace capforge {
 
 namespace {
 
-const fs::path kDemo = CAPFORGE_DEMO_MODELS_DIR;
-
-#define NEED_DEMO_MODELS() \
-  if (!fs::exists(kDemo / "captioner.gguf")) GTEST_SKIP() << "no demo models in " << kDemo
+using test::kDemo;
 
 // Synthetic dev shards and a references table (key, truth) made from them.
 struct DevSet {
@@ -31,6 +30,19 @@ DevSet make_dev(const test::TempDir& dir) {
       {"caption", d.shards, "--out", dir / "refs", "--captioner", "none", "--progress", "off"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return d;
+}
+
+// CIDEr-D of the captions in `out` against the dev set's truth, as `capforge eval --json` reports it
+// (NaN, with a failure recorded, when eval fails).
+double re_cider_d(const std::string& out, const DevSet& dev) {
+  auto r = test::run_capforge({"eval", "--pred", out, "--refs", dev.refs, "--refs-col", "truth", "--json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  Json e = Json::parse(r.out, nullptr, false);
+  if (!e.is_object() || !e["metrics"]["re"]["cider_d"].is_number()) {
+    ADD_FAILURE() << "eval printed no CIDEr-D: " << r.out;
+    return std::nan("");
+  }
+  return e["metrics"]["re"]["cider_d"].get<double>();
 }
 
 }  // namespace
@@ -61,21 +73,13 @@ TEST(TuneCli, PicksTheBestSettingAndCaptionReproducesItsScore) {
   r = test::run_capforge({"caption", dev.shards, "--out", dir / "out", "--model", "demo", "--preset-file",
                           preset, "--threads", "2", "--progress", "off"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_capforge(
-      {"eval", "--pred", dir / "out", "--refs", dev.refs, "--refs-col", "truth", "--json"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  Json e = Json::parse(r.out, nullptr, false);
-  ASSERT_TRUE(e.is_object()) << r.out;
-  EXPECT_NEAR(e["metrics"]["re"]["cider_d"].get<double>(), best, 1e-9) << r.out;
+  EXPECT_NEAR(re_cider_d(dir / "out", dev), best, 1e-9);
 
   // The command line wins over the preset file.
   r = test::run_capforge({"caption", dev.shards, "--out", dir / "hot", "--model", "demo", "--preset-file",
                           preset, "--temperature", "6", "--threads", "2", "--progress", "off"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_capforge(
-      {"eval", "--pred", dir / "hot", "--refs", dev.refs, "--refs-col", "truth", "--json"});
-  Json hot = Json::parse(r.out, nullptr, false);
-  EXPECT_LT(hot["metrics"]["re"]["cider_d"].get<double>(), best - 0.1) << r.out;
+  EXPECT_LT(re_cider_d(dir / "hot", dev), best - 0.1);
 }
 
 // Issue #12 (12): the preset holds every setting of the scored run, not only the grid's flags, so
@@ -109,12 +113,7 @@ TEST(TuneCli, PresetFileAloneReproducesTheScoredRun) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(test::duckdb_column("SELECT max(len(candidates)) FROM '" + dir / "out/00000.parquet" + "'"),
             std::vector<std::string>{"2"});
-  r = test::run_capforge(
-      {"eval", "--pred", dir / "out", "--refs", dev.refs, "--refs-col", "truth", "--json"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  Json e = Json::parse(r.out, nullptr, false);
-  ASSERT_TRUE(e.is_object()) << r.out;
-  EXPECT_NEAR(e["metrics"]["re"]["cider_d"].get<double>(), best, 1e-9) << r.out;
+  EXPECT_NEAR(re_cider_d(dir / "out", dev), best, 1e-9);
 
   // tune's preset file never lands on an input
   std::string shard = (fs::path(dev.shards) / "00000.tar").string();

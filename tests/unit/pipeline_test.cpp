@@ -180,14 +180,19 @@ TEST(Pipeline, UnreadableShardFailsAloneAndOthersFinish) {
   EXPECT_NE(summary.failures[0].error.find("bad.parquet"), std::string::npos);
 }
 
+namespace {
+// Records the shards a cancelled run gives back.
+struct ReleasingScheduler : ListScheduler {
+  using ListScheduler::ListScheduler;
+  std::vector<std::string> given_back;
+  void released(const ShardInput& in) override { given_back.push_back(in.name); }
+};
+}  // namespace
+
 TEST(Pipeline, CancelReleasesUnfinishedShardsAndCommitsNothingPartial) {
   test::TempDir dir;
   auto inputs = make_shards(dir, 3, 20);
-  struct Sched : ListScheduler {
-    using ListScheduler::ListScheduler;
-    std::vector<std::string> given_back;
-    void released(const ShardInput& in) override { given_back.push_back(in.name); }
-  } sched(inputs);
+  ReleasingScheduler sched(inputs);
   std::atomic<bool> cancel{false};
   std::vector<std::unique_ptr<Stage>> stages;
   PipelineParams p;
@@ -213,11 +218,7 @@ TEST(Pipeline, CancelReleasesUnfinishedShardsAndCommitsNothingPartial) {
 TEST(Pipeline, CancelDuringAStageGivesAFullyReadShardBack) {
   test::TempDir dir;
   auto inputs = make_shards(dir, 1, 8);
-  struct Sched : ListScheduler {
-    using ListScheduler::ListScheduler;
-    std::vector<std::string> given_back;
-    void released(const ShardInput& in) override { given_back.push_back(in.name); }
-  } sched(inputs);
+  ReleasingScheduler sched(inputs);
   std::atomic<bool> cancel{false};
   // "Interrupted" at the shard's last sample, which the reader has then delivered: the shard is
   // fully read, so only the stage's own stop can keep it from being committed.
