@@ -1,8 +1,9 @@
 // capforge side of the CLIP benchmark: image and text embeddings/s for one model and dtype.
-//   capforge-bench-clip MODEL_DIR DTYPE THREADS IMAGES TEXTS [--save FILE] [--ids FILE]
+//   capforge-bench-clip MODEL_DIR DTYPE THREADS IMAGES TEXTS [--save FILE] [--ids FILE] [--pixels FILE]
 // Images are deterministic noise at the model's input size; texts are caption-like strings.
-// Prints one JSON line; --save writes the embeddings (for cosine against f32), --ids the token
-// ids of the texts (so the peer runs exactly the same text shapes).
+// Prints one JSON line; --save writes the embeddings (f32, images then texts, for cosine against
+// f32 and against the peer), --ids the token ids of the texts and --pixels the images as raw
+// 8-bit RGB (so the peer runs exactly the same inputs).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,7 +17,9 @@ using namespace capforge;
 
 int main(int argc, char** argv) {
   if (argc < 6) {
-    std::fprintf(stderr, "usage: capforge-bench-clip MODEL_DIR DTYPE THREADS IMAGES TEXTS [--save FILE]\n");
+    std::fprintf(stderr,
+                 "usage: capforge-bench-clip MODEL_DIR DTYPE THREADS IMAGES TEXTS [--save FILE] [--ids FILE] "
+                 "[--pixels FILE]\n");
     return 2;
   }
   ClipParams p;
@@ -24,11 +27,12 @@ int main(int argc, char** argv) {
   p.threads = std::atoi(argv[3]);
   int n_img = std::atoi(argv[4]), n_txt = std::atoi(argv[5]);
   p.image_batch = getenv("IMAGE_BATCH") ? std::atoi(getenv("IMAGE_BATCH")) : 16;
-  p.text_batch = 64;
-  std::string save, ids_out;
+  p.text_batch = getenv("TEXT_BATCH") ? std::atoi(getenv("TEXT_BATCH")) : 64;
+  std::string save, ids_out, pixels_out;
   for (int i = 6; i + 1 < argc; i += 2) {
     if (std::string(argv[i]) == "--save") save = argv[i + 1];
     if (std::string(argv[i]) == "--ids") ids_out = argv[i + 1];
+    if (std::string(argv[i]) == "--pixels") pixels_out = argv[i + 1];
   }
   auto model = load_clip(argv[1], p);
   ClipContext ctx(model);
@@ -39,6 +43,10 @@ int main(int argc, char** argv) {
     im.width = im.height = S;
     im.rgb.resize((size_t)S * S * 3);
     for (auto& v : im.rgb) v = (uint8_t)(rng() & 255);
+  }
+  if (!pixels_out.empty()) {
+    std::ofstream f(pixels_out, std::ios::binary);
+    for (auto& im : imgs) f.write((const char*)im.rgb.data(), (std::streamsize)im.rgb.size());
   }
   std::vector<const Image*> ptrs;
   for (auto& im : imgs) ptrs.push_back(&im);

@@ -1,4 +1,6 @@
-// CLIP image-text similarity on ggml, loading Hugging Face CLIP model directories as published.
+// CLIP-family image-text similarity on ggml (the ranker), loading model directories as published:
+// Hugging Face CLIPModel, open_clip (OpenAI ResNet and ViT towers) and Hugging Face SigLIP /
+// fixed-resolution SigLIP 2. The layout is detected from the files in the directory.
 #pragma once
 
 #include <memory>
@@ -20,8 +22,9 @@ struct ClipParams {
 
 // A loaded model: weights and configuration, immutable and shared by every context.
 class ClipModel;
-// Loads DIR (config.json, model.safetensors[.index.json], vocab.json, merges.txt,
-// preprocessor_config.json). Throws std::runtime_error naming the file, field or tensor at fault.
+// Loads DIR: config.json + model.safetensors[.index.json] + vocab.json/merges.txt (CLIP) or
+// spiece.model/tokenizer.model (SigLIP) + preprocessor_config.json; or open_clip_config.json +
+// open_clip_model.safetensors. Throws std::runtime_error naming the file, field or tensor at fault.
 std::shared_ptr<const ClipModel> load_clip(const std::string& dir, const ClipParams& params = {});
 
 // Per-worker state (compute buffers, backend). Not thread-safe; make one per thread.
@@ -32,12 +35,19 @@ class ClipContext {
   ClipContext(const ClipContext&) = delete;
   ClipContext& operator=(const ClipContext&) = delete;
 
-  // Token ids with BOS and EOS, cut to the model's context.
+  // Token ids as the text tower takes them: with the family's special tokens, cut to its context,
+  // and padded where the family pads (SigLIP: to 64 with its pad id).
   std::vector<int> tokenize(std::string_view text) const;
   // Projected, L2-normalised embeddings, one per input, in order.
   std::vector<std::vector<float>> embed_images(const std::vector<const Image*>& images);
   std::vector<std::vector<float>> embed_texts(const std::vector<std::string>& texts);
   int embedding_dim() const;
+  // SigLIP's match probability sigmoid(exp(logit_scale) * cosine + logit_bias); NaN for CLIP
+  // models (softmax-trained, no calibrated probability). Ranking uses the cosine: for SigLIP the
+  // probability is monotonic in it, so the order is the same.
+  float match_probability(float cosine) const;
+  // One line naming the layout, towers and tokenizer.
+  std::string describe() const;
   // The image size the vision tower wants, for decoding with shrink-on-load.
   int image_size() const;
 

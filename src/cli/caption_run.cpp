@@ -51,8 +51,10 @@ RankerSpec parse_ranker(const std::string& spec, const ClipParams& cp) {
   try {
     r.model = load_clip(dir, cp);
   } catch (const std::exception& e) {
-    throw UsageError(fmt::format("cannot load ranker {}: {}", dir, e.what()),
-                     "--rank takes a Hugging Face CLIP directory, optionally with :K (candidates it keeps)");
+    throw UsageError(
+        fmt::format("cannot load ranker {}: {}", dir, e.what()),
+        "--rank takes a model directory (Hugging Face CLIP or SigLIP, or open_clip), optionally with :K "
+        "(candidates it keeps)");
   }
   r.name = fs::path(dir).filename().string() + (r.keep ? ":" + std::to_string(r.keep) : "");
   return r;

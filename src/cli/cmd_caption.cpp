@@ -137,8 +137,8 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
   add_captioner_options(cmd, o->c, /*model_required=*/false);  // --model demo: the bundled models
   const char* rk = "Ranking and repair";
   cmd->add_option("--rank", o->rank,
-                  "CLIP ranker DIR[:K] (repeatable, a cascade: each keeps its top K of the previous one's "
-                  "candidates)")
+                  "ranker DIR[:K]: a Hugging Face CLIP or SigLIP dir or an open_clip dir (ViT or ResNet) "
+                  "(repeatable, a cascade: each keeps its top K of the previous one's candidates)")
       ->check(rank_spec())
       ->group(rk);
   cmd->add_option("--rank-dtype", o->rank_dtype, "ranker weights: f32, f16, bf16 or q8_0")

@@ -1,6 +1,7 @@
 // capforge tokenize / embed / score: the CLIP model on its own.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 
@@ -8,7 +9,8 @@
 #include "capforge/image.h"
 #include "cli/captioner_options.h"
 #include "cli/common.h"
-#include "models/clip/tokenizer.h"
+#include "models/clip/config.h"
+#include "models/clip/text_encoder.h"
 
 namespace fs = std::filesystem;
 
@@ -26,8 +28,8 @@ struct ClipOptions {
 void add_model_options(CLI::App* cmd, ClipOptions& o) {
   cmd->add_option(
          "--model", o.model,
-         "Hugging Face CLIP directory (config.json, model.safetensors, vocab.json, ...), or `demo` for "
-         "the bundled demo CLIP")
+         "model directory: Hugging Face CLIP or SigLIP (config.json, model.safetensors, ...), or open_clip "
+         "(open_clip_config.json, open_clip_model.safetensors); or `demo` for the bundled demo CLIP")
       ->required()
       ->check(CLI::ExistingDirectory | CLI::IsMember({"demo"}));
   cmd->add_option("--dtype", o.params.dtype, "convert weights at load: f32, f16, bf16 or q8_0")
@@ -52,9 +54,10 @@ std::shared_ptr<const ClipModel> load(const ClipOptions& o) {
   try {
     return load_clip(model_dir(o.model), o.params);
   } catch (const std::exception& e) {
-    throw UsageError(fmt::format("cannot load CLIP model: {}", e.what()),
-                     "--model takes a Hugging Face CLIP directory, e.g. one downloaded with "
-                     "`huggingface-cli download openai/clip-vit-base-patch32 --local-dir DIR`");
+    throw UsageError(
+        fmt::format("cannot load CLIP model: {}", e.what()),
+        "--model takes a Hugging Face CLIP or SigLIP directory or an open_clip directory, e.g. one "
+        "downloaded with `huggingface-cli download openai/clip-vit-base-patch32 --local-dir DIR`");
   }
 }
 
@@ -76,8 +79,14 @@ std::vector<std::string> decode_files(const std::vector<std::string>& files, int
 }
 
 int run_tokenize(const ClipOptions& o) {
-  clip::Tokenizer tok = clip::Tokenizer::from_hf_dir(model_dir(o.model));
-  for (auto& t : o.texts) print(Json(tok.encode(t)));
+  std::string dir = model_dir(o.model);
+  std::unique_ptr<clip::TextEncoder> tok;
+  try {
+    tok = clip::load_text_encoder(dir, clip::load_clip_config(dir));
+  } catch (const std::exception& e) {
+    throw UsageError(fmt::format("cannot load the tokenizer: {}", e.what()));
+  }
+  for (auto& t : o.texts) print(Json(tok->encode(t)));
   return 0;
 }
 
@@ -111,8 +120,12 @@ int run_score(const ClipOptions& o) {
   if (!errors[0].empty()) throw std::runtime_error(fmt::format("{}: {}", o.images[0], errors[0]));
   auto ie = ctx.embed_images({&imgs[0]});
   auto te = ctx.embed_texts(o.texts);
-  for (size_t i = 0; i < o.texts.size(); ++i)
-    print({{"text", o.texts[i]}, {"similarity", clip_cosine(ie[0], te[i])}});
+  for (size_t i = 0; i < o.texts.size(); ++i) {
+    float cos = clip_cosine(ie[0], te[i]);
+    Json line = {{"text", o.texts[i]}, {"similarity", cos}};
+    if (float p = ctx.match_probability(cos); !std::isnan(p)) line["probability"] = p;  // SigLIP
+    print(line);
+  }
   return 0;
 }
 
@@ -121,9 +134,10 @@ int run_score(const ClipOptions& o) {
 void add_clip_commands(CLI::App& app, Action& action) {
   auto t = std::make_shared<ClipOptions>();
   auto* tok = app.add_subcommand(
-      "tokenize", "CLIP token ids of each TEXT (with BOS/EOS, cut to 77), one JSON array per line");
-  tok->add_option("--model", t->model, "Hugging Face CLIP directory (vocab.json, merges.txt), or `demo`")
-      ->required();
+      "tokenize",
+      "Token ids of each TEXT as the model's text tower takes them (CLIP: BOS/EOS, cut to 77; SigLIP: padded "
+      "to 64), one JSON array per line");
+  tok->add_option("--model", t->model, "model directory (any layout `embed` takes), or `demo`")->required();
   tok->add_option("texts", t->texts, "texts")->required();
   tok->callback([t, &action] { action = [t] { return run_tokenize(*t); }; });
 
@@ -140,7 +154,10 @@ void add_clip_commands(CLI::App& app, Action& action) {
   });
 
   auto s = std::make_shared<ClipOptions>();
-  auto* sc = app.add_subcommand("score", "Cosine similarity of an image to each text, as JSON lines");
+  auto* sc = app.add_subcommand(
+      "score",
+      "Cosine similarity of an image to each text, as JSON lines (SigLIP models add their sigmoid match "
+      "probability)");
   add_model_options(sc, *s);
   sc->add_option("--image", s->image, "image file")->required();
   sc->add_option("--text", s->texts, "text (repeatable)")->required();

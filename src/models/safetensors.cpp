@@ -28,6 +28,8 @@ const char* dtype_name(TensorDType t) {
       return "F16";
     case TensorDType::bf16:
       return "BF16";
+    case TensorDType::i64:
+      return "I64";
   }
   return "?";
 }
@@ -49,6 +51,13 @@ std::vector<float> TensorView::to_f32() const {
       break;
     case TensorDType::bf16:
       ggml_bf16_to_fp32_row((const ggml_bf16_t*)data, out.data(), (int64_t)out.size());
+      break;
+    case TensorDType::i64:
+      for (size_t i = 0; i < out.size(); ++i) {
+        int64_t v;
+        std::memcpy(&v, data + i * 8, 8);
+        out[i] = (float)v;
+      }
       break;
   }
   return out;

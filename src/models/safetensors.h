@@ -10,7 +10,7 @@
 
 namespace capforge {
 
-enum class TensorDType { f32, f16, bf16 };
+enum class TensorDType { f32, f16, bf16, i64 };  // i64: counters such as BatchNorm's num_batches_tracked
 const char* dtype_name(TensorDType t);
 
 struct TensorView {

@@ -46,8 +46,10 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
       t.dtype = TensorDType::f16, elem = 2;
     else if (d == "BF16")
       t.dtype = TensorDType::bf16, elem = 2;
+    else if (d == "I64")
+      t.dtype = TensorDType::i64, elem = 8;
     else
-      throw bad("dtype " + d + " is not supported (F32, F16, BF16)");
+      throw bad("dtype " + d + " is not supported (F32, F16, BF16, I64)");
     if (!entry["shape"].is_array()) throw bad("shape is not an array");
     uint64_t numel = 1;
     for (auto& s : entry["shape"]) {

@@ -3,11 +3,13 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "capforge/clip.h"
 #include "models/safetensors.h"
 #include "support/clip_fixture.h"
 #include "support/fixtures.h"
+#include "support/open_clip_fixture.h"
 
 namespace fs = std::filesystem;
 
@@ -91,11 +93,14 @@ TEST_F(Broken, ConfigFieldsAreNamed) {
   EXPECT_NE(load_error(model).find("hidden_act 'swish' is not supported"), std::string::npos)
       << load_error(model);
   patch("\"hidden_act\": \"swish\"", "\"hidden_act\": \"quick_gelu\"");
-  patch("\"model_type\": \"clip\"", "\"model_type\": \"siglip\"");
-  EXPECT_NE(load_error(model).find("model_type 'siglip' is not supported"), std::string::npos);
+  patch("\"model_type\": \"clip\"", "\"model_type\": \"bert\"");
+  EXPECT_NE(load_error(model).find("model_type 'bert' is not supported (clip, siglip"), std::string::npos)
+      << load_error(model);
+  patch("\"model_type\": \"bert\"", "\"model_type\": \"siglip2\"");
+  EXPECT_NE(load_error(model).find("NaFlex"), std::string::npos) << load_error(model);
   fs::remove(model + "/config.json");
-  EXPECT_NE(load_error(model).find("no config.json"), std::string::npos);
-  EXPECT_NE(load_error(dir / "nowhere").find("no config.json"), std::string::npos);
+  EXPECT_NE(load_error(model).find("has neither config.json"), std::string::npos) << load_error(model);
+  EXPECT_NE(load_error(dir / "nowhere").find("is not a directory"), std::string::npos);
 }
 
 TEST_F(Broken, MissingTokenizerFiles) {
@@ -111,6 +116,49 @@ TEST_F(Broken, AwkwardTextIsEmbeddedNotRejected) {
   EXPECT_EQ(ctx.tokenize(std::string(10000, 'a') + " b").size(), 77u);
 }
 
+// open_clip dirs: missing BatchNorm statistics, stage depths that disagree with the checkpoint, a
+// pickle-only dir and options capforge does not implement each name the file, tensor or field.
+TEST(BrokenOpenClip, EachFaultIsNamed) {
+  test::TempDir dir;
+  auto spec = test::open_clip_shape("rn-tiny");
+  auto tensors = test::open_clip_tensors(spec);
+  std::string m = dir / "rn";
+  auto save = [&](const test::OpenClipFixtureSpec& s) {
+    fs::remove_all(m);
+    test::save_open_clip(s, m);
+  };
+  save(spec);
+  EXPECT_EQ(load_error(m), "");
+  tensors.erase("visual.layer2.0.bn2.running_var");
+  test::write_safetensors(m + "/open_clip_model.safetensors", tensors, "F32");
+  auto e = load_error(m);
+  EXPECT_NE(e.find("missing tensor 'visual.layer2.0.bn2.running_var'"), std::string::npos) << e;
+
+  save(spec);
+  const std::string cfg_path = m + "/open_clip_config.json", cfg = test::read_file(cfg_path);
+  auto patch = [&](auto edit) {
+    auto j = nlohmann::json::parse(cfg);
+    edit(j["model_cfg"]);
+    test::write_file(cfg_path, j.dump(2));
+  };
+  patch([](nlohmann::json& mc) { mc["vision_cfg"]["layers"] = {1, 1, 1, 1}; });
+  e = load_error(m);
+  EXPECT_NE(e.find("layers[1]"), std::string::npos) << e;
+  EXPECT_NE(e.find("visual.layer2.1"), std::string::npos) << e;
+  patch([](nlohmann::json& mc) { mc["vision_cfg"]["timm_model_name"] = "vit_base_patch16_224"; });
+  e = load_error(m);
+  EXPECT_NE(e.find("'timm_model_name' is not supported"), std::string::npos) << e;
+  EXPECT_NE(e.find("open_clip_config.json"), std::string::npos) << e;
+  test::write_file(cfg_path, cfg);
+  fs::rename(m + "/open_clip_model.safetensors", m + "/open_clip_pytorch_model.bin");
+  e = load_error(m);
+  EXPECT_NE(e.find("only open_clip_pytorch_model.bin, a pickle"), std::string::npos) << e;
+  EXPECT_NE(e.find("safetensors"), std::string::npos) << e;
+  fs::rename(m + "/open_clip_pytorch_model.bin", m + "/open_clip_model.safetensors");
+
+  EXPECT_EQ(load_error(m), "");
+}
+
 TEST(SafetensorsHeader, RejectsMalformedHeaders) {
   auto parse = [](const std::string& json, size_t data = 0) {
     std::string f(8, '\0');
@@ -123,7 +171,7 @@ TEST(SafetensorsHeader, RejectsMalformedHeaders) {
   for (auto [json, why] : std::initializer_list<std::pair<const char*, const char*>>{
            {"[1,2]", "not a JSON object"},
            {"{not json", "not a JSON object"},
-           {R"({"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", "I64 is not supported"},
+           {R"({"a":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}})", "F64 is not supported"},
            {R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "non-integer or negative"},
            {R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "holds 8 bytes"},
            {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", "outside"},

@@ -27,6 +27,9 @@ struct CaptionPipeline : ::testing::Test {
     ok(test::run_process({test::make_fixture_bin(), "vlm", d / "t.gguf", d / "m.gguf"}));
     ok(test::run_process({test::make_fixture_bin(), "clip", d / "clipA"}));
     ok(test::run_process({test::make_fixture_bin(), "clip", d / "clipB", "--seed", "5"}));
+    ok(test::run_process({test::make_fixture_bin(), "open_clip", d / "vit-l-14", "--shape", "vit-tiny"}));
+    ok(test::run_process({test::make_fixture_bin(), "open_clip", d / "rn50x64", "--shape", "rn-tiny"}));
+    ok(test::run_process({test::make_fixture_bin(), "siglip", d / "siglip"}));
     for (int s = 0; s < 3; ++s) {
       std::string name = "0000" + std::to_string(s);
       auto m = test::wds_members(name, 4, (uint32_t)s);
@@ -116,6 +119,33 @@ TEST_F(CaptionPipeline, CanonicalSchemaWithACascadeOfTwoRankers) {
                 "= len(candidates) - 4"),
             std::vector<std::string>{"11"});
   EXPECT_EQ(col("SELECT count(*)" + ok + " AND org_clip_score IS NOT NULL AND punsafe IS NOT NULL"),
+            std::vector<std::string>{"11"});
+}
+
+// LAION-COCO's cascade: top 5 by ViT-L/14, then the best by RN50x64, both as open_clip dirs (tiny
+// shapes); and a SigLIP ranker on its own. Every family runs through the same rank stage.
+TEST_F(CaptionPipeline, SeedSystemCascadeWithOpenClipViTThenResNet) {
+  run("seed-cascade", {"--preset", "laion-coco", "--candidates", "8", "--max-new-tokens", "10", "--rank",
+                       at("vit-l-14") + ":5", "--rank", at("rn50x64") + ":1", "--schema", "capforge"});
+  auto ok = " FROM read_parquet('" + at("seed-cascade") + "/*.parquet') WHERE status = 'success'";
+  EXPECT_EQ(col("SELECT DISTINCT ranker" + ok), std::vector<std::string>{"vit-l-14:5>rn50x64:1"});
+  EXPECT_EQ(
+      col("SELECT count(*)" + ok +
+          " AND len(list_filter(candidates, c -> c.score IS NOT NULL)) = 1 AND re_clip_score = "
+          "candidates[1].score * 100 AND re_clip_score BETWEEN -100 AND 100 AND org_clip_score IS NOT NULL"),
+      std::vector<std::string>{"11"});
+  // ViT-L/14 kept at most 5; RN50x64 ranked out all of those but one
+  const std::string survivors =
+      "len(list_filter(candidates, c -> c.text <> '' AND NOT list_contains(c.flags, "
+      "'ranked_out_1')))";
+  EXPECT_EQ(
+      col("SELECT count(*)" + ok + " AND " + survivors + " BETWEEN 1 AND 5 AND len(list_filter(candidates, " +
+          "c -> list_contains(c.flags, 'ranked_out_2'))) = " + survivors + " - 1"),
+      std::vector<std::string>{"11"});
+
+  run("siglip-rank", {"--candidates", "4", "--max-new-tokens", "8", "--rank", at("siglip") + ":2"});
+  auto ok2 = " FROM read_parquet('" + at("siglip-rank") + "/*.parquet') WHERE status = 'success'";
+  EXPECT_EQ(col("SELECT count(*)" + ok2 + " AND ranker = 'siglip:2' AND re_clip_score BETWEEN -100 AND 100"),
             std::vector<std::string>{"11"});
 }
 

@@ -2,15 +2,24 @@
 // benchmarks.
 //   capforge-make-fixture clip OUT_DIR [--shape tiny|vit-b-32|vit-l-14] [--dtype F32|F16|BF16]
 //                         [--mmproj PATH] [--seed N] [--openai-vocab FILE]
+//   capforge-make-fixture siglip OUT_DIR [--shape tiny|base] [--siglip2 1] [--dtype F32|F16|BF16] [--seed N]
+//   capforge-make-fixture open_clip OUT_DIR [--shape rn-tiny|rn50x64|vit-tiny|vit-l-14]
+//                         [--quick-gelu|--no-quick-gelu] [--no-bn-counters] [--dtype F32|F16|BF16] [--seed N]
 //   capforge-make-fixture vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m] [--vocab spm|bpe]
 //                         [--dtype F32|F16] [--seed N]
-// clip shapes: tiny (tests), vit-b-32 and vit-l-14 (OpenAI CLIP sizes). vlm shapes: tiny (tests),
-// smolvlm-256m (a SmolLM2-135M-sized llama + a ViT-B/32-sized CLIP tower with an MLP projector).
+// clip shapes: tiny (tests), vit-b-32 and vit-l-14 (OpenAI CLIP sizes).
+// open_clip shapes (hub export layout, OpenAI state_dict names, no vocabulary): rn-tiny and
+// vit-tiny (tests), rn50x64 and vit-l-14 (OpenAI sizes).
+// vlm shapes: tiny (tests), smolvlm-256m (a SmolLM2-135M-sized llama + a ViT-B/32-sized CLIP tower with an
+// MLP projector).
 #include <cstdio>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 #include "support/clip_fixture.h"
+#include "support/open_clip_fixture.h"
+#include "support/siglip_fixture.h"
 #include "support/vlm_fixture.h"
 
 namespace {
@@ -20,9 +29,13 @@ int usage(const char* argv0) {
       stderr,
       "usage: %s clip OUT_DIR [--shape tiny|vit-b-32|vit-l-14] [--dtype F32|F16|BF16] [--mmproj PATH] "
       "[--seed N] [--openai-vocab FILE]\n"
+      "       %s open_clip OUT_DIR [--shape rn-tiny|rn50x64|vit-tiny|vit-l-14] "
+      "[--quick-gelu|--no-quick-gelu]\n"
+      "                 [--no-bn-counters] [--dtype F32|F16|BF16] [--seed N]\n"
+      "       %s siglip OUT_DIR [--shape tiny|base] [--siglip2 1] [--dtype F32|F16|BF16] [--seed N]\n"
       "       %s vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m] [--vocab spm|bpe] "
       "[--dtype F32|F16] [--seed N]\n",
-      argv0, argv0);
+      argv0, argv0, argv0, argv0);
   return 2;
 }
 
@@ -67,6 +80,59 @@ int clip(int argc, char** argv) {
   return 0;
 }
 
+// siglip OUT_DIR [--shape tiny|base] [--siglip2 1] [--dtype F32|F16|BF16] [--seed N]
+int siglip(int argc, char** argv) {
+  std::map<std::string, std::string> o;
+  if (argc < 3 || !options(argc, argv, 3, o)) return usage(argv[0]);
+  capforge::test::SiglipFixtureSpec s;
+  std::string shape = o.count("--shape") ? o["--shape"] : "tiny";
+  if (o.count("--dtype")) s.dtype = o["--dtype"];
+  if (o.count("--seed")) s.seed = (uint32_t)std::stoul(o["--seed"]);
+  s.siglip2 = o.count("--siglip2") && o["--siglip2"] != "0";
+  if (shape == "base") {  // google/siglip-base-patch16-224
+    s.text_hidden = s.vision_hidden = 768, s.text_heads = s.vision_heads = 12;
+    s.text_layers = s.vision_layers = 12, s.text_ffn = s.vision_ffn = 3072;
+    s.image_size = 224, s.patch_size = 16, s.vocab_rows = 32000, s.scale = 0.02f;
+  } else if (shape != "tiny") {
+    std::fprintf(stderr, "unknown shape %s\n", shape.c_str());
+    return 2;
+  }
+  capforge::test::write_siglip_fixture(s, argv[2]);
+  std::printf("%s\n", argv[2]);
+  return 0;
+}
+
+// Flags (--quick-gelu, --no-quick-gelu, --no-bn-counters) and --key value options.
+int open_clip(int argc, char** argv) {
+  if (argc < 3) return usage(argv[0]);
+  std::map<std::string, std::string> o;
+  bool quick = true, counters = true;
+  for (int i = 3; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick-gelu" || a == "--no-quick-gelu")
+      quick = a == "--quick-gelu";
+    else if (a == "--no-bn-counters")
+      counters = false;
+    else if (i + 1 < argc)
+      o[a] = argv[++i];
+    else
+      return usage(argv[0]);
+  }
+  capforge::test::OpenClipFixtureSpec s;
+  try {
+    s = capforge::test::open_clip_shape(o.count("--shape") ? o["--shape"] : "rn-tiny");
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+  s.quick_gelu = quick, s.bn_counters = counters;
+  if (o.count("--dtype")) s.dtype = o["--dtype"];
+  if (o.count("--seed")) s.seed = (uint32_t)std::stoul(o["--seed"]);
+  capforge::test::save_open_clip(s, argv[2]);
+  std::printf("%s\n", argv[2]);
+  return 0;
+}
+
 int vlm(int argc, char** argv) {
   std::map<std::string, std::string> o;
   if (argc < 4 || !options(argc, argv, 4, o)) return usage(argv[0]);
@@ -98,6 +164,8 @@ int vlm(int argc, char** argv) {
 int main(int argc, char** argv) {
   std::string kind = argc > 1 ? argv[1] : "";
   if (kind == "clip") return clip(argc, argv);
+  if (kind == "open_clip") return open_clip(argc, argv);
   if (kind == "vlm") return vlm(argc, argv);
+  if (kind == "siglip") return siglip(argc, argv);
   return usage(argv[0]);
 }

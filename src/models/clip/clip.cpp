@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <filesystem>
 #include <stdexcept>
 
 #include "capforge/clip.h"
@@ -12,12 +13,44 @@
 
 namespace capforge {
 
-ClipModel::ClipModel(const std::string& dir, const ClipParams& p)
-    : config(clip::load_clip_config(dir)), tokenizer(clip::Tokenizer::from_hf_dir(dir)), params(p) {
-  if ((int)tokenizer.vocab_size() > config.text.vocab)
-    throw std::runtime_error(fmt::format("{}: vocab.json has {} tokens but text_config.vocab_size is {}", dir,
-                                         tokenizer.vocab_size(), config.text.vocab));
-  auto st = SafetensorsModel::open_dir(dir);
+namespace {
+
+// The weights file of each layout. Pickled checkpoints are never read: they can run code.
+std::unique_ptr<SafetensorsModel> open_checkpoint(const std::string& dir, clip::Format f) {
+  namespace fs = std::filesystem;
+  if (f == clip::Format::open_clip) {
+    fs::path st = fs::path(dir) / "open_clip_model.safetensors";
+    if (fs::exists(st)) return SafetensorsModel::open_file(st.string());
+    if (fs::exists(fs::path(dir) / "open_clip_pytorch_model.bin"))
+      throw std::runtime_error(fmt::format(
+          "{} has only open_clip_pytorch_model.bin, a pickle, which capforge never loads (it can run code). "
+          "Convert it once where torch is installed: python3 -c \"import torch, safetensors.torch as s; "
+          "s.save_file(torch.load('open_clip_pytorch_model.bin', map_location='cpu', weights_only=True), "
+          "'open_clip_model.safetensors')\"",
+          dir));
+    throw std::runtime_error(
+        fmt::format("{} has open_clip_config.json but no open_clip_model.safetensors", dir));
+  }
+  const fs::path d(dir);
+  if (!fs::exists(d / "model.safetensors") && !fs::exists(d / "model.safetensors.index.json") &&
+      fs::exists(d / "pytorch_model.bin"))
+    throw std::runtime_error(fmt::format(
+        "{} has only pytorch_model.bin, a pickle, which capforge never loads (it can run code); download the "
+        "model.safetensors of the same repository",
+        dir));
+  return SafetensorsModel::open_dir(dir);
+}
+
+}  // namespace
+
+ClipModel::ClipModel(const std::string& dir, const ClipParams& p) : params(p) {
+  config = clip::load_clip_config(dir);
+  tokenizer = clip::load_text_encoder(dir, config);
+  if ((int)tokenizer->vocab_size() > config.text.vocab)
+    throw std::runtime_error(
+        fmt::format("{}: the tokenizer ({}) has {} tokens but the text tower's vocabulary is {}", dir,
+                    tokenizer->describe(), tokenizer->vocab_size(), config.text.vocab));
+  auto st = open_checkpoint(dir, config.format);
   device = pick_device(p.gpu);
   graph_options.fast = p.dtype != "f32";
   try {
@@ -75,6 +108,12 @@ void normalise(std::vector<float>& v) {
 }
 
 int max_nodes(const clip::TowerConfig& t) { return 64 * t.layers + 256; }
+int max_nodes(const clip::VisionConfig& v) {
+  if (v.arch != clip::VisionArch::resnet) return max_nodes((const clip::TowerConfig&)v);
+  int blocks = 0;
+  for (int d : v.resnet.layers) blocks += d;
+  return 32 * blocks + 512;
+}
 
 }  // namespace
 
@@ -104,7 +143,7 @@ std::vector<std::vector<float>> ClipContext::Impl::run_vision(const std::vector<
       },
       [&](clip::VisionGraph& g) {
         out = read_columns(g.embedding);
-        if (hidden) {
+        if (hidden && g.hidden) {
           std::vector<float> all((size_t)ggml_nelements(g.hidden));
           ggml_backend_tensor_get(g.hidden, all.data(), 0, ggml_nbytes(g.hidden));
           size_t per = (size_t)(g.hidden->ne[0] * g.hidden->ne[1]);
@@ -124,10 +163,13 @@ std::vector<std::vector<float>> ClipContext::Impl::run_text(const std::vector<st
   if (T > c.text.max_positions)
     throw std::runtime_error(
         fmt::format("text of {} tokens exceeds the model's {} positions", T, c.text.max_positions));
-  std::vector<int32_t> flat((size_t)B * T, 0), eos((size_t)B);
+  std::vector<int32_t> flat((size_t)B * T, c.text.pad_id), rows((size_t)B);
   for (int b = 0; b < B; ++b) {
-    std::copy(ids[(size_t)b].begin(), ids[(size_t)b].end(), flat.begin() + (size_t)b * T);
-    eos[(size_t)b] = b * T + (int)ids[(size_t)b].size() - 1;  // EOS is the last token of each text
+    const auto& v = ids[(size_t)b];
+    if (v.empty()) throw std::logic_error("run_text: empty token ids");
+    std::copy(v.begin(), v.end(), flat.begin() + (size_t)b * T);
+    // CLIP pools at EOS, the last token of each text; SigLIP at the last (padded) position
+    rows[(size_t)b] = b * T + (c.text.pool_last ? T : (int)v.size()) - 1;
   }
   std::vector<std::vector<float>> out;
   compute(
@@ -137,7 +179,7 @@ std::vector<std::vector<float>> ClipContext::Impl::run_text(const std::vector<st
       },
       [&](clip::TextGraph& g) {
         ggml_backend_tensor_set(g.ids, flat.data(), 0, ggml_nbytes(g.ids));
-        ggml_backend_tensor_set(g.eos_rows, eos.data(), 0, ggml_nbytes(g.eos_rows));
+        ggml_backend_tensor_set(g.pool_rows, rows.data(), 0, ggml_nbytes(g.pool_rows));
         if (g.mask) {
           std::vector<ggml_fp16_t> m((size_t)T * T);
           for (int q = 0; q < T; ++q)
@@ -154,7 +196,22 @@ ClipContext::ClipContext(std::shared_ptr<const ClipModel> model)
 ClipContext::~ClipContext() = default;
 
 std::vector<int> ClipContext::tokenize(std::string_view text) const {
-  return impl_->model->tokenizer.encode(text, impl_->model->config.text.max_positions);
+  return impl_->model->tokenizer->encode(text);
+}
+
+float ClipContext::match_probability(float cosine) const {
+  const clip::ClipConfig& c = impl_->model->config;
+  if (!c.sigmoid) return std::nanf("");
+  const clip::Weights& w = *impl_->model->weights;
+  return 1.0f / (1.0f + std::exp(-(std::exp(w.logit_scale) * cosine + w.logit_bias)));
+}
+
+std::string ClipContext::describe() const {
+  const clip::ClipConfig& c = impl_->model->config;
+  std::string vision = c.vision.arch == clip::VisionArch::resnet ? "ResNet" : "ViT";
+  return fmt::format("{} {} image tower at {} px, {} text tower, {}", clip::format_name(c.format), vision,
+                     c.vision.image_size, impl_->model->tokenizer->describe(),
+                     c.sigmoid ? "sigmoid head" : "softmax head");
 }
 
 int ClipContext::embedding_dim() const { return impl_->model->config.projection_dim; }

@@ -1,138 +1,98 @@
 #include "models/clip/config.h"
 
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <fstream>
-#include <stdexcept>
+
+#include "models/clip/config_json.h"
 
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 namespace capforge::clip {
 
-namespace {
+const char* format_name(Format f) {
+  switch (f) {
+    case Format::hf_clip:
+      return "Hugging Face CLIP";
+    case Format::open_clip:
+      return "open_clip";
+    case Format::siglip:
+      return "SigLIP";
+  }
+  return "?";
+}
 
-json read_json(const fs::path& p) {
-  std::ifstream f(p);
-  if (!f) throw std::runtime_error(fmt::format("cannot read {}", p.string()));
+namespace cfgjson {
+
+json read_object(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error(fmt::format("cannot read {}", path));
   json j = json::parse(f, nullptr, false);
-  if (!j.is_object()) throw std::runtime_error(fmt::format("{} is not a JSON object", p.string()));
+  if (!j.is_object()) throw std::runtime_error(fmt::format("{} is not a JSON object", path));
   return j;
 }
 
-template <typename T>
-void get(const json& j, const char* key, T& out, const std::string& where) {
-  if (!j.contains(key) || j[key].is_null()) return;
-  try {
-    out = j[key].get<T>();
-  } catch (const std::exception&) {
-    throw std::runtime_error(fmt::format("{}: field '{}' has an unexpected type", where, key));
-  }
-}
-
-void read_tower(const json& j, TowerConfig& t, const std::string& where) {
-  get(j, "hidden_size", t.hidden, where);
-  get(j, "num_attention_heads", t.heads, where);
-  get(j, "num_hidden_layers", t.layers, where);
-  get(j, "intermediate_size", t.ffn, where);
-  get(j, "layer_norm_eps", t.ln_eps, where);
-  std::string act = "quick_gelu";
-  get(j, "hidden_act", act, where);
-  if (act == "quick_gelu")
-    t.act = Activation::quick_gelu;
-  else if (act == "gelu")
-    t.act = Activation::gelu;
-  else
-    throw std::runtime_error(
-        fmt::format("{}: hidden_act '{}' is not supported (quick_gelu, gelu)", where, act));
+void check_tower(const TowerConfig& t, const std::string& where) {
   if (t.hidden <= 0 || t.heads <= 0 || t.layers <= 0 || t.ffn <= 0)
     throw std::runtime_error(
-        fmt::format("{}: hidden_size, num_attention_heads, num_hidden_layers and "
-                    "intermediate_size must be positive",
-                    where));
+        fmt::format("{}: width, heads, layers and the MLP size must be positive", where));
   if (t.hidden % t.heads)
-    throw std::runtime_error(fmt::format("{}: hidden_size {} is not divisible by num_attention_heads {}",
-                                         where, t.hidden, t.heads));
+    throw std::runtime_error(
+        fmt::format("{}: width {} is not divisible by the {} attention heads", where, t.hidden, t.heads));
 }
 
-int size_field(const json& j, const char* key, const char* sub, int fallback) {
-  if (!j.contains(key)) return fallback;
-  const json& v = j[key];
-  if (v.is_number_integer()) return v.get<int>();
-  if (v.is_object() && v.contains(sub) && v[sub].is_number_integer()) return v[sub].get<int>();
-  if (v.is_object() && v.contains("height") && v["height"].is_number_integer()) return v["height"].get<int>();
-  return fallback;
+Activation activation_named(const std::string& act, const std::string& where) {
+  if (act == "quick_gelu") return Activation::quick_gelu;
+  if (act == "gelu") return Activation::gelu;
+  if (act == "gelu_pytorch_tanh" || act == "gelu_new" || act == "gelu_fast") return Activation::gelu_tanh;
+  throw std::runtime_error(
+      fmt::format("{}: hidden_act '{}' is not supported (quick_gelu, gelu, gelu_pytorch_tanh)", where, act));
 }
 
-}  // namespace
+void read_mean_std(const json& j, const char* mean_key, const char* std_key, PreprocessConfig& p,
+                   const std::string& where) {
+  std::vector<float> mean, std;
+  get(j, mean_key, mean, where);
+  get(j, std_key, std, where);
+  if (!mean.empty()) {
+    if (mean.size() != 3) throw std::runtime_error(fmt::format("{}: {} needs 3 values", where, mean_key));
+    std::copy(mean.begin(), mean.end(), p.mean.begin());
+  }
+  if (!std.empty()) {
+    if (std.size() != 3) throw std::runtime_error(fmt::format("{}: {} needs 3 values", where, std_key));
+    for (float s : std)
+      if (!(s > 0)) throw std::runtime_error(fmt::format("{}: {} must be positive", where, std_key));
+    std::copy(std.begin(), std.end(), p.std.begin());
+  }
+}
+
+}  // namespace cfgjson
 
 ClipConfig load_clip_config(const std::string& dir) {
-  fs::path cfg_path = fs::path(dir) / "config.json";
-  if (!fs::exists(cfg_path))
-    throw std::runtime_error(
-        fmt::format("{} has no config.json: expected a Hugging Face CLIP model directory", dir));
-  json j = read_json(cfg_path);
-  std::string where = cfg_path.string();
-  std::string type = j.value("model_type", "");
-  if (type != "clip")
-    throw std::runtime_error(
-        fmt::format("{}: model_type '{}' is not supported (expected 'clip')", where, type));
-  ClipConfig c;
-  // HF defaults (CLIPTextConfig / CLIPVisionConfig) for fields a config leaves out
-  c.text.hidden = 512, c.text.heads = 8, c.text.layers = 12, c.text.ffn = 2048;
-  c.vision.hidden = 768, c.vision.heads = 12, c.vision.layers = 12, c.vision.ffn = 3072;
-  get(j, "projection_dim", c.projection_dim, where);
-  get(j, "logit_scale_init_value", c.logit_scale, where);
-  json text = j.contains("text_config") ? j["text_config"] : json::object();
-  json vision = j.contains("vision_config") ? j["vision_config"] : json::object();
-  read_tower(text, c.text, where + " text_config");
-  get(text, "vocab_size", c.text.vocab, where);
-  get(text, "max_position_embeddings", c.text.max_positions, where);
-  read_tower(vision, c.vision, where + " vision_config");
-  get(vision, "image_size", c.vision.image_size, where);
-  get(vision, "patch_size", c.vision.patch_size, where);
-  int channels = 3;
-  get(vision, "num_channels", channels, where);
-  if (channels != 3)
-    throw std::runtime_error(fmt::format("{}: num_channels {} is not supported (3)", where, channels));
-  if (c.vision.patch_size <= 0 || c.vision.image_size % c.vision.patch_size)
-    throw std::runtime_error(fmt::format("{}: image_size {} is not a multiple of patch_size {}", where,
-                                         c.vision.image_size, c.vision.patch_size));
-  if (c.projection_dim <= 0) throw std::runtime_error(where + ": projection_dim must be positive");
-
-  PreprocessConfig& p = c.preprocess;
-  p.shortest_edge = p.crop = c.vision.image_size;
-  fs::path pre_path = fs::path(dir) / "preprocessor_config.json";
-  if (fs::exists(pre_path)) {
-    json pj = read_json(pre_path);
-    std::string pw = pre_path.string();
-    p.shortest_edge = size_field(pj, "size", "shortest_edge", p.shortest_edge);
-    p.crop = size_field(pj, "crop_size", "height", p.crop);
-    get(pj, "do_resize", p.do_resize, pw);
-    get(pj, "do_center_crop", p.do_center_crop, pw);
-    get(pj, "do_normalize", p.do_normalize, pw);
-    std::vector<float> mean, std;
-    get(pj, "image_mean", mean, pw);
-    get(pj, "image_std", std, pw);
-    if (!mean.empty()) {
-      if (mean.size() != 3) throw std::runtime_error(pw + ": image_mean needs 3 values");
-      std::copy(mean.begin(), mean.end(), p.mean.begin());
-    }
-    if (!std.empty()) {
-      if (std.size() != 3) throw std::runtime_error(pw + ": image_std needs 3 values");
-      std::copy(std.begin(), std.end(), p.std.begin());
-    }
-    int resample = 3;
-    get(pj, "resample", resample, pw);
-    if (resample != 3)
-      throw std::runtime_error(fmt::format("{}: resample {} is not supported (3, bicubic)", pw, resample));
+  if (!fs::is_directory(dir)) throw std::runtime_error(fmt::format("{} is not a directory", dir));
+  if (fs::exists(fs::path(dir) / "open_clip_config.json")) return load_open_clip_config(dir);
+  fs::path cfg = fs::path(dir) / "config.json";
+  if (!fs::exists(cfg)) {
+    if (fs::exists(fs::path(dir) / "open_clip_pytorch_model.bin"))
+      throw std::runtime_error(fmt::format(
+          "{} has open_clip_pytorch_model.bin but no open_clip_config.json: an open_clip dir needs both",
+          dir));
+    throw std::runtime_error(fmt::format(
+        "{} has neither config.json (Hugging Face CLIP or SigLIP) nor open_clip_config.json (open_clip)",
+        dir));
   }
-  if (p.crop != c.vision.image_size)
-    throw std::runtime_error(fmt::format("crop size {} differs from the vision tower's image_size {}", p.crop,
-                                         c.vision.image_size));
-  return c;
+  auto j = cfgjson::read_object(cfg.string());
+  std::string type = j.value("model_type", "");
+  if (type == "clip") return load_hf_clip_config(dir);
+  if (type == "siglip") return load_siglip_config(dir);
+  if (type == "siglip2")
+    throw std::runtime_error(fmt::format(
+        "{}: model_type 'siglip2' is a NaFlex (variable-resolution) SigLIP 2, which is not supported; the "
+        "fixed-resolution SigLIP 2 checkpoints (model_type 'siglip', e.g. google/siglip2-base-patch16-224) "
+        "are",
+        cfg.string()));
+  throw std::runtime_error(fmt::format(
+      "{}: model_type '{}' is not supported (clip, siglip; or an open_clip dir with open_clip_config.json)",
+      cfg.string(), type));
 }
 
 }  // namespace capforge::clip

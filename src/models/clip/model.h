@@ -9,7 +9,7 @@
 #include "ggml-backend.h"
 #include "models/clip/config.h"
 #include "models/clip/graph.h"
-#include "models/clip/tokenizer.h"
+#include "models/clip/text_encoder.h"
 #include "models/clip/weights.h"
 
 namespace capforge {
@@ -18,7 +18,7 @@ class ClipModel {
  public:
   ClipModel(const std::string& dir, const ClipParams& params);
   clip::ClipConfig config;
-  clip::Tokenizer tokenizer;
+  std::unique_ptr<clip::TextEncoder> tokenizer;
   ClipParams params;
   ggml_backend_dev_t device = nullptr;
   std::unique_ptr<clip::Weights> weights;
@@ -30,10 +30,11 @@ struct ClipContext::Impl {
   ~Impl();
 
   // Forward passes on preprocessed inputs. `pixels`: B planar images of S x S x 3 floats.
-  // Embeddings come back projected but not normalised, [B][E]. With `hidden`, also the last
-  // encoder layer's output for every token, [B][(N+1) * D], class token first.
+  // Embeddings come back projected but not normalised, [B][E]. With `hidden` (ViT towers), also the
+  // last encoder layer's output for every token, [B][T * D], class token first.
   std::vector<std::vector<float>> run_vision(const std::vector<float>& pixels, int batch,
                                              std::vector<std::vector<float>>* hidden = nullptr);
+  // `ids`: as the tokenizer gives them (padded already where the family pads).
   std::vector<std::vector<float>> run_text(const std::vector<std::vector<int>>& ids);
 
   std::shared_ptr<const ClipModel> model;

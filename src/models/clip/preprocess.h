@@ -1,4 +1,5 @@
-// CLIPImageProcessor: resize the shortest edge (bicubic), center crop, normalise.
+// CLIPImageProcessor / open_clip / SiglipImageProcessor: resize (the shortest edge then a center
+// crop, or straight to the square), bicubic or bilinear, then normalise.
 #pragma once
 
 #include <vector>

@@ -1,0 +1,200 @@
+// OpenAI CLIP's ModifiedResNet (clip/model.py: ModifiedResNet, Bottleneck, AttentionPool2d) on ggml.
+//
+// Layout: the graph keeps activations channel-innermost, [C, W, H, B], so that the 1x1
+// convolutions (most of a bottleneck) are plain matrix products with no im2col and no copy; a 3x3
+// convolution permutes its input to [W, H, C, B] for ggml_im2col, whose output [C*9, W', H', B] is
+// channel-innermost again after the product.
+//
+// Load-time folding (every stored value stays exact in f32):
+//   - BatchNorm (eval): s = gamma / sqrt(var + 1e-5); W' = W * s per output channel;
+//     b' = beta - mean * s.
+//   - An AvgPool2d(k) directly before a convolution (a bottleneck's conv3 and its downsample
+//     branch when stride k > 1): the pool is computed as a sum of the k*k taps and 1/k^2 is folded
+//     into the kernel (exact for k = 2, the only stride CLIP uses).
+// 1x1 kernels are stored 2-D as [Cin, Cout] (the same memory as [1, 1, Cin, Cout]); 3x3 kernels
+// as [3, 3, Cin, Cout].
+#include "models/clip/resnet.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "models/clip/config.h"
+#include "models/safetensors.h"
+
+namespace capforge::clip {
+
+namespace {
+
+constexpr double kBnEps = 1e-5;
+
+// Declares conv `conv_name` ([cout, cin, k, k] in the file, no bias) folded with the BatchNorm
+// under `bn` (bn.weight, bn.bias, bn.running_mean, bn.running_var: all required). `scale`
+// multiplies the kernel only (a folded average pool).
+void conv_bn(nn::WeightSet& set, const std::string& conv_name, const std::string& bn, int64_t cout,
+             int64_t cin, int64_t k, double scale, ggml_type type, ConvBn& out) {
+  const TensorView* w = &set.need(conv_name, {cout, cin, k, k});
+  const TensorView* gamma = &set.need(bn + ".weight", {cout});
+  const TensorView* beta = &set.need(bn + ".bias", {cout});
+  const TensorView* mean = &set.need(bn + ".running_mean", {cout});
+  const TensorView* var = &set.need(bn + ".running_var", {cout});
+  auto factors = [gamma, var, conv_name] {
+    std::vector<float> g = gamma->to_f32(), v = var->to_f32();
+    std::vector<double> s(g.size());
+    for (size_t o = 0; o < g.size(); ++o) {
+      if (!(v[o] >= 0.0f))
+        throw std::runtime_error(
+            fmt::format("BatchNorm of '{}': running_var[{}] = {} is not a variance", conv_name, o, v[o]));
+      s[o] = g[o] / std::sqrt((double)v[o] + kBnEps);
+    }
+    return s;
+  };
+  std::vector<int64_t> shape =
+      k == 1 ? std::vector<int64_t>{cout, cin} : std::vector<int64_t>{cout, cin, k, k};
+  set.derive(&out.w, conv_name + "+bn", shape, type, [w, factors, scale] {
+    std::vector<float> kern = w->to_f32();
+    std::vector<double> s = factors();
+    const size_t per = kern.size() / s.size();
+    for (size_t o = 0; o < s.size(); ++o)
+      for (size_t i = 0; i < per; ++i) kern[o * per + i] = (float)(kern[o * per + i] * s[o] * scale);
+    return kern;
+  });
+  set.derive(&out.b, bn + ".folded_bias", {cout}, GGML_TYPE_F32, [beta, mean, factors] {
+    std::vector<float> b = beta->to_f32(), m = mean->to_f32();
+    std::vector<double> s = factors();
+    for (size_t o = 0; o < b.size(); ++o) b[o] = (float)(b[o] - m[o] * s[o]);
+    return b;
+  });
+}
+
+void linear(nn::WeightSet& set, const std::string& name, int64_t out, int64_t in, ggml_type type,
+            nn::Linear& l) {
+  set.take(&l.w, name + ".weight", {out, in}, type);
+  set.take(&l.b, name + ".bias", {out}, GGML_TYPE_F32);
+}
+
+// x [C, W, H, B] -> [Cout, W, H, B]: a 1x1 convolution with its folded bias.
+ggml_tensor* conv1x1(ggml_context* ctx, ggml_tensor* x, const ConvBn& c) {
+  return ggml_add(ctx, ggml_mul_mat(ctx, c.w, x), c.b);
+}
+
+// x [C, W, H, B] -> [Cout, W', H', B]: a 3x3 convolution (padding 1) with its folded bias.
+// `planar`: x is already [W, H, C, B] (the pixels). im2col runs in f16 with an f16 kernel (the
+// product converts its right side to the kernel's type anyway), else in f32.
+ggml_tensor* conv3x3(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, int stride, bool planar) {
+  if (!planar) x = ggml_cont(ctx, ggml_permute(ctx, x, 2, 0, 1, 3));  // [W, H, C, B]
+  const ggml_type col = c.w->type == GGML_TYPE_F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
+  ggml_tensor* cols = ggml_im2col(ctx, c.w, x, stride, stride, 1, 1, 1, 1, true, col);  // [9C, W', H', B]
+  ggml_tensor* k = ggml_reshape_2d(ctx, c.w, c.w->ne[0] * c.w->ne[1] * c.w->ne[2], c.w->ne[3]);
+  return ggml_add(ctx, ggml_mul_mat(ctx, k, cols), c.b);
+}
+
+// x [C, W, H, B] contiguous -> [C, W/k, H/k, B]: the SUM of each k x k window (stride k); the
+// 1/k^2 of an average pool is the caller's (folded into the next kernel or a scale).
+ggml_tensor* pool_sum(ggml_context* ctx, ggml_tensor* x, int k) {
+  const int64_t C = x->ne[0], W = x->ne[1] / k, H = x->ne[2] / k, B = x->ne[3];
+  ggml_tensor* sum = nullptr;
+  for (int j = 0; j < k; ++j)
+    for (int i = 0; i < k; ++i) {
+      ggml_tensor* tap = ggml_view_4d(ctx, x, C, W, H, B, x->nb[1] * (size_t)k, x->nb[2] * (size_t)k,
+                                      x->nb[3], x->nb[1] * (size_t)i + x->nb[2] * (size_t)j);
+      sum = sum ? ggml_add(ctx, sum, tap) : tap;  // ggml_add reads a strided first operand
+    }
+  return sum;
+}
+
+ggml_tensor* bottleneck(ggml_context* ctx, ggml_tensor* x, const Bottleneck& b) {
+  ggml_tensor* out = ggml_relu(ctx, conv1x1(ctx, x, b.conv1));
+  out = ggml_relu(ctx, conv3x3(ctx, out, b.conv2, 1, false));
+  if (b.stride > 1) out = pool_sum(ctx, out, b.stride);  // 1/stride^2 is in conv3
+  out = conv1x1(ctx, out, b.conv3);
+  ggml_tensor* identity = x;
+  if (b.has_down) identity = conv1x1(ctx, b.stride > 1 ? pool_sum(ctx, x, b.stride) : x, b.down);
+  return ggml_relu(ctx, ggml_add(ctx, out, identity));
+}
+
+}  // namespace
+
+void declare_resnet(nn::WeightSet& set, const std::string& prefix, const VisionConfig& v, int out_dim,
+                    ggml_type matrix, ggml_type conv, ResnetWeights& w) {
+  const ResnetConfig& r = v.resnet;
+  const int64_t width = r.width, half = width / 2;
+  if (width <= 0 || width % 2) throw std::runtime_error(fmt::format("ResNet width {} must be even", width));
+  conv_bn(set, prefix + "conv1.weight", prefix + "bn1", half, 3, 3, 1.0, conv, w.stem1);
+  conv_bn(set, prefix + "conv2.weight", prefix + "bn2", half, half, 3, 1.0, conv, w.stem2);
+  conv_bn(set, prefix + "conv3.weight", prefix + "bn3", width, half, 3, 1.0, conv, w.stem3);
+
+  // the set keeps pointers to the blocks' slots: size the vector once, before declaring
+  size_t total = 0;
+  for (int d : r.layers) total += (size_t)d;
+  w.blocks.assign(total, Bottleneck{});
+  size_t next = 0;
+  int64_t inplanes = width;
+  for (int s = 0; s < 4; ++s) {
+    const int depth = r.layers[(size_t)s];
+    const int64_t planes = width << s;
+    const int stage_stride = s == 0 ? 1 : 2;
+    for (int i = 0; i < depth; ++i) {
+      const std::string p = fmt::format("{}layer{}.{}.", prefix, s + 1, i);
+      Bottleneck& b = w.blocks[next++];
+      b.stride = i == 0 ? stage_stride : 1;
+      b.has_down = b.stride > 1 || inplanes != planes * 4;
+      const double pool = 1.0 / (b.stride * b.stride);
+      conv_bn(set, p + "conv1.weight", p + "bn1", planes, inplanes, 1, 1.0, conv, b.conv1);
+      conv_bn(set, p + "conv2.weight", p + "bn2", planes, planes, 3, 1.0, conv, b.conv2);
+      conv_bn(set, p + "conv3.weight", p + "bn3", planes * 4, planes, 1, pool, conv, b.conv3);
+      // downsample = Sequential("-1": AvgPool2d, "0": Conv2d, "1": BatchNorm2d)
+      if (b.has_down)
+        conv_bn(set, p + "downsample.0.weight", p + "downsample.1", planes * 4, inplanes, 1, pool, conv,
+                b.down);
+      else if (set.find(p + "downsample.0.weight"))
+        throw std::runtime_error(
+            fmt::format("tensor '{}downsample.0.weight': block {} of {}layer{} has no "
+                        "downsample branch in this architecture",
+                        p, i, prefix, s + 1));
+      inplanes = planes * 4;
+    }
+    const std::string extra = fmt::format("{}layer{}.{}.conv1.weight", prefix, s + 1, depth);
+    if (set.find(extra))
+      throw std::runtime_error(
+          fmt::format("open_clip_config.json vision_cfg.layers[{}] is {} but the checkpoint "
+                      "has more blocks in {}layer{} ('{}')",
+                      s, depth, prefix, s + 1, extra));
+  }
+
+  const int64_t C = r.embed_dim(), G = v.image_size / 32;
+  if (inplanes != C) throw std::logic_error("ResNet feature width differs from embed_dim()");
+  set.take(&w.pos_embd, prefix + "attnpool.positional_embedding", {G * G + 1, C}, GGML_TYPE_F32);
+  const ggml_type mat = nn::WeightSet::fit(matrix, C);
+  linear(set, prefix + "attnpool.q_proj", C, C, mat, w.q);
+  linear(set, prefix + "attnpool.k_proj", C, C, mat, w.k);
+  linear(set, prefix + "attnpool.v_proj", C, C, mat, w.v);
+  linear(set, prefix + "attnpool.c_proj", out_dim, C, mat, w.c_proj);
+}
+
+ggml_tensor* build_resnet(ggml_context* ctx, ggml_tensor* pixels, const VisionConfig& v,
+                          const ResnetWeights& w, bool fast) {
+  const int64_t B = pixels->ne[3], C = v.resnet.embed_dim(), heads = v.resnet.heads, hd = C / heads;
+  // stem: three 3x3 convolutions (the first with stride 2), then AvgPool2d(2)
+  ggml_tensor* x = ggml_relu(ctx, conv3x3(ctx, pixels, w.stem1, 2, true));
+  x = ggml_relu(ctx, conv3x3(ctx, x, w.stem2, 1, false));
+  x = ggml_relu(ctx, conv3x3(ctx, x, w.stem3, 1, false));
+  x = ggml_scale(ctx, pool_sum(ctx, x, 2), 0.25f);
+  for (const Bottleneck& b : w.blocks) x = bottleneck(ctx, x, b);  // [C, G, G, B]
+
+  // attention pool: the mean token first, + positions; only the mean token queries
+  const int64_t T = x->ne[1] * x->ne[2];
+  x = ggml_reshape_3d(ctx, x, C, T, B);
+  ggml_tensor* mean = ggml_mean(ctx, ggml_cont(ctx, ggml_permute(ctx, x, 1, 0, 2, 3)));  // [1, C, B]
+  x = ggml_concat(ctx, ggml_reshape_3d(ctx, mean, C, 1, B), x, 1);                       // [C, T+1, B]
+  x = ggml_add(ctx, x, w.pos_embd);
+  ggml_tensor* q0 = ggml_cont(ctx, ggml_view_3d(ctx, x, C, 1, B, x->nb[1], x->nb[2], 0));
+  ggml_tensor* q = ggml_reshape_4d(ctx, nn::linear(ctx, q0, w.q), hd, heads, 1, B);
+  ggml_tensor* k = ggml_reshape_4d(ctx, nn::linear(ctx, x, w.k), hd, heads, T + 1, B);
+  ggml_tensor* val = ggml_reshape_4d(ctx, nn::linear(ctx, x, w.v), hd, heads, T + 1, B);
+  ggml_tensor* att = nn::attention(ctx, q, k, val, false, nullptr, fast);  // [C, 1, B]
+  return ggml_reshape_2d(ctx, nn::linear(ctx, att, w.c_proj), w.c_proj.w->ne[1], B);
+}
+
+}  // namespace capforge::clip

@@ -1,0 +1,73 @@
+#include "models/nn/blocks.h"
+
+#include <cmath>
+
+namespace capforge::nn {
+
+ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, float eps) {
+  return ggml_add(ctx, ggml_mul(ctx, ggml_norm(ctx, x, eps), n.w), n.b);
+}
+
+ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const Linear& l) {
+  ggml_tensor* y = ggml_mul_mat(ctx, l.w, x);
+  return l.b ? ggml_add(ctx, y, l.b) : y;
+}
+
+ggml_tensor* activation(ggml_context* ctx, ggml_tensor* x, Activation act, bool fast) {
+  switch (act) {
+    case Activation::gelu:
+      return ggml_gelu_erf(ctx, x);
+    case Activation::gelu_tanh: {
+      if (fast) return ggml_gelu(ctx, x);  // table-based, rounds through f16
+      // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), exactly
+      ggml_tensor* x3 = ggml_mul(ctx, ggml_sqr(ctx, x), x);
+      ggml_tensor* inner = ggml_scale(ctx, ggml_add(ctx, x, ggml_scale(ctx, x3, 0.044715f)), 0.7978845608f);
+      return ggml_mul(ctx, ggml_scale(ctx, x, 0.5f), ggml_scale_bias(ctx, ggml_tanh(ctx, inner), 1.0f, 1.0f));
+    }
+    case Activation::quick_gelu:
+      break;
+  }
+  if (fast) return ggml_gelu_quick(ctx, x);
+  return ggml_mul(ctx, x, ggml_sigmoid(ctx, ggml_scale(ctx, x, 1.702f)));  // x * sigmoid(1.702 x)
+}
+
+ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, bool causal,
+                       ggml_tensor* mask, bool fast) {
+  const int64_t hd = q->ne[0], H = q->ne[1], Tq = q->ne[2], B = q->ne[3];
+  const float scale = 1.0f / std::sqrt((float)hd);
+  q = ggml_permute(ctx, q, 0, 2, 1, 3);  // [hd, T, H, B]
+  k = ggml_permute(ctx, k, 0, 2, 1, 3);
+  if (fast) {
+    v = ggml_permute(ctx, v, 0, 2, 1, 3);
+    ggml_tensor* out =
+        ggml_flash_attn_ext(ctx, q, ggml_cast(ctx, k, GGML_TYPE_F16), ggml_cast(ctx, v, GGML_TYPE_F16),
+                            causal ? mask : nullptr, scale, 0.0f, 0.0f);
+    ggml_prec_set_acc(out, GGML_PREC_F32);
+    return ggml_reshape_3d(ctx, out, hd * H, Tq, B);  // result is [hd, H, Tq, B]
+  }
+  // contiguous q/k let the CPU backend use its tiled GEMM instead of strided dot products
+  q = ggml_cont(ctx, q);
+  k = ggml_cont(ctx, k);
+  v = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [Tk, hd, H, B]
+  ggml_tensor* kq = ggml_mul_mat(ctx, k, q);             // [Tk, Tq, H, B]
+  if (causal) kq = ggml_diag_mask_inf(ctx, kq, 0);
+  kq = ggml_soft_max_ext(ctx, kq, nullptr, scale, 0.0f);
+  ggml_tensor* att = ggml_mul_mat(ctx, v, kq);               // [hd, Tq, H, B]
+  att = ggml_cont(ctx, ggml_permute(ctx, att, 0, 2, 1, 3));  // [hd, H, Tq, B]
+  return ggml_reshape_3d(ctx, att, hd * H, Tq, B);
+}
+
+ggml_tensor* encoder_layer(ggml_context* ctx, ggml_tensor* x, const EncoderLayer& l, const TowerConfig& t,
+                           bool causal, ggml_tensor* mask, bool fast) {
+  const int64_t T = x->ne[1], B = x->ne[2], H = t.heads, hd = t.head_dim();
+  ggml_tensor* h = layer_norm(ctx, x, l.ln1, t.ln_eps);
+  ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, l.q), hd, H, T, B);
+  ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, l.k), hd, H, T, B);
+  ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, l.v), hd, H, T, B);
+  x = ggml_add(ctx, x, linear(ctx, attention(ctx, q, k, v, causal, mask, fast), l.o));
+  h = layer_norm(ctx, x, l.ln2, t.ln_eps);
+  h = linear(ctx, activation(ctx, linear(ctx, h, l.fc1), t.act, fast), l.fc2);
+  return ggml_add(ctx, x, h);
+}
+
+}  // namespace capforge::nn

@@ -1,0 +1,50 @@
+// Transformer building blocks shared by every tower (CLIP, SigLIP, BLIP, ...), as ggml graph ops.
+// Tensors are ggml-ordered: x is [D, T, B] (feature innermost).
+#pragma once
+
+#include <vector>
+
+#include "ggml.h"
+
+namespace capforge::nn {
+
+enum class Activation { quick_gelu, gelu, gelu_tanh };
+
+// One transformer stack's shape.
+struct TowerConfig {
+  int hidden = 0, heads = 0, layers = 0, ffn = 0;
+  float ln_eps = 1e-5f;
+  Activation act = Activation::quick_gelu;
+  int head_dim() const { return heads ? hidden / heads : 0; }
+};
+
+struct LayerNorm {
+  ggml_tensor *w = nullptr, *b = nullptr;
+};
+
+// y = W x (+ b); `b` may be null.
+struct Linear {
+  ggml_tensor *w = nullptr, *b = nullptr;
+};
+
+// A pre-LN encoder layer: x + attn(ln1(x)), then + mlp(ln2(x)).
+struct EncoderLayer {
+  LayerNorm ln1, ln2;
+  Linear q, k, v, o, fc1, fc2;
+};
+
+ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, float eps);
+ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const Linear& l);
+// Exact activations unless `fast` (ggml's table-based quick GELU, which rounds through f16).
+ggml_tensor* activation(ggml_context* ctx, ggml_tensor* x, Activation act, bool fast);
+
+// Scaled dot-product attention: q [hd, H, Tq, B], k and v [hd, H, Tk, B] -> [hd*H, Tq, B].
+// `fast`: flash attention with f16 K/V; a causal mask (f16 [Tk, Tq]) is then required.
+ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, bool causal,
+                       ggml_tensor* mask, bool fast);
+
+// A pre-LN encoder layer on x [D, T, B].
+ggml_tensor* encoder_layer(ggml_context* ctx, ggml_tensor* x, const EncoderLayer& l, const TowerConfig& t,
+                           bool causal, ggml_tensor* mask, bool fast);
+
+}  // namespace capforge::nn

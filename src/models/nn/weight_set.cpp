@@ -1,0 +1,85 @@
+#include "models/nn/weight_set.h"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+#include "models/ggml_util.h"
+#include "models/safetensors.h"
+
+namespace capforge::nn {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+WeightSet::~WeightSet() {
+  if (buf_) ggml_backend_buffer_free(buf_);
+  if (ctx_) ggml_free(ctx_);
+}
+
+const TensorView* WeightSet::find(const std::string& name) const { return st_.find(name); }
+
+const TensorView& WeightSet::need(const std::string& name, const std::vector<int64_t>& shape) {
+  const TensorView* t = st_.find(name);
+  if (!t)
+    throw std::runtime_error(fmt::format("missing tensor '{}' (expected shape {})", name, shape_str(shape)));
+  if (t->shape != shape)
+    throw std::runtime_error(fmt::format("tensor '{}' has shape {}, but the config implies {}", name,
+                                         shape_str(t->shape), shape_str(shape)));
+  used_.insert(name);
+  return *t;
+}
+
+void WeightSet::take(ggml_tensor** slot, const std::string& name, const std::vector<int64_t>& shape,
+                     ggml_type type) {
+  const TensorView* t = &need(name, shape);
+  pending_.push_back({slot, name, shape, type, [t] { return t->to_f32(); }});
+}
+
+void WeightSet::derive(ggml_tensor** slot, const std::string& label, const std::vector<int64_t>& shape,
+                       ggml_type type, Source source) {
+  pending_.push_back({slot, label, shape, type, std::move(source)});
+}
+
+void WeightSet::check_all_used(const std::function<bool(const std::string&)>& ignore,
+                               const std::string& model) const {
+  for (auto& [name, t] : st_.tensors())
+    if (!used_.count(name) && !ignore(name))
+      throw std::runtime_error(
+          fmt::format("unexpected tensor '{}' {}: not part of {}", name, shape_str(t.shape), model));
+}
+
+ggml_type WeightSet::fit(ggml_type t, int64_t row) {
+  return row % ggml_blck_size(t) == 0 ? t : GGML_TYPE_F16;
+}
+
+void WeightSet::upload(ggml_backend_dev_t dev, const std::string& what) {
+  ggml_init_params ip{ggml_tensor_overhead() * (pending_.size() + 8), nullptr, true};
+  ctx_ = ggml_init(ip);
+  if (!ctx_) throw std::runtime_error("ggml_init failed");
+  for (auto& p : pending_) {
+    int64_t ne[4] = {1, 1, 1, 1};
+    int n = (int)p.shape.size();
+    for (int i = 0; i < n; ++i) ne[i] = p.shape[(size_t)(n - 1 - i)];  // ggml: innermost first
+    *p.slot = ggml_new_tensor(ctx_, p.type, std::max(n, 1), ne);
+    ggml_set_name(*p.slot, p.label.substr(0, GGML_MAX_NAME - 1).c_str());
+  }
+  buf_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, ggml_backend_dev_buffer_type(dev));
+  if (!buf_)
+    throw std::runtime_error(
+        fmt::format("cannot allocate {} weights on {}", what, ggml_backend_dev_name(dev)));
+  ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+  for (auto& p : pending_) {
+    std::vector<float> v = p.source();
+    if ((int64_t)v.size() != ggml_nelements(*p.slot))
+      throw std::logic_error(fmt::format("derived tensor '{}' has {} values, expected {}", p.label, v.size(),
+                                         ggml_nelements(*p.slot)));
+    upload_f32(*p.slot, v);
+  }
+  pending_.clear();
+}
+
+}  // namespace capforge::nn
