@@ -87,7 +87,7 @@ TEST_F(ClipCli, BadImagesAndModelsAreClearErrors) {
   EXPECT_TRUE(l[1].contains("embedding"));
   auto m = test::run_capforge({"score", "--model", *dir_ / "", "--image", at("a.jpg"), "--text", "x"});
   EXPECT_EQ(m.exit_code, 2);
-  EXPECT_NE(m.err.find("no config.json"), std::string::npos) << m.err;
+  EXPECT_NE(m.err.find("has neither config.json"), std::string::npos) << m.err;
   EXPECT_NE(m.err.find("hint:"), std::string::npos);
   auto d = test::run_capforge({"embed", "--model", at("clip"), "--text", "x", "--dtype", "int4"});
   EXPECT_NE(d.exit_code, 0);
