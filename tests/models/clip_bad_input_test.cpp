@@ -10,6 +10,7 @@
 #include "support/clip_fixture.h"
 #include "support/fixtures.h"
 #include "support/open_clip_fixture.h"
+#include "support/siglip_fixture.h"
 
 namespace fs = std::filesystem;
 
@@ -157,6 +158,28 @@ TEST(BrokenOpenClip, EachFaultIsNamed) {
   fs::rename(m + "/open_clip_pytorch_model.bin", m + "/open_clip_model.safetensors");
 
   EXPECT_EQ(load_error(m), "");
+}
+
+// SigLIP dirs: a truncated or foreign tokenizer model, a tokenizer.json without the SentencePiece
+// model, and a config that is not JSON each name the file.
+TEST(BrokenSiglip, TokenizerAndConfigFaultsAreNamed) {
+  test::TempDir dir;
+  std::string m = dir / "sig";
+  test::write_siglip_fixture({}, m);
+  EXPECT_EQ(load_error(m), "");
+  const std::string spm = test::read_file(m + "/spiece.model");
+  for (size_t cut : {(size_t)100, (size_t)5000, spm.size() - 7}) {
+    test::write_file(m + "/spiece.model", spm.substr(0, cut));
+    auto e = load_error(m);
+    EXPECT_NE(e.find("spiece.model: not a SentencePiece model"), std::string::npos) << cut << ": " << e;
+  }
+  test::write_file(m + "/spiece.model", "{\"not\": \"a model\"}");
+  EXPECT_NE(load_error(m).find("not a SentencePiece model"), std::string::npos) << load_error(m);
+  fs::remove(m + "/spiece.model");
+  test::write_file(m + "/tokenizer.json", "{}");
+  EXPECT_NE(load_error(m).find("only tokenizer.json is present"), std::string::npos) << load_error(m);
+  test::write_file(m + "/config.json", "{\"model_type\": \"siglip\", ");
+  EXPECT_NE(load_error(m).find("config.json is not a JSON object"), std::string::npos) << load_error(m);
 }
 
 TEST(SafetensorsHeader, RejectsMalformedHeaders) {

@@ -9,32 +9,14 @@ usage: clip_reference.py MODEL_DIR TEXT_IDS.json PIXELS.f32 N_IMAGES
 prints {"text": [[...], ...], "image": [[...], ...]}: projected, L2-normalised embeddings
 """
 import json
-import struct
 import sys
 from pathlib import Path
 
 import numpy as np
 
 
-def load_safetensors(path):
-    raw = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    base = 8 + n
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = e["data_offsets"]
-        buf = raw[base + a : base + b]
-        if e["dtype"] == "F32":
-            arr = np.frombuffer(buf, dtype="<f4")
-        elif e["dtype"] == "F16":
-            arr = np.frombuffer(buf, dtype="<f2").astype(np.float32)
-        elif e["dtype"] == "BF16":
-            arr = (np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        out[name] = arr.reshape(e["shape"]).astype(np.float64)
-    return out
+# the safetensors reader shared with the other families' reference (same directory)
+from ranker_reference import load_safetensors  # noqa: E402
 
 
 def layer_norm(x, w, b, eps):

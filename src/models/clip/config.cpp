@@ -48,6 +48,18 @@ Activation activation_named(const std::string& act, const std::string& where) {
       fmt::format("{}: hidden_act '{}' is not supported (quick_gelu, gelu, gelu_pytorch_tanh)", where, act));
 }
 
+void read_hf_tower(const json& j, TowerConfig& t, const std::string& where) {
+  get(j, "hidden_size", t.hidden, where);
+  get(j, "num_attention_heads", t.heads, where);
+  get(j, "num_hidden_layers", t.layers, where);
+  get(j, "intermediate_size", t.ffn, where);
+  get(j, "layer_norm_eps", t.ln_eps, where);
+  std::string act;
+  get(j, "hidden_act", act, where);
+  if (!act.empty()) t.act = activation_named(act, where);
+  check_tower(t, where);
+}
+
 void read_mean_std(const json& j, const char* mean_key, const char* std_key, PreprocessConfig& p,
                    const std::string& where) {
   std::vector<float> mean, std;

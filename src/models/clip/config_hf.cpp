@@ -13,18 +13,6 @@ using cfgjson::json;
 
 namespace {
 
-void read_tower(const json& j, TowerConfig& t, const std::string& where) {
-  get(j, "hidden_size", t.hidden, where);
-  get(j, "num_attention_heads", t.heads, where);
-  get(j, "num_hidden_layers", t.layers, where);
-  get(j, "intermediate_size", t.ffn, where);
-  get(j, "layer_norm_eps", t.ln_eps, where);
-  std::string act;
-  get(j, "hidden_act", act, where);
-  if (!act.empty()) t.act = cfgjson::activation_named(act, where);
-  cfgjson::check_tower(t, where);
-}
-
 int size_field(const json& j, const char* key, const char* sub, int fallback) {
   if (!j.contains(key)) return fallback;
   const json& v = j[key];
@@ -49,10 +37,10 @@ ClipConfig load_hf_clip_config(const std::string& dir) {
   get(j, "logit_scale_init_value", c.logit_scale, where);
   json text = j.contains("text_config") ? j["text_config"] : json::object();
   json vision = j.contains("vision_config") ? j["vision_config"] : json::object();
-  read_tower(text, c.text, where + " text_config");
+  cfgjson::read_hf_tower(text, c.text, where + " text_config");
   get(text, "vocab_size", c.text.vocab, where);
   get(text, "max_position_embeddings", c.text.max_positions, where);
-  read_tower(vision, c.vision, where + " vision_config");
+  cfgjson::read_hf_tower(vision, c.vision, where + " vision_config");
   get(vision, "image_size", c.vision.image_size, where);
   get(vision, "patch_size", c.vision.patch_size, where);
   int channels = 3;

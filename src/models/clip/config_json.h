@@ -29,6 +29,9 @@ void get(const json& j, const char* key, T& out, const std::string& where) {
 
 // Positive sizes and heads dividing the width, or an error naming `where`.
 void check_tower(const TowerConfig& t, const std::string& where);
+// A Hugging Face tower config (hidden_size, num_attention_heads, num_hidden_layers,
+// intermediate_size, layer_norm_eps, hidden_act) over the defaults already in `t`, then checked.
+void read_hf_tower(const json& j, TowerConfig& t, const std::string& where);
 // Hugging Face's hidden_act names.
 Activation activation_named(const std::string& name, const std::string& where);
 // image_mean / image_std of three values into p, from `j` (a preprocessor config or open_clip's

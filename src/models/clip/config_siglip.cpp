@@ -14,18 +14,11 @@ using cfgjson::json;
 
 namespace {
 
+// SiglipTextConfig / SiglipVisionConfig defaults under the fields the config sets.
 void read_tower(const json& j, TowerConfig& t, const std::string& where) {
   t.hidden = 768, t.heads = 12, t.layers = 12, t.ffn = 3072, t.ln_eps = 1e-6f;
   t.act = Activation::gelu_tanh;
-  get(j, "hidden_size", t.hidden, where);
-  get(j, "num_attention_heads", t.heads, where);
-  get(j, "num_hidden_layers", t.layers, where);
-  get(j, "intermediate_size", t.ffn, where);
-  get(j, "layer_norm_eps", t.ln_eps, where);
-  std::string act;
-  get(j, "hidden_act", act, where);
-  if (!act.empty()) t.act = cfgjson::activation_named(act, where);
-  cfgjson::check_tower(t, where);
+  cfgjson::read_hf_tower(j, t, where);
 }
 
 }  // namespace

@@ -79,11 +79,14 @@ SpTokenizer::SpTokenizer(const std::string& file, const SpOptions& o)
   if (!f) throw std::runtime_error(fmt::format("cannot read {}", file));
   std::stringstream ss;
   ss << f.rdbuf();
-  std::string proto = ss.str();
-  if (o.unk_prefix) proto = without_dummy_prefix(std::move(proto));
+  const std::string proto = ss.str();
+  // The file is parsed as it is first: the appended field below could otherwise complete a
+  // truncated last piece and let a damaged file load.
   auto st = sp_->LoadFromSerializedProto(proto);
+  if (st.ok() && o.unk_prefix) st = sp_->LoadFromSerializedProto(without_dummy_prefix(proto));
   if (!st.ok())
-    throw std::runtime_error(fmt::format("{}: not a SentencePiece model ({})", file, st.ToString()));
+    throw std::runtime_error(
+        fmt::format("{}: not a SentencePiece model, or a damaged one ({})", file, st.ToString()));
   auto id = [&](const std::string& piece, const char* role) {
     int i = sp_->PieceToId(piece);
     if (i == sp_->unk_id() && piece != o.unk_token)

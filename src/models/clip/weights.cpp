@@ -17,15 +17,13 @@ float scalar_or(nn::WeightSet& set, const std::string& name, float fallback) {
 
 void take_rows(nn::WeightSet& set, ggml_tensor** slot, const std::string& name,
                const std::vector<int64_t>& full, int part, int parts, ggml_type type) {
-  const TensorView* t = &set.need(name, full);
-  std::vector<int64_t> shape = full;
-  shape[0] /= parts;
-  const size_t n = (size_t)t->numel() / (size_t)parts;
-  set.derive(slot, fmt::format("{}[{}/{}]", name, part, parts), shape, type, [t, n, part] {
-    std::vector<float> all = t->to_f32();
-    return std::vector<float>(all.begin() + (ptrdiff_t)(n * (size_t)part),
-                              all.begin() + (ptrdiff_t)(n * (size_t)(part + 1)));
-  });
+  // a view of the part's rows, converted alone (not the whole fused tensor once per part)
+  TensorView view = set.need(name, full);
+  view.shape[0] /= parts;
+  view.nbytes /= (size_t)parts;
+  view.data += view.nbytes * (size_t)part;
+  set.derive(slot, fmt::format("{}[{}/{}]", name, part, parts), view.shape, type,
+             [view] { return view.to_f32(); });
 }
 
 void take_transposed(nn::WeightSet& set, ggml_tensor** slot, const std::string& name, int64_t rows,
