@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
   ClipParams clp;
   clp.threads = threads;
   std::vector<std::unique_ptr<Stage>> stages;
-  stages.push_back(make_caption_stage(load_vlm(cp), cp, batch));
+  stages.push_back(make_caption_stage(load_captioner(cp), cp, batch));
   stages.push_back(make_rank_stage({{"clip", load_clip(argv[4], clp), 0}}, batch));
   stages.push_back(make_repair_stage());
   auto t0 = std::chrono::steady_clock::now();

@@ -1,4 +1,5 @@
-// Batched multi-candidate image captioning with any VLM libmtmd supports (text GGUF + mmproj).
+// Batched multi-candidate image captioning. Two families behind one interface: any VLM libmtmd
+// supports (text GGUF + mmproj) and BLIP (a Hugging Face BlipForConditionalGeneration dir).
 #pragma once
 
 #include <atomic>
@@ -25,9 +26,13 @@ struct SamplingParams {
 };
 
 struct CaptionerParams {
-  std::string model, mmproj;  // text GGUF, mmproj GGUF
+  std::string family = "vlm";  // "vlm" (libmtmd: model + mmproj GGUFs) or "blip" (model = HF dir)
+  std::string model, mmproj;   // VLM: text GGUF, mmproj GGUF; BLIP: the model directory
+  std::string dtype = "f32";   // BLIP: weights converted at load to f32, f16 or bf16
+  // VLM: the instruction. BLIP: unused (BLIP takes no instruction; its prompt is response_prefix).
   std::string prompt = "Describe this image in one sentence.";
-  std::string response_prefix;  // forced start of the answer; stays part of the caption
+  // Forced start of the answer (BLIP: the text prompt after [DEC]); stays part of the caption.
+  std::string response_prefix;
   std::string chat_template;    // empty: the model's own (a name like "chatml" or a template)
   int candidates = 1;
   // Per-candidate parameters: candidate i uses schedule[i % schedule.size()]; empty: `sampling`.
@@ -36,6 +41,9 @@ struct CaptionerParams {
   // LAION-COCO's force-EOS harvesting: after min_new_tokens, whenever p(EOS) >= harvest_eos the
   // current text is kept as an extra candidate and sampling goes on. 0: off.
   float harvest_eos = 0;
+  // LAION-COCO's force-EOS: whenever the raw p(end) exceeds it, the candidate is complete (the token
+  // sampled at that step is dropped; checked before min_new_tokens). 0: off.
+  float force_eos = 0;
   std::vector<std::string> stop;  // stop strings (cut before them)
   int loop_repeats = 3;           // an n-gram (n <= 8) repeated this often in a row is a loop
   bool drop_fragment = true;      // cut an unfinished trailing sentence after a finished one
@@ -52,12 +60,6 @@ struct CaptionerParams {
   const std::atomic<bool>* cancel = nullptr;
 };
 
-// The loaded text model and projector, shared by every Captioner.
-class VlmModel;
-// Loads and validates both files; throws std::runtime_error with a clear message (missing file,
-// not a GGUF, not a VLM projector, projector does not fit the model).
-std::shared_ptr<const VlmModel> load_vlm(const CaptionerParams& params);
-
 struct CaptionRequest {
   std::string key;  // seeds the sampler: same key, same captions
   const Image* image = nullptr;
@@ -68,13 +70,36 @@ struct CaptionResult {
   std::string error;                // set when the image could not be captioned
 };
 
-// Per-worker decoding state (a llama context with many sequences). Not thread-safe.
+// A loaded captioning model of any family, shared (read-only) by every Captioner.
+class CaptionModel {
+ public:
+  virtual ~CaptionModel() = default;
+  virtual std::string describe() const = 0;  // family and shape, for logs
+
+  // Per-worker decoding state; what a Captioner runs.
+  struct Engine {
+    virtual ~Engine() = default;
+    virtual std::vector<CaptionResult> run(const std::vector<CaptionRequest>& requests) = 0;
+  };
+  // `self` is this model (kept alive by the engine). Throws as Captioner's constructor says.
+  virtual std::unique_ptr<Engine> start(std::shared_ptr<const CaptionModel> self,
+                                        const CaptionerParams& params) const = 0;
+};
+
+// Loads params.model as params.family says and validates it; throws std::runtime_error with a
+// clear message (missing file, not a GGUF, not a VLM projector, projector does not fit the model;
+// a BLIP dir with a missing or misshapen tensor, a vocabulary without [DEC], ...), and
+// std::invalid_argument for an unknown family.
+std::shared_ptr<const CaptionModel> load_captioner(const CaptionerParams& params);
+
+// Per-worker decoding state (VLM: a llama context with many sequences; BLIP: KV caches). Not
+// thread-safe.
 // The constructor throws std::invalid_argument for settings that cannot work (a --ctx-size too
 // small for an image, the prompt and every candidate; --candidates above --parallel; values out
 // of range), before llama.cpp sees them; std::runtime_error for other failures.
 class Captioner {
  public:
-  Captioner(std::shared_ptr<const VlmModel> model, CaptionerParams params);
+  Captioner(std::shared_ptr<const CaptionModel> model, const CaptionerParams& params);
   ~Captioner();
   Captioner(const Captioner&) = delete;
   Captioner& operator=(const Captioner&) = delete;
@@ -83,10 +108,8 @@ class Captioner {
   // in order. The captions of a request depend only on its key, image, model and params.
   std::vector<CaptionResult> caption(const std::vector<CaptionRequest>& requests);
 
-  struct Impl;
-
  private:
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<CaptionModel::Engine> engine_;
 };
 
 }  // namespace capforge

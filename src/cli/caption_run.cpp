@@ -19,6 +19,7 @@ namespace capforge::cli {
 
 void resolve_options(CaptionOptions& o, CLI::App* cmd) {
   if (!o.preset_file.empty()) apply_preset_file(o.preset_file, cmd, o.preset);
+  if (o.captioner == "blip") o.c.params.family = "blip";
   if (!apply_preset(o.preset, cmd, o.c)) throw UsageError("unknown --preset " + o.preset);
   // `--model demo` also ranks with the demo CLIP unless rankers are given
   if (resolve_demo_model(o.c.params) && o.rank.empty()) o.rank.push_back("demo");
@@ -30,6 +31,11 @@ void resolve_options(CaptionOptions& o, CLI::App* cmd) {
   if (o.captioner == "vlm" && (o.c.params.model.empty() || o.c.params.mmproj.empty()))
     throw UsageError("captioning needs --model (the VLM's language model GGUF) and --mmproj (its projector)",
                      "pass both, or --captioner none to run the pipeline without a captioner");
+  if (o.captioner == "blip" && o.c.params.model.empty())
+    throw UsageError("--captioner blip needs --model: a Hugging Face BLIP dir (or demo)",
+                     "e.g. a local copy of Salesforce/blip-image-captioning-large");
+  if (o.captioner == "blip" && !o.c.params.mmproj.empty())
+    throw UsageError("--mmproj is for VLM captioners; BLIP's dir holds its vision tower");
   if (o.repair.empty()) o.repair = o.preset == "recap" ? "none" : "rules";
   if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   o.c.params.threads = o.threads;
@@ -62,12 +68,12 @@ RankerSpec parse_ranker(const std::string& spec, const ClipParams& cp) {
 
 std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name) {
   std::vector<std::unique_ptr<Stage>> stages;
-  if (o.captioner == "vlm") {
-    std::shared_ptr<const VlmModel> vlm;
+  if (o.captioner == "vlm" || o.captioner == "blip") {
+    std::shared_ptr<const CaptionModel> vlm;
     try {
-      vlm = load_vlm(o.c.params);
+      vlm = load_captioner(o.c.params);
     } catch (const std::exception& e) {
-      throw UsageError(e.what(), "--model takes the language model GGUF and --mmproj its projector GGUF");
+      throw UsageError(e.what(), captioner_model_hint(o.c.params));
     }
     captioner_name = fs::path(o.c.params.model).filename().string();
     try {

@@ -26,12 +26,26 @@ std::string demo_models_dir() {
 bool resolve_demo_model(CaptionerParams& p) {
   if (p.model != "demo") return false;
   std::filesystem::path d = demo_models_dir();
+  if (p.family == "blip") {
+    if (!std::filesystem::exists(d / "blip" / "config.json"))
+      throw UsageError(fmt::format("the demo BLIP captioner is not in {}", (d / "blip").string()),
+                       "set CAPFORGE_DEMO_MODELS, or retrain it with tools/demo-models/blip.py");
+    p.model = (d / "blip").string();
+    return true;
+  }
   if (!std::filesystem::exists(d / "captioner.gguf"))
     throw UsageError(fmt::format("the demo models are not in {}", d.string()),
                      "set CAPFORGE_DEMO_MODELS, or retrain them with tools/demo-models/train.py");
   p.model = (d / "captioner.gguf").string();
   if (p.mmproj.empty()) p.mmproj = (d / "captioner-mmproj.gguf").string();
   return true;
+}
+
+std::string captioner_model_hint(const CaptionerParams& p) {
+  if (p.family == "blip")
+    return "--model takes a Hugging Face BLIP dir (config.json, model.safetensors, vocab.txt, "
+           "preprocessor_config.json), e.g. Salesforce/blip-image-captioning-large";
+  return "--model takes the language model GGUF and --mmproj its projector GGUF";
 }
 
 void apply_flag(CLI::App* cmd, const std::string& flag, const std::vector<std::string>& values) {
@@ -73,17 +87,22 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
   auto& p = c.params;
   const char* m = "Captioning model";
   auto* model = cmd->add_option("--model", p.model,
-                                "language model GGUF of the VLM, or `demo` for the bundled demo models")
+                                "language model GGUF of the VLM, a BLIP model dir (--captioner blip), or `demo` "
+                                "for the bundled demo models")
                     ->group(m);
   cmd->add_option("--mmproj", p.mmproj, "multimodal projector GGUF of the VLM (needed unless --model demo)")
       ->group(m);
   if (model_required) model->required();
+  cmd->add_option("--captioner-dtype", p.dtype, "BLIP weights, converted at load: f32, f16 or bf16")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->group(m);
   cmd->add_option("--chat-template", p.chat_template, "override the model's chat template (name or template)")
       ->group(m);
   const char* pr = "Prompt";
   cmd->add_option("--prompt", p.prompt, "the instruction")->capture_default_str()->group(pr);
   cmd->add_option("--response-prefix", p.response_prefix,
-                  "forced start of the answer, kept in the caption (e.g. 'a picture of ')")
+                  "forced start of the answer, kept in the caption (e.g. 'a picture of '); BLIP's text prompt")
       ->group(pr);
   const char* d = "Decoding (lists: candidate i uses element i % length)";
   cmd->add_option("--candidates", p.candidates, "candidates per image (at most --parallel)")
@@ -118,6 +137,11 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
   cmd->add_option("--stop", p.stop, "stop string (repeatable)")->group(d);
   cmd->add_option("--harvest-eos", p.harvest_eos,
                   "keep the text as a candidate whenever p(EOS) >= P (LAION-COCO; 0: off)")
+      ->check(prob01())
+      ->group(d);
+  cmd->add_option("--force-eos", p.force_eos,
+                  "a candidate ends when the raw p(end) exceeds P, even before --min-new-tokens; the token "
+                  "sampled at that step is dropped (LAION-COCO: 0.1794; 0: off)")
       ->check(prob01())
       ->group(d);
   cmd->add_option("--loop-repeats", p.loop_repeats,
@@ -183,18 +207,23 @@ bool apply_preset(const std::string& name, CLI::App* cmd, CaptionerCli& c) {
   auto unset = [&](const char* flag) { return cmd->count(flag) == 0; };
   auto& p = c.params;
   if (name == "laion-coco") {
-    // LAION-COCO's BLIP settings (ARCHITECTURE.md section 1), with an instruction for a chat VLM
+    // LAION-COCO's sampler as the code that ran set it (laion_idle_cap docker/c_h2.py and sampling.py;
+    // docs/blip.md lists each value), with an instruction for a chat VLM (BLIP takes none)
     if (unset("--prompt")) p.prompt = "Write a short caption for this image.";
     if (unset("--response-prefix")) p.response_prefix = "a picture of ";
     if (unset("--candidates")) p.candidates = 40;
-    if (unset("--parallel")) p.parallel = 40;
-    if (unset("--top-p")) c.top_p = {0.2427f};
+    if (unset("--parallel")) p.parallel = p.family == "blip" ? 80 : 40;  // BLIP: two images in flight
+    if (unset("--top-p")) c.top_p = {0.2427084604681384f};
     if (unset("--top-k")) c.top_k = {9607};
     if (unset("--temperature")) c.temperature = {1.0f};
     if (unset("--min-new-tokens")) c.min_new = {5};
-    if (unset("--max-new-tokens")) c.max_new = {30};
+    if (unset("--max-new-tokens")) {  // [20]*8 + [30]*8 + [30]*8 + [45]*8 + [45]*8
+      c.max_new.assign(8, 20);
+      c.max_new.resize(24, 30);
+      c.max_new.resize(40, 45);
+    }
     if (unset("--repetition-penalty")) p.sampling.repetition_penalty = 1.3f;
-    if (unset("--harvest-eos")) p.harvest_eos = 0.179f;
+    if (unset("--force-eos")) p.force_eos = 0.17937666742679637f;
     return true;
   }
   if (name == "recap") {

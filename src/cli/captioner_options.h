@@ -29,6 +29,9 @@ std::string demo_models_dir();
 // did; throws UsageError when the demo models are missing.
 bool resolve_demo_model(CaptionerParams& p);
 
+// What --model takes for params.family, for usage errors.
+std::string captioner_model_hint(const CaptionerParams& p);
+
 // Sets option `flag` (long name without dashes, e.g. "top-p") of `cmd` to `values` as if given on
 // the command line, once per value (comma lists split as there). Throws UsageError for an unknown
 // flag or a bad value.

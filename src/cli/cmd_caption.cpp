@@ -131,9 +131,9 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "laion-coco", "recap"}));
   cmd->add_option("--captioner", o->captioner,
-                  "vlm (needs --model and --mmproj; the default when they are given) or none (read, decode, "
-                  "rank the original caption, write)")
-      ->check(CLI::IsMember({"vlm", "none"}));
+                  "vlm (needs --model and --mmproj; the default when they are given), blip (--model: a Hugging "
+                  "Face BLIP dir) or none (read, decode, rank the original caption, write)")
+      ->check(CLI::IsMember({"vlm", "blip", "none"}));
   add_captioner_options(cmd, o->c, /*model_required=*/false);  // --model demo: the bundled models
   const char* rk = "Ranking and repair";
   cmd->add_option("--rank", o->rank,

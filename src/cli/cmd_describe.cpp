@@ -27,18 +27,21 @@ void print(const Json& j) {
 
 int run_describe(DescribeOptions& o) {
   resolve_demo_model(o.c.params);
-  if (o.c.params.mmproj.empty())
+  const bool blip = o.c.params.family == "blip";
+  if (!blip && o.c.params.mmproj.empty())
     throw UsageError("--mmproj is required: the projector GGUF that goes with --model",
-                     "or use --model demo");
+                     "or use --model demo, or --captioner blip with a BLIP dir");
+  if (blip && !o.c.params.mmproj.empty())
+    throw UsageError("--mmproj is for VLM captioners; BLIP's dir holds its vision tower");
   build_schedule(o.c);
   const CaptionerParams& params = o.c.params;
-  std::shared_ptr<const VlmModel> model;
+  std::shared_ptr<const CaptionModel> model;
   try {
-    model = load_vlm(params);
+    model = load_captioner(params);
   } catch (const std::exception& e) {
-    throw UsageError(e.what(),
-                     "--model takes the language model GGUF and --mmproj its projector GGUF, e.g. "
-                     "llava-1.5 or SmolVLM files from ggml-org on Hugging Face");
+    throw UsageError(e.what(), blip ? captioner_model_hint(params)
+                                    : "--model takes the language model GGUF and --mmproj its projector GGUF, "
+                                      "e.g. llava-1.5 or SmolVLM files from ggml-org on Hugging Face");
   }
   std::unique_ptr<Captioner> cap;
   try {
@@ -97,10 +100,13 @@ int run_describe(DescribeOptions& o) {
 void add_describe(CLI::App& app, Action& action) {
   auto o = std::make_shared<DescribeOptions>();
   auto* cmd = app.add_subcommand("describe",
-                                 "Caption images with a VLM (text GGUF + mmproj): JSON lines with every "
-                                 "candidate");
+                                 "Caption images with a VLM (text GGUF + mmproj) or BLIP (a Hugging Face dir): "
+                                 "JSON lines with every candidate");
   cmd->add_option("images", o->images, "image files")->required();
   add_captioner_options(cmd, o->c, /*model_required=*/true);
+  cmd->add_option("--captioner", o->c.params.family, "vlm (--model and --mmproj GGUFs) or blip (--model: a BLIP dir)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"vlm", "blip"}));
   cmd->add_option("--threads", o->c.params.threads, "CPU threads (0: all cores)")
       ->capture_default_str()
       ->check(threads_count());

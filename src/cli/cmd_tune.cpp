@@ -108,7 +108,7 @@ Json explicit_flags(CLI::App* cmd) {
 
 // The final captions of one setting over the dev set.
 std::vector<std::string> run_setting(const Dev& dev, const TuneOptions& o,
-                                     std::shared_ptr<const VlmModel> vlm,
+                                     std::shared_ptr<const CaptionModel> vlm,
                                      const std::vector<RankerSpec>& rankers) {
   std::vector<std::unique_ptr<Stage>> stages;
   stages.push_back(make_caption_stage(vlm, o.cap.c.params, (size_t)o.cap.batch_size));
@@ -149,17 +149,17 @@ int run_tune(TuneOptions& o, CLI::App* cmd) {
     }
   }
   resolve_options(o.cap, cmd);
-  if (o.cap.captioner != "vlm")
-    throw UsageError("tune needs a captioner: --model and --mmproj (or --model demo)");
+  if (o.cap.captioner != "vlm" && o.cap.captioner != "blip")
+    throw UsageError("tune needs a captioner: --model and --mmproj, --captioner blip --model DIR, or --model demo");
   Dev dev = load_dev(o);
   auto inputs = discover_inputs(o.dev, false);
   inputs.push_back({o.refs, "refs", InputFormat::jsonl});
   refuse_outputs_on_inputs(o.dev, inputs, "", {o.out});
-  std::shared_ptr<const VlmModel> vlm;
+  std::shared_ptr<const CaptionModel> vlm;
   try {
-    vlm = load_vlm(o.cap.c.params);
+    vlm = load_captioner(o.cap.c.params);
   } catch (const std::exception& e) {
-    throw UsageError(e.what(), "--model takes the language model GGUF and --mmproj its projector GGUF");
+    throw UsageError(e.what(), captioner_model_hint(o.cap.c.params));
   }
   ClipParams cp;
   cp.dtype = o.cap.rank_dtype;
@@ -269,6 +269,8 @@ void add_tune(CLI::App& app, Action& action) {
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "laion-coco", "recap"}));
   add_captioner_options(cmd, o->cap.c, /*model_required=*/true);
+  cmd->add_option("--captioner", o->cap.captioner, "vlm (--model and --mmproj GGUFs) or blip (--model: a BLIP dir)")
+      ->check(CLI::IsMember({"vlm", "blip"}));
   cmd->add_option("--rank", o->cap.rank, "CLIP ranker DIR[:K] (repeatable), as in caption")
       ->check(rank_spec());
   cmd->add_option("--repair", o->cap.repair, "rules or none")->check(CLI::IsMember({"rules", "none"}));

@@ -17,7 +17,7 @@ bool has_caption(const Sample& s) { return s.caption && word_count(*s.caption) >
 
 class CaptionStage : public Stage {
  public:
-  CaptionStage(std::shared_ptr<const VlmModel> model, const CaptionerParams& p, size_t batch)
+  CaptionStage(std::shared_ptr<const CaptionModel> model, const CaptionerParams& p, size_t batch)
       : captioner_(std::move(model), p), batch_(batch) {}
   std::string name() const override { return "caption"; }
   size_t max_batch() const override { return batch_; }
@@ -155,7 +155,7 @@ class RepairStage : public Stage {
 
 }  // namespace
 
-std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const VlmModel> model,
+std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const CaptionModel> model,
                                           const CaptionerParams& params, size_t batch) {
   return std::make_unique<CaptionStage>(std::move(model), params, batch);
 }

@@ -14,7 +14,7 @@
 namespace capforge {
 
 // Fills Sample::candidates (and re_caption with the first one) for every decoded sample.
-std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const VlmModel> model,
+std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const CaptionModel> model,
                                           const CaptionerParams& params, size_t batch);
 
 struct RankerSpec {

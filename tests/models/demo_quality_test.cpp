@@ -79,7 +79,7 @@ TEST(DemoModels, RerankedBestOfNBeatsGreedy) {
   auto h = held_out(dir, 200);
   auto p = demo_params();
   p.sampling.greedy = true;
-  auto vlm = load_vlm(p);
+  auto vlm = load_captioner(p);
   std::vector<CaptionRequest> reqs;
   for (size_t i = 0; i < h.images.size(); ++i) reqs.push_back({h.keys[i], &h.images[i]});
   auto greedy = Captioner(vlm, p).caption(reqs);

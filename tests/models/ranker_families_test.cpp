@@ -49,25 +49,6 @@ void normalise(std::vector<float>& v) {
   for (auto& x : v) x = (float)(x / n);
 }
 
-// A Python 3 that can import numpy: $CAPFORGE_PYTHON, /usr/bin/python3, then python3 on PATH.
-// Empty when there is none (the reference tests skip).
-const std::string& numpy_python() {
-  static const std::string found = [] {
-    std::vector<std::string> candidates;
-    if (const char* p = std::getenv("CAPFORGE_PYTHON"); p && *p) candidates.push_back(p);
-    candidates.push_back("/usr/bin/python3");
-    if (const char* path = std::getenv("PATH")) {
-      std::stringstream ss(path);
-      for (std::string d; std::getline(ss, d, ':');)
-        if (!d.empty()) candidates.push_back(d + "/python3");
-    }
-    for (auto& c : candidates)
-      if (fs::exists(c) && test::run_process({c, "-c", "import numpy"}, 60).exit_code == 0) return c;
-    return std::string();
-  }();
-  return found;
-}
-
 struct Family {
   std::string name;
   std::string kind;  // ranker_reference.py KIND
@@ -154,7 +135,7 @@ class RankerFamilyTest : public ::testing::TestWithParam<Family> {
 }  // namespace
 
 TEST_P(RankerFamilyTest, MatchesNumpyReference) {
-  if (numpy_python().empty())
+  if (test::numpy_python().empty())
     GTEST_SKIP() << "no python3 with numpy (/usr/bin/python3, PATH, $CAPFORGE_PYTHON)";
   const Family& fam = GetParam();
   auto model = load_clip(dir());
@@ -167,7 +148,7 @@ TEST_P(RankerFamilyTest, MatchesNumpyReference) {
   test::TempDir io;
   test::write_file(io / "ids.json", Json(ids).dump());
   test::write_file(io / "pixels.f32", std::string((const char*)pixels.data(), pixels.size() * 4));
-  auto r = test::run_process({numpy_python(), CAPFORGE_TEST_SRC "/models/ranker_reference.py", fam.kind,
+  auto r = test::run_process({test::numpy_python(), CAPFORGE_TEST_SRC "/models/ranker_reference.py", fam.kind,
                               dir(), io / "ids.json", io / "pixels.f32", std::to_string(imgs.size())},
                              600);
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -8,7 +8,7 @@
 #include "capforge/captioner.h"
 #include "capforge/image.h"
 #include "models/vlm/candidate_text.h"
-#include "models/vlm/sampler.h"
+#include "models/sampling/sampler.h"
 #include "support/fixtures.h"
 #include "support/process.h"
 #include "support/vlm_fixture.h"
@@ -65,7 +65,7 @@ test::TempDir* Vlm::dir_ = nullptr;
 
 std::vector<CaptionResult> caption(const CaptionerParams& p,
                                    const std::vector<std::pair<std::string, Image*>>& in) {
-  Captioner c(load_vlm(p), p);
+  Captioner c(load_captioner(p), p);
   std::vector<CaptionRequest> reqs;
   for (auto& [k, img] : in) reqs.push_back({k, img});
   return c.caption(reqs);
@@ -73,7 +73,7 @@ std::vector<CaptionResult> caption(const CaptionerParams& p,
 
 std::string load_error(const CaptionerParams& p) {
   try {
-    load_vlm(p);
+    load_captioner(p);
   } catch (const std::exception& e) {
     return e.what();
   }
@@ -259,30 +259,30 @@ TEST(VlmUnits, SamplerRules) {
   std::vector<int> eog = {4};
   SamplingParams g;
   g.greedy = true;
-  vlm::Rng rng(1);
-  EXPECT_EQ(vlm::choose(logits.data(), 5, {}, 0, eog, g, rng).token, 1);
+  sampling::Rng rng(1);
+  EXPECT_EQ(sampling::choose(logits.data(), 5, {}, 0, eog, g, rng).token, 1);
   g.repetition_penalty = 2.0f;  // token 1's logit 3 -> 1.5
-  EXPECT_EQ(vlm::choose(logits.data(), 5, {1}, 1, eog, g, rng).token, 4);
+  EXPECT_EQ(sampling::choose(logits.data(), 5, {1}, 1, eog, g, rng).token, 4);
   g.min_new_tokens = 3;  // EOS (4) banned before 3 new tokens
-  EXPECT_EQ(vlm::choose(logits.data(), 5, {1}, 1, eog, g, rng).token, 2);
+  EXPECT_EQ(sampling::choose(logits.data(), 5, {1}, 1, eog, g, rng).token, 2);
   SamplingParams ng;
   ng.greedy = true;
   ng.no_repeat_ngram = 2;  // "3 1" was seen, so after 3 never 1
-  EXPECT_EQ(vlm::choose(logits.data(), 5, {3, 1, 0, 3}, 4, eog, ng, rng).token, 4);
-  auto c = vlm::choose(logits.data(), 5, {}, 0, eog, g, rng);
+  EXPECT_EQ(sampling::choose(logits.data(), 5, {3, 1, 0, 3}, 4, eog, ng, rng).token, 4);
+  auto c = sampling::choose(logits.data(), 5, {}, 0, eog, g, rng);
   double lse = std::log(std::exp(1.0) + std::exp(3.0) + std::exp(2.0) + std::exp(0.5) + std::exp(2.9));
   EXPECT_NEAR(c.p_eos, std::exp(2.9 - lse), 1e-6);
   // top-k 2 samples only the two best; top-p 0.01 only the best
   SamplingParams s;
   s.top_k = 2;
   std::set<int> seen;
-  for (int i = 0; i < 200; ++i) seen.insert(vlm::choose(logits.data(), 5, {}, 0, eog, s, rng).token);
+  for (int i = 0; i < 200; ++i) seen.insert(sampling::choose(logits.data(), 5, {}, 0, eog, s, rng).token);
   EXPECT_EQ(seen, (std::set<int>{1, 4}));
   s.top_k = 0;
   s.top_p = 0.01f;
-  EXPECT_EQ(vlm::choose(logits.data(), 5, {}, 0, eog, s, rng).token, 1);
-  EXPECT_EQ(vlm::candidate_seed(1, "k", 0), vlm::candidate_seed(1, "k", 0));
-  EXPECT_NE(vlm::candidate_seed(1, "k", 0), vlm::candidate_seed(1, "k", 1));
+  EXPECT_EQ(sampling::choose(logits.data(), 5, {}, 0, eog, s, rng).token, 1);
+  EXPECT_EQ(sampling::candidate_seed(1, "k", 0), sampling::candidate_seed(1, "k", 0));
+  EXPECT_NE(sampling::candidate_seed(1, "k", 0), sampling::candidate_seed(1, "k", 1));
 }
 
 }  // namespace capforge

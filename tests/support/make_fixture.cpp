@@ -5,11 +5,16 @@
 //   capforge-make-fixture siglip OUT_DIR [--shape tiny|base] [--siglip2 1] [--dtype F32|F16|BF16] [--seed N]
 //   capforge-make-fixture open_clip OUT_DIR [--shape rn-tiny|rn50x64|vit-tiny|vit-l-14]
 //                         [--quick-gelu|--no-quick-gelu] [--no-bn-counters] [--dtype F32|F16|BF16] [--seed N]
+//   capforge-make-fixture blip OUT_DIR [--shape tiny|base|large] [--dtype F32|F16|BF16] [--seed N]
+//                         [--shards N] [--scale GAIN] [--tie-decoder 1] (broken variants: [--drop NAME]
+//                         [--misshape NAME] [--no-dec 1] [--config-patch JSON])
 //   capforge-make-fixture vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m] [--vocab spm|bpe]
 //                         [--dtype F32|F16] [--seed N]
 // clip shapes: tiny (tests), vit-b-32 and vit-l-14 (OpenAI CLIP sizes).
 // open_clip shapes (hub export layout, OpenAI state_dict names, no vocabulary): rn-tiny and
 // vit-tiny (tests), rn50x64 and vit-l-14 (OpenAI sizes).
+// blip shapes (BlipForConditionalGeneration as published): tiny (tests), base and large
+// (Salesforce/blip-image-captioning-base / -large sizes, BERT-sized vocab.txt).
 // vlm shapes: tiny (tests), smolvlm-256m (a SmolLM2-135M-sized llama + a ViT-B/32-sized CLIP tower with an
 // MLP projector).
 #include <cstdio>
@@ -17,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "support/blip_fixture.h"
 #include "support/clip_fixture.h"
 #include "support/open_clip_fixture.h"
 #include "support/siglip_fixture.h"
@@ -33,9 +39,12 @@ int usage(const char* argv0) {
       "[--quick-gelu|--no-quick-gelu]\n"
       "                 [--no-bn-counters] [--dtype F32|F16|BF16] [--seed N]\n"
       "       %s siglip OUT_DIR [--shape tiny|base] [--siglip2 1] [--dtype F32|F16|BF16] [--seed N]\n"
+      "       %s blip OUT_DIR [--shape tiny|base|large] [--dtype F32|F16|BF16] [--seed N] [--shards N]\n"
+      "                 [--scale GAIN] [--tie-decoder 1] [--drop NAME] [--misshape NAME] [--no-dec 1] "
+      "[--config-patch JSON]\n"
       "       %s vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m] [--vocab spm|bpe] "
       "[--dtype F32|F16] [--seed N]\n",
-      argv0, argv0, argv0, argv0);
+      argv0, argv0, argv0, argv0, argv0);
   return 2;
 }
 
@@ -133,6 +142,32 @@ int open_clip(int argc, char** argv) {
   return 0;
 }
 
+// blip OUT_DIR [--shape ...] [--dtype ...] [--seed N] [--shards N] [...]: see the header comment.
+int blip(int argc, char** argv) {
+  std::map<std::string, std::string> o;
+  if (argc < 3 || !options(argc, argv, 3, o)) return usage(argv[0]);
+  capforge::test::BlipFixtureSpec s;
+  try {
+    s = capforge::test::BlipFixtureSpec::shape(o.count("--shape") ? o["--shape"] : "tiny");
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  }
+  if (o.count("--dtype")) s.dtype = o["--dtype"];
+  if (o.count("--seed")) s.seed = (uint32_t)std::stoul(o["--seed"]);
+  if (o.count("--shards")) s.shards = std::stoi(o["--shards"]);
+  if (o.count("--scale")) s.scale = std::stof(o["--scale"]);
+  if (o.count("--tie-decoder")) s.tie_decoder = o["--tie-decoder"] != "0";
+  if (o.count("--drop")) s.drop_tensor = o["--drop"];
+  if (o.count("--misshape")) s.misshape_tensor = o["--misshape"];
+  if (o.count("--no-dec")) s.vocab_without_dec = o["--no-dec"] != "0";
+  if (o.count("--config-patch")) s.config_patch = o["--config-patch"];
+  if (s.dtype != "F32" && s.dtype != "F16" && s.dtype != "BF16") return usage(argv[0]);
+  capforge::test::write_blip_fixture(s, argv[2]);
+  std::printf("%s\n", argv[2]);
+  return 0;
+}
+
 int vlm(int argc, char** argv) {
   std::map<std::string, std::string> o;
   if (argc < 4 || !options(argc, argv, 4, o)) return usage(argv[0]);
@@ -167,5 +202,6 @@ int main(int argc, char** argv) {
   if (kind == "open_clip") return open_clip(argc, argv);
   if (kind == "vlm") return vlm(argc, argv);
   if (kind == "siglip") return siglip(argc, argv);
+  if (kind == "blip") return blip(argc, argv);
   return usage(argv[0]);
 }

@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
 #include <stdexcept>
 
 namespace capforge::test {
@@ -92,6 +95,25 @@ int spawn_capforge(const std::vector<std::string>& args) {
     _exit(127);
   }
   return pid;
+}
+
+// A Python 3 that can import numpy: $CAPFORGE_PYTHON, /usr/bin/python3, then python3 on PATH.
+// Empty when there is none (the reference tests skip).
+const std::string& numpy_python() {
+  static const std::string found = [] {
+    std::vector<std::string> candidates;
+    if (const char* p = std::getenv("CAPFORGE_PYTHON"); p && *p) candidates.push_back(p);
+    candidates.push_back("/usr/bin/python3");
+    if (const char* path = std::getenv("PATH")) {
+      std::stringstream ss(path);
+      for (std::string d; std::getline(ss, d, ':');)
+        if (!d.empty()) candidates.push_back(d + "/python3");
+    }
+    for (auto& c : candidates)
+      if (std::filesystem::exists(c) && run_process({c, "-c", "import numpy"}, 60).exit_code == 0) return c;
+    return std::string();
+  }();
+  return found;
 }
 
 }  // namespace capforge::test

@@ -23,4 +23,8 @@ ProcessResult run_capforge(const std::vector<std::string>& args, double timeout_
 // Starts capforge in the background; returns its pid (stdout/stderr to /dev/null).
 int spawn_capforge(const std::vector<std::string>& args);
 
+// A Python 3 that can import numpy: $CAPFORGE_PYTHON, /usr/bin/python3, then python3 on PATH.
+// Empty when there is none (the reference tests skip).
+const std::string& numpy_python();
+
 }  // namespace capforge::test

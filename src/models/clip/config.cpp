@@ -77,6 +77,38 @@ void read_mean_std(const json& j, const char* mean_key, const char* std_key, Pre
   }
 }
 
+void read_square_preprocessor(const std::string& dir, int image_size, PreprocessConfig& p) {
+  p.squash = true;
+  p.do_center_crop = false;
+  p.shortest_edge = p.crop = image_size;
+  fs::path pre_path = fs::path(dir) / "preprocessor_config.json";
+  if (fs::exists(pre_path)) {
+    const std::string pw = pre_path.string();
+    json pj = cfgjson::read_object(pw);
+    get(pj, "do_resize", p.do_resize, pw);
+    get(pj, "do_normalize", p.do_normalize, pw);
+    cfgjson::read_mean_std(pj, "image_mean", "image_std", p, pw);
+    int resample = 3;
+    get(pj, "resample", resample, pw);
+    if (resample == 2)
+      p.interpolation = Interpolation::bilinear;
+    else if (resample != 3)
+      throw std::runtime_error(
+          fmt::format("{}: resample {} is not supported (2 bilinear, 3 bicubic)", pw, resample));
+    if (pj.contains("size") && pj["size"].is_object()) {
+      int h = image_size, w = image_size;
+      get(pj["size"], "height", h, pw);
+      get(pj["size"], "width", w, pw);
+      if (h != image_size || w != image_size)
+        throw std::runtime_error(fmt::format("{}: size {}x{} differs from the vision tower's image_size {}",
+                                             pw, w, h, image_size));
+    }
+    bool rescale = true;
+    get(pj, "do_rescale", rescale, pw);
+    if (!rescale) throw std::runtime_error(pw + ": do_rescale false is not supported");
+  }
+}
+
 }  // namespace cfgjson
 
 ClipConfig load_clip_config(const std::string& dir) {

@@ -39,4 +39,9 @@ Activation activation_named(const std::string& name, const std::string& where);
 void read_mean_std(const json& j, const char* mean_key, const char* std_key, PreprocessConfig& p,
                    const std::string& where);
 
+// A Hugging Face image processor that resizes straight to the square (SigLIP, BLIP): DIR's
+// preprocessor_config.json when present (resize, rescale, normalise, resample, size, which must be
+// image_size) over the defaults already in `p`; p.squash and the side are set here.
+void read_square_preprocessor(const std::string& dir, int image_size, PreprocessConfig& p);
+
 }  // namespace capforge::clip::cfgjson

@@ -75,36 +75,8 @@ ClipConfig load_siglip_config(const std::string& dir) {
   c.projection_dim = v.hidden;
 
   PreprocessConfig& p = c.preprocess;
-  p.squash = true;
-  p.do_center_crop = false;
-  p.shortest_edge = p.crop = v.image_size;
   p.mean = {0.5f, 0.5f, 0.5f}, p.std = {0.5f, 0.5f, 0.5f};
-  fs::path pre_path = fs::path(dir) / "preprocessor_config.json";
-  if (fs::exists(pre_path)) {
-    const std::string pw = pre_path.string();
-    json pj = cfgjson::read_object(pw);
-    get(pj, "do_resize", p.do_resize, pw);
-    get(pj, "do_normalize", p.do_normalize, pw);
-    cfgjson::read_mean_std(pj, "image_mean", "image_std", p, pw);
-    int resample = 3;
-    get(pj, "resample", resample, pw);
-    if (resample == 2)
-      p.interpolation = Interpolation::bilinear;
-    else if (resample != 3)
-      throw std::runtime_error(
-          fmt::format("{}: resample {} is not supported (2 bilinear, 3 bicubic)", pw, resample));
-    if (pj.contains("size") && pj["size"].is_object()) {
-      int h = v.image_size, w = v.image_size;
-      get(pj["size"], "height", h, pw);
-      get(pj["size"], "width", w, pw);
-      if (h != v.image_size || w != v.image_size)
-        throw std::runtime_error(fmt::format("{}: size {}x{} differs from the vision tower's image_size {}",
-                                             pw, w, h, v.image_size));
-    }
-    bool rescale = true;
-    get(pj, "do_rescale", rescale, pw);
-    if (!rescale) throw std::runtime_error(pw + ": do_rescale false is not supported");
-  }
+  cfgjson::read_square_preprocessor(dir, v.image_size, p);
   return c;
 }
 

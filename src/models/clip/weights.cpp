@@ -15,17 +15,6 @@ float scalar_or(nn::WeightSet& set, const std::string& name, float fallback) {
   return set.need(name, t->shape).to_f32()[0];
 }
 
-void take_rows(nn::WeightSet& set, ggml_tensor** slot, const std::string& name,
-               const std::vector<int64_t>& full, int part, int parts, ggml_type type) {
-  // a view of the part's rows, converted alone (not the whole fused tensor once per part)
-  TensorView view = set.need(name, full);
-  view.shape[0] /= parts;
-  view.nbytes /= (size_t)parts;
-  view.data += view.nbytes * (size_t)part;
-  set.derive(slot, fmt::format("{}[{}/{}]", name, part, parts), view.shape, type,
-             [view] { return view.to_f32(); });
-}
-
 void take_transposed(nn::WeightSet& set, ggml_tensor** slot, const std::string& name, int64_t rows,
                      int64_t cols, ggml_type type) {
   const TensorView* t = &set.need(name, {rows, cols});

@@ -79,10 +79,7 @@ void hf_layers(nn::WeightSet& set, const std::string& prefix, const TowerConfig&
                std::vector<EncoderLayer>& layers, ggml_type mat);
 // A stored scalar (logit_scale, logit_bias), or `fallback` when absent.
 float scalar_or(nn::WeightSet& set, const std::string& name, float fallback);
-// Rows [part * rows, (part + 1) * rows) of a stored 2-D (or 1-D) tensor, e.g. q/k/v of a fused
-// in_proj_weight [3D, D].
-void take_rows(nn::WeightSet& set, ggml_tensor** slot, const std::string& name,
-               const std::vector<int64_t>& full, int part, int parts, ggml_type type);
+using nn::take_rows;
 // A stored 2-D tensor [R, C] transposed to [C, R] (open_clip's x @ proj matrices).
 void take_transposed(nn::WeightSet& set, ggml_tensor** slot, const std::string& name, int64_t rows,
                      int64_t cols, ggml_type type);

@@ -82,4 +82,15 @@ void WeightSet::upload(ggml_backend_dev_t dev, const std::string& what) {
   pending_.clear();
 }
 
+void take_rows(nn::WeightSet& set, ggml_tensor** slot, const std::string& name,
+               const std::vector<int64_t>& full, int part, int parts, ggml_type type) {
+  // a view of the part's rows, converted alone (not the whole fused tensor once per part)
+  TensorView view = set.need(name, full);
+  view.shape[0] /= parts;
+  view.nbytes /= (size_t)parts;
+  view.data += view.nbytes * (size_t)part;
+  set.derive(slot, fmt::format("{}[{}/{}]", name, part, parts), view.shape, type,
+             [view] { return view.to_f32(); });
+}
+
 }  // namespace capforge::nn

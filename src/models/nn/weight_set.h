@@ -62,4 +62,9 @@ class WeightSet {
 
 std::string shape_str(const std::vector<int64_t>& s);
 
+// Rows [part * rows, (part + 1) * rows) of a stored 2-D (or 1-D) tensor of shape `full`, e.g. q/k/v
+// of a fused in_proj_weight [3D, D]; only that part is converted.
+void take_rows(WeightSet& set, ggml_tensor** slot, const std::string& name, const std::vector<int64_t>& full,
+               int part, int parts, ggml_type type);
+
 }  // namespace capforge::nn

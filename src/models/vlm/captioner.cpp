@@ -14,7 +14,7 @@
 #include "models/vlm/candidate_text.h"
 #include "models/vlm/captioner_checks.h"
 #include "models/vlm/model.h"
-#include "models/vlm/sampler.h"
+#include "models/sampling/sampler.h"
 
 namespace capforge {
 
@@ -38,7 +38,7 @@ struct Seq {
   llama_seq_id id = 0;
   llama_pos pos = 0;
   SamplingParams p;
-  vlm::Rng rng{0};
+  sampling::Rng rng{0};
   std::vector<int> tokens;  // response prefix tokens, then generated ones
   size_t prefix_tokens = 0;
   std::string text;  // generated text (without the response prefix)
@@ -50,8 +50,9 @@ struct Seq {
 
 }  // namespace
 
-struct Captioner::Impl {
-  Impl(std::shared_ptr<const VlmModel> m, CaptionerParams p) : model(std::move(m)), params(std::move(p)) {
+// One worker's llama context and the sequences in flight.
+struct VlmEngine : CaptionModel::Engine {
+  VlmEngine(std::shared_ptr<const VlmModel> m, CaptionerParams p) : model(std::move(m)), params(std::move(p)) {
     vlm::check_captioner_params(params);
     llama_context_params cp = llama_context_default_params();
     if (params.ctx_size <= 0) params.ctx_size = params.parallel * 1024;
@@ -123,7 +124,7 @@ struct Captioner::Impl {
           params.ctx_size, prompt_cells, params.candidates, max_new, params.candidates * max_new, need));
   }
 
-  ~Impl() {
+  ~VlmEngine() override {
     llama_batch_free(batch);
     llama_batch_free(prompt_batch);
     if (ctx) llama_free(ctx);
@@ -143,7 +144,7 @@ struct Captioner::Impl {
     return n > 0 ? std::string(buf, (size_t)n) : std::string();
   }
 
-  std::vector<CaptionResult> run(const std::vector<CaptionRequest>& reqs);
+  std::vector<CaptionResult> run(const std::vector<CaptionRequest>& reqs) override;
   bool admit(const CaptionRequest& req, size_t index, std::vector<CaptionResult>& out);
   // Evaluates `chunks` into sequence `seq` from position 0; returns the next position.
   llama_pos prefill(mtmd_input_chunks* chunks, llama_seq_id seq);
@@ -168,7 +169,7 @@ struct Captioner::Impl {
   std::vector<Seq> live;
 };
 
-llama_pos Captioner::Impl::prefill(mtmd_input_chunks* chunks, llama_seq_id seq) {
+llama_pos VlmEngine::prefill(mtmd_input_chunks* chunks, llama_seq_id seq) {
   llama_pos n_past = 0;
   const size_t n = mtmd_input_chunks_size(chunks);
   for (size_t i = 0; i < n; ++i) {
@@ -210,7 +211,7 @@ llama_pos Captioner::Impl::prefill(mtmd_input_chunks* chunks, llama_seq_id seq) 
   return n_past;
 }
 
-bool Captioner::Impl::admit(const CaptionRequest& req, size_t index, std::vector<CaptionResult>& out) {
+bool VlmEngine::admit(const CaptionRequest& req, size_t index, std::vector<CaptionResult>& out) {
   const Image& img = *req.image;
   if (img.empty()) {
     out[index].error = "no decoded image";
@@ -264,7 +265,7 @@ bool Captioner::Impl::admit(const CaptionRequest& req, size_t index, std::vector
     if (s.id != first) llama_memory_seq_cp(llama_get_memory(ctx), first, s.id, -1, -1);
     s.pos = pos;
     s.p = params.schedule.empty() ? params.sampling : params.schedule[(size_t)c % params.schedule.size()];
-    s.rng = vlm::Rng(vlm::candidate_seed(params.seed, req.key, c));
+    s.rng = sampling::Rng(sampling::candidate_seed(params.seed, req.key, c));
     s.tokens = prefix_tokens;
     s.prefix_tokens = prefix_tokens.size();
     s.logits.assign(logits, logits + model->n_vocab);
@@ -273,7 +274,7 @@ bool Captioner::Impl::admit(const CaptionRequest& req, size_t index, std::vector
   return true;
 }
 
-void Captioner::Impl::harvest(Seq& s) {
+void VlmEngine::harvest(Seq& s) {
   if (s.text.empty() || !s.harvested.insert(s.text).second) return;
   std::vector<std::string> flags = {"harvested_eos"};
   Candidate c;
@@ -284,7 +285,7 @@ void Captioner::Impl::harvest(Seq& s) {
   groups[s.group].per_candidate[(size_t)s.candidate].push_back(std::move(c));
 }
 
-void Captioner::Impl::finish(Seq& s, std::vector<std::string> flags, std::vector<CaptionResult>& out) {
+void VlmEngine::finish(Seq& s, std::vector<std::string> flags, std::vector<CaptionResult>& out) {
   bool truncated = std::find(flags.begin(), flags.end(), "max_length") != flags.end();
   Candidate c;
   c.text = vlm::clean_caption(params.response_prefix + s.text, params.prompt, params.drop_fragment, truncated,
@@ -308,12 +309,19 @@ void Captioner::Impl::finish(Seq& s, std::vector<std::string> flags, std::vector
   g.per_candidate.clear();
 }
 
-void Captioner::Impl::step(std::vector<CaptionResult>& out) {
+void VlmEngine::step(std::vector<CaptionResult>& out) {
   batch.n_tokens = 0;
   std::vector<size_t> in_batch;
   for (size_t i = 0; i < live.size(); ++i) {
     Seq& s = live[i];
-    vlm::Choice ch = vlm::choose(s.logits.data(), model->n_vocab, s.tokens, s.n_new, model->eog, s.p, s.rng);
+    sampling::Choice ch = sampling::choose(s.logits.data(), model->n_vocab, s.tokens, s.n_new, model->eog, s.p, s.rng);
+    // LAION-COCO's force-EOS: a raw p(end) above the threshold completes the candidate whatever
+    // n_new is; the token sampled at this step is dropped.
+    if (params.force_eos > 0 && ch.p_eos > params.force_eos) {
+      finish(s, {"forced_eos"}, out);
+      s.id = -1;
+      continue;
+    }
     if (params.harvest_eos > 0 && s.n_new >= s.p.min_new_tokens && ch.p_eos >= params.harvest_eos) harvest(s);
     if (std::find(model->eog.begin(), model->eog.end(), ch.token) != model->eog.end()) {
       finish(s, {"eos"}, out);
@@ -361,7 +369,7 @@ void Captioner::Impl::step(std::vector<CaptionResult>& out) {
   live.erase(std::remove_if(live.begin(), live.end(), [](const Seq& s) { return s.id < 0; }), live.end());
 }
 
-void Captioner::Impl::abandon(std::vector<CaptionResult>& out) {
+void VlmEngine::abandon(std::vector<CaptionResult>& out) {
   for (Seq& s : live) {
     llama_memory_seq_rm(llama_get_memory(ctx), s.id, -1, -1);
     free_ids.push_back(s.id);
@@ -374,7 +382,7 @@ void Captioner::Impl::abandon(std::vector<CaptionResult>& out) {
     if (r.captions.empty() && r.error.empty()) r.error = "interrupted";
 }
 
-std::vector<CaptionResult> Captioner::Impl::run(const std::vector<CaptionRequest>& reqs) {
+std::vector<CaptionResult> VlmEngine::run(const std::vector<CaptionRequest>& reqs) {
   std::vector<CaptionResult> out(reqs.size());
   groups.clear();
   size_t next = 0;
@@ -395,12 +403,10 @@ std::vector<CaptionResult> Captioner::Impl::run(const std::vector<CaptionRequest
   return out;
 }
 
-Captioner::Captioner(std::shared_ptr<const VlmModel> model, CaptionerParams params)
-    : impl_(std::make_unique<Impl>(std::move(model), std::move(params))) {}
-Captioner::~Captioner() = default;
-
-std::vector<CaptionResult> Captioner::caption(const std::vector<CaptionRequest>& requests) {
-  return impl_->run(requests);
+std::unique_ptr<CaptionModel::Engine> VlmModel::start(std::shared_ptr<const CaptionModel> self,
+                                                      const CaptionerParams& params) const {
+  if (self.get() != this) throw std::logic_error("VlmModel::start: self is another model");
+  return std::make_unique<VlmEngine>(std::static_pointer_cast<const VlmModel>(self), params);
 }
 
 }  // namespace capforge

@@ -69,8 +69,10 @@ VlmModel::~VlmModel() {
   if (model) llama_model_free(model);
 }
 
-std::shared_ptr<const VlmModel> load_vlm(const CaptionerParams& params) {
-  return std::make_shared<const VlmModel>(params);
+std::string VlmModel::describe() const {
+  char desc[128];
+  llama_model_desc(model, desc, sizeof desc);
+  return fmt::format("VLM {} ({} tokens)", desc, n_vocab);
 }
 
 }  // namespace capforge

@@ -12,10 +12,13 @@
 
 namespace capforge {
 
-class VlmModel {
+class VlmModel : public CaptionModel {
  public:
   explicit VlmModel(const CaptionerParams& params);
-  ~VlmModel();
+  ~VlmModel() override;
+  std::string describe() const override;
+  std::unique_ptr<Engine> start(std::shared_ptr<const CaptionModel> self,
+                                const CaptionerParams& params) const override;
 
   llama_model* model = nullptr;
   const llama_vocab* vocab = nullptr;

@@ -1,0 +1,143 @@
+#include "models/blip/graph.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <stdexcept>
+
+#include "ggml-alloc.h"
+#include "models/nn/blocks.h"
+#include "models/nn/vit.h"
+
+namespace capforge::blip {
+
+using nn::layer_norm;
+using nn::linear;
+
+Cache::Cache(const BlipConfig& c, int images, int per, int len, ggml_backend_t backend)
+    : image_slots(images), per_image(per), max_len(len) {
+  const int L = c.text.layers;
+  const int64_t D = c.text.hidden, H = c.text.heads, hd = c.text.head_dim(), N = c.vision.tokens();
+  ggml_init_params ip{ggml_tensor_overhead() * (size_t)(4 * L + 4), nullptr, true};
+  ctx = ggml_init(ip);
+  for (int l = 0; l < L; ++l) {
+    k.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, D, (int64_t)max_len * seq_slots()));
+    v.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, D, (int64_t)max_len * seq_slots()));
+    ck.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, N, H, image_slots));
+    cv.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, N, hd, H, image_slots));
+  }
+  buf = ggml_backend_alloc_ctx_tensors(ctx, backend);
+  if (!buf) {
+    ggml_free(ctx);
+    throw std::runtime_error(fmt::format(
+        "cannot allocate BLIP's caches ({} images x {} sequences of up to {} tokens); lower --parallel",
+        images, per, len));
+  }
+  // attention reads masked rows too: they must hold finite values (0 x NaN would poison the sum)
+  ggml_backend_buffer_clear(buf, 0);
+}
+
+Cache::~Cache() {
+  if (buf) ggml_backend_buffer_free(buf);
+  if (ctx) ggml_free(ctx);
+}
+
+ImageGraph build_image(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, const Weights& w,
+                       Cache& cache, const std::vector<int>& slots, const GraphOptions& o) {
+  const nn::VitConfig& vc = c.vision;
+  const int64_t B = (int64_t)slots.size(), S = vc.image_size, N = vc.tokens();
+  const int64_t D = c.text.hidden, H = c.text.heads, hd = c.text.head_dim();
+  ImageGraph g;
+  g.pixels = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, S, S, 3, B);
+  ggml_set_input(g.pixels);
+  ggml_tensor* x = nn::build_vit(ctx, g.pixels, vc, w.vit, o.fast);
+  x = layer_norm(ctx, x, w.post_ln, vc.ln_eps);  // BLIP's post_layernorm: every token
+  g.hidden = x;
+  ggml_set_output(x);
+  ggml_build_forward_expand(gf, x);
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const DecoderLayer& L = w.layers[l];
+    // keys [hd, N, H, B] and values [N, hd, H, B]: the layouts the decode step multiplies directly
+    ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, x, L.ck), hd, H, N, B);
+    k = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));
+    ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, x, L.cv), hd, H, N, B);
+    v = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));
+    for (int64_t b = 0; b < B; ++b) {
+      for (auto [src, dst] : {std::pair{k, cache.ck[l]}, std::pair{v, cache.cv[l]}}) {
+        ggml_tensor* from = ggml_view_4d(ctx, src, src->ne[0], src->ne[1], src->ne[2], 1, src->nb[1],
+                                         src->nb[2], src->nb[3], (size_t)b * src->nb[3]);
+        ggml_tensor* to = ggml_view_4d(ctx, dst, dst->ne[0], dst->ne[1], dst->ne[2], 1, dst->nb[1],
+                                       dst->nb[2], dst->nb[3], (size_t)slots[(size_t)b] * dst->nb[3]);
+        ggml_build_forward_expand(gf, ggml_cpy(ctx, from, to));
+      }
+    }
+  }
+  return g;
+}
+
+StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, const Weights& w, Cache& cache,
+                     int n, int span, int m) {
+  const TextConfig& t = c.text;
+  const int64_t D = t.hidden, H = t.heads, hd = t.head_dim(), N = c.vision.tokens();
+  const int64_t P = cache.seq_slots(), C = cache.per_image, S = cache.image_slots, Lmax = cache.max_len;
+  const float scale = 1.0f / std::sqrt((float)hd);
+  StepGraph g;
+  auto input = [&](ggml_type type, int64_t len) {
+    ggml_tensor* in = ggml_new_tensor_1d(ctx, type, len);
+    ggml_set_input(in);
+    return in;
+  };
+  g.tokens = input(GGML_TYPE_I32, n);
+  g.pos = input(GGML_TYPE_I32, n);
+  g.rows = input(GGML_TYPE_I64, n);
+  g.live = input(GGML_TYPE_I32, n);
+  g.scatter = input(GGML_TYPE_I32, P);
+  g.out = input(GGML_TYPE_I32, m);
+  g.mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, span, 1, 1, n);
+  ggml_set_input(g.mask);
+
+  ggml_tensor* x =
+      ggml_add(ctx, ggml_get_rows(ctx, w.tok_embd, g.tokens), ggml_get_rows(ctx, w.pos_embd, g.pos));
+  x = layer_norm(ctx, x, w.emb_ln, t.ln_eps);  // [D, n]
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const DecoderLayer& L = w.layers[l];
+    // causal self-attention over the sequence's own cache rows, this token's included
+    ggml_tensor* kc = ggml_set_rows(ctx, cache.k[l], linear(ctx, x, L.k), g.rows);
+    ggml_tensor* vc = ggml_set_rows(ctx, cache.v[l], linear(ctx, x, L.v), g.rows);
+    auto gather = [&](ggml_tensor* cached) {  // [hd, H, span, n]: the live sequences' rows
+      ggml_tensor* r = ggml_get_rows(ctx, ggml_reshape_2d(ctx, cached, D * Lmax, P), g.live);
+      return ggml_view_4d(ctx, r, hd, H, span, n, hd * sizeof(float), D * sizeof(float),
+                          D * Lmax * sizeof(float), 0);
+    };
+    ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, gather(kc), 0, 2, 1, 3));  // [hd, span, H, n]
+    ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, gather(vc), 1, 2, 0, 3));  // [span, hd, H, n]
+    ggml_tensor* Q = ggml_reshape_4d(ctx, linear(ctx, x, L.q), hd, H, 1, n);
+    Q = ggml_cont(ctx, ggml_permute(ctx, Q, 0, 2, 1, 3));  // [hd, 1, H, n]
+    ggml_tensor* kq =
+        ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, K, Q), g.mask, scale, 0.0f);  // [span, 1, H, n]
+    ggml_tensor* att = ggml_reshape_2d(ctx, ggml_mul_mat(ctx, V, kq), D, n);   // [hd, 1, H, n]
+    x = layer_norm(ctx, ggml_add(ctx, x, linear(ctx, att, L.o)), L.ln_self, t.ln_eps);
+
+    // cross-attention: the sequences of image slot i sit at slots i*C .. i*C+C-1, so queries laid
+    // out as [hd, C, H, S] meet that image's keys without copying them
+    ggml_tensor* q = ggml_get_rows(ctx, linear(ctx, x, L.cq), g.scatter);  // [D, P]
+    q = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, H, C, S), 0, 2, 1, 3));
+    ggml_tensor* ckq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, cache.ck[l], q), nullptr, scale, 0.0f);
+    ggml_tensor* co = ggml_mul_mat(ctx, cache.cv[l], ckq);  // [hd, C, H, S]
+    co = ggml_reshape_2d(ctx, ggml_cont(ctx, ggml_permute(ctx, co, 0, 2, 1, 3)), D, P);
+    co = ggml_get_rows(ctx, co, g.live);  // [D, n]
+    x = layer_norm(ctx, ggml_add(ctx, x, linear(ctx, co, L.co)), L.ln_cross, t.ln_eps);
+
+    ggml_tensor* h = linear(ctx, nn::activation(ctx, linear(ctx, x, L.fc1), t.act, false), L.fc2);
+    x = layer_norm(ctx, ggml_add(ctx, x, h), L.ln_ffn, t.ln_eps);
+  }
+  (void)N;
+  x = ggml_get_rows(ctx, x, g.out);  // [D, m]
+  x = layer_norm(ctx, nn::activation(ctx, linear(ctx, x, w.head_dense), t.act, false), w.head_ln, t.ln_eps);
+  g.logits = ggml_add(ctx, ggml_mul_mat(ctx, w.lm_w, x), w.lm_b);  // [V, m]
+  ggml_set_output(g.logits);
+  ggml_build_forward_expand(gf, g.logits);
+  return g;
+}
+
+}  // namespace capforge::blip
