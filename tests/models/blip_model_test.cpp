@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -130,6 +131,7 @@ TEST(BlipModel, VisionAndGreedyMatchTheReference) {
       worst = std::max(worst, (double)std::fabs(hidden[b][i] - want[i]));
     EXPECT_GE(cosine(hidden[b], want), 0.99999) << b;
     EXPECT_LT(worst, 5e-3) << b;
+    std::printf("image %zu: vision cosine %.9f, max |diff| %.2e\n", b, cosine(hidden[b], want), worst);
   }
 
   CaptionerParams p = blip_params(t.dir);

@@ -4,14 +4,18 @@
 // Expected kept sets and proportions are worked out by hand in the comments, not recomputed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "capforge/captioner.h"
 #include "models/sampling/candidate.h"
 #include "models/sampling/sampler.h"
+#include "support/fixtures.h"
+#include "support/vlm_fixture.h"
 
 namespace capforge {
 namespace {
@@ -311,6 +315,48 @@ TEST(SamplingEdges, GreedyTiesBansAndNan) {
   std::vector<float> one = {0.5f};
   s.min_new_tokens = 3;
   EXPECT_EQ(sampling::choose(one.data(), 1, {}, 0, {0}, s, rng).token, 0);
+}
+
+// The VLM captioner's force-EOS (CaptionerParams::force_eos) on a tiny random LLaVA-style model.
+TEST(SamplingVlm, ForceEosEndsVlmCandidates) {
+  test::TempDir dir;
+  test::VlmFixtureSpec spec;
+  spec.vocab_gguf = test::llama_vocab_dir() + "/ggml-vocab-llama-bpe.gguf";
+  test::write_vlm_fixture(spec, dir / "text.gguf", dir / "mmproj.gguf");
+  CaptionerParams p;
+  p.model = dir / "text.gguf";
+  p.mmproj = dir / "mmproj.gguf";
+  p.prompt = "Describe the image.";
+  p.threads = 2;
+  p.candidates = 2;
+  p.sampling.max_new_tokens = 12;
+  p.sampling.min_new_tokens = 5;
+  p.loop_repeats = 1000;
+  p.drop_fragment = false;
+  Image img = test::noise_image(40, 30, 3);
+  auto run = [&](float force_eos) {
+    p.force_eos = force_eos;
+    Captioner c(load_captioner(p), p);
+    auto r = c.caption({{"k", &img}});
+    EXPECT_TRUE(r[0].error.empty()) << r[0].error;
+    return r[0].captions;
+  };
+  auto off = run(0);
+  ASSERT_FALSE(off.empty());
+  for (auto& c : off) EXPECT_EQ(std::count(c.flags.begin(), c.flags.end(), "forced_eos"), 0) << c.text;
+  // p(end) is never above 1: the same captions as off
+  auto never = run(1.0f);
+  ASSERT_EQ(never.size(), off.size());
+  for (size_t i = 0; i < off.size(); ++i) {
+    EXPECT_EQ(never[i].text, off[i].text);
+    EXPECT_EQ(never[i].tokens, off[i].tokens);
+  }
+  // any p(end) is above 1e-30: every candidate ends at its first step, before min_new_tokens,
+  // with no token (both are empty, so de-duplication leaves one)
+  auto always = run(1e-30f);
+  ASSERT_EQ(always.size(), 1u);
+  EXPECT_EQ(always[0].tokens, 0);
+  EXPECT_NE(std::find(always[0].flags.begin(), always[0].flags.end(), "forced_eos"), always[0].flags.end());
 }
 
 }  // namespace

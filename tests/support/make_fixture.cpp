@@ -163,7 +163,12 @@ int blip(int argc, char** argv) {
   if (o.count("--no-dec")) s.vocab_without_dec = o["--no-dec"] != "0";
   if (o.count("--config-patch")) s.config_patch = o["--config-patch"];
   if (s.dtype != "F32" && s.dtype != "F16" && s.dtype != "BF16") return usage(argv[0]);
-  capforge::test::write_blip_fixture(s, argv[2]);
+  try {
+    capforge::test::write_blip_fixture(s, argv[2]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
   std::printf("%s\n", argv[2]);
   return 0;
 }

@@ -6,10 +6,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <thread>
 
 #include "core/log.h"
 #include "ggml-alloc.h"
@@ -82,6 +84,14 @@ class BlipEngine : public CaptionModel::Engine {
   BlipEngine(std::shared_ptr<const BlipModel> m, const CaptionerParams& p)
       : model_(std::move(m)), params_(p) {
     vlm::check_captioner_params(params_);
+    // VLM-only settings would be silently ignored: refuse them
+    auto refuse = [](bool set, const char* what) {
+      if (set) throw std::invalid_argument(fmt::format("{} is not supported by the BLIP captioner", what));
+    };
+    refuse(params_.harvest_eos > 0, "--harvest-eos (use --force-eos, LAION-COCO's rule)");
+    refuse(!params_.stop.empty(), "--stop");
+    refuse(!params_.chat_template.empty(), "--chat-template");
+    refuse(!params_.mmproj.empty(), "--mmproj");
     const blip::TextConfig& t = model_->config.text;
     prompt_.push_back(t.bos_id);  // HF: input_ids[:, 0] = bos; the prompt's [SEP] dropped
     for (int id : model_->tokenizer->encode(params_.response_prefix)) prompt_.push_back(id);
@@ -92,6 +102,7 @@ class BlipEngine : public CaptionModel::Engine {
           fmt::format("the prompt ({} tokens with [DEC]) and --max-new-tokens {} exceed BLIP's {} positions",
                       prompt_.size(), max_new_, t.max_positions));
     backend_ = init_backend(model_->device, params_.threads);
+    threads_ = params_.threads > 0 ? params_.threads : (int)std::max(1u, std::thread::hardware_concurrency());
     const int images = std::max(1, params_.parallel / params_.candidates);
     cache_ = std::make_unique<blip::Cache>(model_->config, images, params_.candidates, len, backend_);
     seqs_.resize((size_t)cache_->seq_slots());
@@ -124,11 +135,15 @@ class BlipEngine : public CaptionModel::Engine {
   CaptionerParams params_;
   std::vector<int> prompt_;
   int max_new_ = 0;
+  int threads_ = 1;
   ggml_backend_t backend_ = nullptr;
   std::unique_ptr<blip::Cache> cache_;
   std::unique_ptr<Graph> image_graph_, step_graph_;
   std::vector<Seq> seqs_;
   std::vector<ImageSlot> images_;
+  // where the time goes (logged at debug level after each run)
+  double encode_s_ = 0, step_s_ = 0;
+  int64_t images_encoded_ = 0, steps_ = 0, fed_ = 0, logit_rows_ = 0;
 };
 
 void BlipEngine::admit(const std::vector<CaptionRequest>& reqs, size_t& next,
@@ -172,6 +187,7 @@ void BlipEngine::admit(const std::vector<CaptionRequest>& reqs, size_t& next,
   if (slots.empty()) return;
   const blip::BlipConfig& c = model_->config;
   const size_t nodes = image_nodes(c, slots.size());
+  const auto t0 = std::chrono::steady_clock::now();
   compute(
       backend_, *image_graph_, nodes,
       [&](ggml_context* ctx, ggml_cgraph* gf) {
@@ -181,6 +197,8 @@ void BlipEngine::admit(const std::vector<CaptionRequest>& reqs, size_t& next,
         ggml_backend_tensor_set(g.pixels, pixels.data(), 0, ggml_nbytes(g.pixels));
       },
       [](blip::ImageGraph&) {});
+  encode_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  images_encoded_ += (int64_t)slots.size();
 }
 
 void BlipEngine::finish(Seq& s, sampling::End end, std::vector<CaptionResult>& out) {
@@ -224,12 +242,15 @@ void BlipEngine::step(std::vector<CaptionResult>& out) {
   if (live.empty()) return;
   std::vector<int32_t> scatter(seqs_.size(), 0);
   for (size_t j = 0; j < live.size(); ++j) scatter[(size_t)live[j]] = (int32_t)j;
-  std::vector<float> mask((size_t)span * live.size());
+  const ggml_fp16_t zero = ggml_fp32_to_fp16(0.0f), masked = ggml_fp32_to_fp16(-INFINITY);
+  std::vector<ggml_fp16_t> mask(seqs_.size() * (size_t)span, masked);
+  for (size_t i = 0; i < seqs_.size(); ++i) mask[i * span] = zero;  // empty slots: a harmless row
   for (size_t j = 0; j < live.size(); ++j)
-    for (int k = 0; k < span; ++k) mask[j * span + k] = k <= pos[j] ? 0.0f : -INFINITY;
+    for (int k = 0; k <= pos[j]; ++k) mask[(size_t)live[j] * span + k] = zero;
   const int n = (int)live.size(), m = (int)want.size(), V = model_->config.text.vocab;
   std::vector<float> logits;
   if (m == 0) want.push_back(0);  // the graph always computes one row; none is read then
+  const auto t0 = std::chrono::steady_clock::now();
   compute(
       backend_, *step_graph_, 64 * (size_t)model_->config.text.layers + 256,
       [&](ggml_context* ctx, ggml_cgraph* gf) {
@@ -250,16 +271,31 @@ void BlipEngine::step(std::vector<CaptionResult>& out) {
         logits.resize((size_t)ggml_nelements(g.logits));
         ggml_backend_tensor_get(g.logits, logits.data(), 0, ggml_nbytes(g.logits));
       });
+  step_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ++steps_, fed_ += n, logit_rows_ += m;
+  // Token choice per row with logits (rows `want`, in live order), on the worker's threads: each
+  // candidate's decoder is its own state, so the result does not depend on the split.
   const std::vector<int> eos = {model_->config.text.sep_id};
+  std::vector<sampling::Step> chosen((size_t)m);
+  auto choose = [&](size_t begin, size_t end) {
+    for (size_t w = begin; w < end; ++w)
+      chosen[w] = seqs_[(size_t)live[(size_t)want[w]]].dec->next(logits.data() + w * (size_t)V, V, eos);
+  };
+  const size_t workers = std::min<size_t>((size_t)m / 8 + 1, (size_t)threads_);
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < workers; ++t)
+    pool.emplace_back(choose, t * (size_t)m / workers, (t + 1) * (size_t)m / workers);
+  choose(0, (size_t)m / workers);
+  for (auto& th : pool) th.join();
+
   size_t w = 0;
   for (size_t j = 0; j < live.size(); ++j) {
     Seq& s = seqs_[(size_t)live[j]];
-    const bool had_logits = m > 0 && w < (size_t)m && want[w] == (int32_t)j;
+    const bool had_logits = w < (size_t)m && want[w] == (int32_t)j;
     if (s.fed < prompt_.size()) ++s.fed;
     ++s.pos;
     if (!had_logits) continue;
-    const float* l = logits.data() + (size_t)w++ * V;
-    sampling::Step st = s.dec->next(l, V, eos);
+    const sampling::Step& st = chosen[w++];
     if (st.end != sampling::End::none) {
       finish(s, st.end, out);
       continue;
@@ -285,6 +321,9 @@ std::vector<CaptionResult> BlipEngine::run(const std::vector<CaptionRequest>& re
     if (!busy()) continue;  // every remaining request so far failed before decoding
     step(out);
   }
+  spdlog::debug(
+      "BLIP timing: {} images encoded in {:.3f}s; {} decode steps in {:.3f}s, {} tokens fed, {} logit rows",
+      images_encoded_, encode_s_, steps_, step_s_, fed_, logit_rows_);
   return out;
 }
 

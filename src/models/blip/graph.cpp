@@ -78,7 +78,7 @@ ImageGraph build_image(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, 
 StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, const Weights& w, Cache& cache,
                      int n, int span, int m) {
   const TextConfig& t = c.text;
-  const int64_t D = t.hidden, H = t.heads, hd = t.head_dim(), N = c.vision.tokens();
+  const int64_t D = t.hidden, H = t.heads, hd = t.head_dim();
   const int64_t P = cache.seq_slots(), C = cache.per_image, S = cache.image_slots, Lmax = cache.max_len;
   const float scale = 1.0f / std::sqrt((float)hd);
   StepGraph g;
@@ -93,7 +93,7 @@ StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, co
   g.live = input(GGML_TYPE_I32, n);
   g.scatter = input(GGML_TYPE_I32, P);
   g.out = input(GGML_TYPE_I32, m);
-  g.mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, span, 1, 1, n);
+  g.mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, span, 1, 1, P);
   ggml_set_input(g.mask);
 
   ggml_tensor* x =
@@ -101,21 +101,19 @@ StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, co
   x = layer_norm(ctx, x, w.emb_ln, t.ln_eps);  // [D, n]
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const DecoderLayer& L = w.layers[l];
-    // causal self-attention over the sequence's own cache rows, this token's included
+    // causal self-attention over each sequence's own cache rows, this token's included: flash
+    // attention reads the rows in place (views, no copies); masked keys are skipped
     ggml_tensor* kc = ggml_set_rows(ctx, cache.k[l], linear(ctx, x, L.k), g.rows);
     ggml_tensor* vc = ggml_set_rows(ctx, cache.v[l], linear(ctx, x, L.v), g.rows);
-    auto gather = [&](ggml_tensor* cached) {  // [hd, H, span, n]: the live sequences' rows
-      ggml_tensor* r = ggml_get_rows(ctx, ggml_reshape_2d(ctx, cached, D * Lmax, P), g.live);
-      return ggml_view_4d(ctx, r, hd, H, span, n, hd * sizeof(float), D * sizeof(float),
+    auto rows_of = [&](ggml_tensor* cached) {  // [hd, span, H, P]
+      return ggml_view_4d(ctx, cached, hd, span, H, P, D * sizeof(float), hd * sizeof(float),
                           D * Lmax * sizeof(float), 0);
     };
-    ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, gather(kc), 0, 2, 1, 3));  // [hd, span, H, n]
-    ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, gather(vc), 1, 2, 0, 3));  // [span, hd, H, n]
-    ggml_tensor* Q = ggml_reshape_4d(ctx, linear(ctx, x, L.q), hd, H, 1, n);
-    Q = ggml_cont(ctx, ggml_permute(ctx, Q, 0, 2, 1, 3));  // [hd, 1, H, n]
-    ggml_tensor* kq =
-        ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, K, Q), g.mask, scale, 0.0f);  // [span, 1, H, n]
-    ggml_tensor* att = ggml_reshape_2d(ctx, ggml_mul_mat(ctx, V, kq), D, n);   // [hd, 1, H, n]
+    ggml_tensor* Q = ggml_get_rows(ctx, linear(ctx, x, L.q), g.scatter);      // [D, P]
+    Q = ggml_permute(ctx, ggml_reshape_4d(ctx, Q, hd, H, 1, P), 0, 2, 1, 3);  // [hd, 1, H, P]
+    ggml_tensor* att = ggml_flash_attn_ext(ctx, Q, rows_of(kc), rows_of(vc), g.mask, scale, 0.0f, 0.0f);
+    ggml_prec_set_acc(att, GGML_PREC_F32);
+    att = ggml_get_rows(ctx, ggml_reshape_2d(ctx, att, D, P), g.live);  // [D, n]
     x = layer_norm(ctx, ggml_add(ctx, x, linear(ctx, att, L.o)), L.ln_self, t.ln_eps);
 
     // cross-attention: the sequences of image slot i sit at slots i*C .. i*C+C-1, so queries laid
@@ -131,7 +129,6 @@ StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, co
     ggml_tensor* h = linear(ctx, nn::activation(ctx, linear(ctx, x, L.fc1), t.act, false), L.fc2);
     x = layer_norm(ctx, ggml_add(ctx, x, h), L.ln_ffn, t.ln_eps);
   }
-  (void)N;
   x = ggml_get_rows(ctx, x, g.out);  // [D, m]
   x = layer_norm(ctx, nn::activation(ctx, linear(ctx, x, w.head_dense), t.act, false), w.head_ln, t.ln_eps);
   g.logits = ggml_add(ctx, ggml_mul_mat(ctx, w.lm_w, x), w.lm_b);  // [V, m]

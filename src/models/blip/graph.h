@@ -48,7 +48,8 @@ ImageGraph build_image(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, 
 //   rows [n] i64: where its key/value go in the self-attention cache (slot * max_len + pos);
 //   live [n] i32: its sequence slot; scatter [seq_slots] i32: for every slot, the index in the live
 //   list of that slot's sequence (any valid index for an empty slot: its result is ignored);
-//   mask [span, 1, 1, n] f32: 0 where key position <= pos, -inf beyond;
+//   mask [span, 1, 1, seq_slots] f16: per slot 0 where key position <= its pos, -inf beyond (an
+//   empty slot: position 0 only);
 //   out [m] i32: the live indices whose next-token logits are wanted.
 // logits: [vocab, m].
 struct StepGraph {

@@ -26,9 +26,11 @@ class WordPieceTokenizer {
   // added_tokens_decoder, special token names), special_tokens_map.json, added_tokens.json and
   // tokenizer.json's "added_tokens". Special tokens named there but absent from the vocab are
   // appended after it in HF's order (bos, eos, unk, sep, pad, cls, mask, additional).
-  // Throws std::runtime_error naming the file for a missing/unreadable vocab.txt, a duplicate
-  // vocab entry, malformed JSON, non-contiguous added ids, or a vocabulary without [DEC] (the bos;
-  // the message contains "[DEC]"), [SEP], [CLS], [PAD] or [UNK].
+  // Every added token (id >= vocab size) counts as special; gaps in the added ids become empty
+  // special placeholders. Throws std::runtime_error naming the file for a missing, unreadable or
+  // empty vocab.txt, a duplicate vocab entry, malformed JSON, an added id that contradicts
+  // vocab.txt, or a vocabulary without [DEC] (the bos; the message contains "[DEC]"), [SEP],
+  // [CLS], [PAD] or [UNK].
   static WordPieceTokenizer load(const std::string& dir);
   // Builds from an in-memory token list (tests); added = special tokens appended after the vocab
   // (ids vocab.size(), ...). Same checks as load().

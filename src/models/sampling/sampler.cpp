@@ -33,7 +33,8 @@ int argmax(const std::vector<float>& l) {  // lowest id on ties
 // returns how many of its first entries may be sampled.
 size_t filter(std::vector<int>& ids, const std::vector<float>& l, const SamplingParams& p) {
   ByLogit order{l};
-  const bool top_p = p.top_p<1.0f, min_p = p.min_p> 0.0f;
+  const bool top_p = p.top_p < 1.0f;
+  const bool min_p = p.min_p > 0.0f;
   if (p.top_k > 0 && (size_t)p.top_k < ids.size()) {
     // The k-th best logit is the cutoff; ties with it survive (HF/LAION: `logits < cutoff` go).
     auto kth = ids.begin() + (p.top_k - 1);

@@ -314,7 +314,8 @@ void VlmEngine::step(std::vector<CaptionResult>& out) {
   std::vector<size_t> in_batch;
   for (size_t i = 0; i < live.size(); ++i) {
     Seq& s = live[i];
-    sampling::Choice ch = sampling::choose(s.logits.data(), model->n_vocab, s.tokens, s.n_new, model->eog, s.p, s.rng);
+    sampling::Choice ch =
+        sampling::choose(s.logits.data(), model->n_vocab, s.tokens, s.n_new, model->eog, s.p, s.rng);
     // LAION-COCO's force-EOS: a raw p(end) above the threshold completes the candidate whatever
     // n_new is; the token sampled at this step is dropped.
     if (params.force_eos > 0 && ch.p_eos > params.force_eos) {
