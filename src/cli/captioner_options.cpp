@@ -125,7 +125,7 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
   list("--top-p", c.top_p, "nucleus mass (1: off)", number_range(0, 1, /*lo_open=*/true));
   list("--min-p", c.min_p, "min-p (0: off)", prob01());
   list("--min-new-tokens", c.min_new, "no end of text before this many tokens", int_range(0, 1 << 20));
-  list("--max-new-tokens", c.max_new, "at most this many tokens (default 64)", int_range(1, 1 << 20));
+  list("--max-new-tokens", c.max_new, "at most this many tokens (default 64; BLIP: 30)", int_range(1, 1 << 20));
   cmd->add_option("--repetition-penalty", p.sampling.repetition_penalty,
                   "penalty on tokens already generated")
       ->capture_default_str()
@@ -179,6 +179,7 @@ void build_schedule(CaptionerCli& c) {
                        c.max_new.size(), (size_t)1});
   SamplingParams base = c.params.sampling;
   base.greedy = c.greedy;
+  if (c.max_new.empty() && c.params.family == "blip") base.max_new_tokens = 30;  // captions, not paragraphs
   c.params.schedule.clear();
   for (size_t i = 0; i < n; ++i) {
     SamplingParams p = base;

@@ -33,9 +33,12 @@ TEST(Cli, ErrorsGoToStderrWithAHint) {
   EXPECT_NE(missing.err.find("does not exist"), std::string::npos);
   EXPECT_NE(missing.err.find("hint:"), std::string::npos);
   EXPECT_TRUE(missing.out.empty());
-  auto model = test::run_capforge({"caption", "x.tar", "--out", "/tmp/x", "--captioner", "blip"});
+  auto model = test::run_capforge({"caption", "x.tar", "--out", "/tmp/x", "--captioner", "llava"});
   EXPECT_NE(model.exit_code, 0);
-  EXPECT_NE(model.err.find("vlm"), std::string::npos) << model.err;
+  EXPECT_NE(model.err.find("vlm"), std::string::npos) << model.err;  // names the families it knows
+  auto blip = test::run_capforge({"caption", "x.tar", "--out", "/tmp/x", "--captioner", "blip"});
+  EXPECT_EQ(blip.exit_code, 2);
+  EXPECT_NE(blip.err.find("--captioner blip needs --model"), std::string::npos) << blip.err;
 }
 
 TEST(Cli, InspectJsonCountsPerInputAndTotal) {

@@ -82,6 +82,46 @@ TEST(TuneCli, PicksTheBestSettingAndCaptionReproducesItsScore) {
   EXPECT_LT(re_cider_d(dir / "hot", dev), best - 0.1);
 }
 
+// BLIP is tuned the same way: the preset file carries --captioner blip, so `caption --preset-file`
+// alone reproduces the tuned score.
+TEST(TuneCli, TunesTheBlipCaptioner) {
+  NEED_DEMO_MODELS();
+  if (!fs::exists(kDemo / "blip/config.json")) GTEST_SKIP() << "no demo BLIP";
+  test::TempDir dir;
+  auto dev = make_dev(dir);
+  std::string preset = dir / "tuned.json";
+  auto r = test::run_capforge({"tune",
+                               "--dev",
+                               dev.shards,
+                               "--refs",
+                               dev.refs,
+                               "--refs-col",
+                               "truth",
+                               "--captioner",
+                               "blip",
+                               "--model",
+                               "demo",
+                               "--response-prefix",
+                               "a picture of ",
+                               "--grid",
+                               "temperature=8,0.05",
+                               "--out",
+                               preset,
+                               "--json",
+                               "--threads",
+                               "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  Json j = Json::parse(r.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["flags"]["captioner"], "blip") << r.out;
+  EXPECT_EQ(j["flags"]["temperature"], "0.05") << r.out;
+  double best = j["tuned"]["score"];
+  r = test::run_capforge({"caption", dev.shards, "--out", dir / "out", "--preset-file", preset, "--threads",
+                          "2", "--progress", "off"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NEAR(re_cider_d(dir / "out", dev), best, 1e-9);
+}
+
 // Issue #12 (12): the preset holds every setting of the scored run, not only the grid's flags, so
 // `caption --preset-file` with no other flag reproduces the tuned score (here 2 candidates and the
 // demo models, given to tune on its command line).
