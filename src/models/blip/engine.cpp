@@ -254,8 +254,8 @@ void BlipEngine::step(std::vector<CaptionResult>& out) {
   compute(
       backend_, *step_graph_, 64 * (size_t)model_->config.text.layers + 256,
       [&](ggml_context* ctx, ggml_cgraph* gf) {
-        return blip::build_step(ctx, gf, model_->config, *model_->weights, *cache_, n, span,
-                                (int)want.size());
+        return blip::build_step(ctx, gf, model_->config, *model_->weights, *cache_, n, span, (int)want.size(),
+                                model_->graph);
       },
       [&](blip::StepGraph& g) {
         ggml_backend_tensor_set(g.tokens, tokens.data(), 0, ggml_nbytes(g.tokens));
@@ -265,6 +265,11 @@ void BlipEngine::step(std::vector<CaptionResult>& out) {
         ggml_backend_tensor_set(g.scatter, scatter.data(), 0, ggml_nbytes(g.scatter));
         ggml_backend_tensor_set(g.mask, mask.data(), 0, ggml_nbytes(g.mask));
         ggml_backend_tensor_set(g.out, want.data(), 0, ggml_nbytes(g.out));
+        std::vector<float> cross((size_t)ggml_nelements(g.cross_mask), 0.0f);
+        for (size_t r = 0; r < cross.size(); r += (size_t)cache_->padded_tokens)
+          std::fill(cross.begin() + (long)r + cache_->image_tokens,
+                    cross.begin() + (long)r + cache_->padded_tokens, -INFINITY);
+        ggml_backend_tensor_set(g.cross_mask, cross.data(), 0, ggml_nbytes(g.cross_mask));
       },
       [&](blip::StepGraph& g) {
         if (m == 0) return;

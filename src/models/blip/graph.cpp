@@ -20,11 +20,14 @@ Cache::Cache(const BlipConfig& c, int images, int per, int len, ggml_backend_t b
   const int64_t D = c.text.hidden, H = c.text.heads, hd = c.text.head_dim(), N = c.vision.tokens();
   ggml_init_params ip{ggml_tensor_overhead() * (size_t)(4 * L + 4), nullptr, true};
   ctx = ggml_init(ip);
+  image_tokens = (int)N;
+  padded_tokens = (int)((N + 15) / 16 * 16);
+  const int64_t Np = padded_tokens;
   for (int l = 0; l < L; ++l) {
     k.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, D, (int64_t)max_len * seq_slots()));
     v.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, D, (int64_t)max_len * seq_slots()));
-    ck.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, N, H, image_slots));
-    cv.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, N, hd, H, image_slots));
+    ck.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, Np, H, image_slots));
+    cv.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, Np, hd, H, image_slots));
   }
   buf = ggml_backend_alloc_ctx_tensors(ctx, backend);
   if (!buf) {
@@ -33,7 +36,8 @@ Cache::Cache(const BlipConfig& c, int images, int per, int len, ggml_backend_t b
         "cannot allocate BLIP's caches ({} images x {} sequences of up to {} tokens); lower --parallel",
         images, per, len));
   }
-  // attention reads masked rows too: they must hold finite values (0 x NaN would poison the sum)
+  // attention reads masked rows too: they must hold finite values (0 x NaN would poison the sum);
+  // the cross-attention padding stays zero for good
   ggml_backend_buffer_clear(buf, 0);
 }
 
@@ -66,7 +70,8 @@ ImageGraph build_image(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, 
       for (auto [src, dst] : {std::pair{k, cache.ck[l]}, std::pair{v, cache.cv[l]}}) {
         ggml_tensor* from = ggml_view_4d(ctx, src, src->ne[0], src->ne[1], src->ne[2], 1, src->nb[1],
                                          src->nb[2], src->nb[3], (size_t)b * src->nb[3]);
-        ggml_tensor* to = ggml_view_4d(ctx, dst, dst->ne[0], dst->ne[1], dst->ne[2], 1, dst->nb[1],
+        // the image's tokens only: the padding rows (keys) / columns (values) stay zero
+        ggml_tensor* to = ggml_view_4d(ctx, dst, src->ne[0], src->ne[1], src->ne[2], 1, dst->nb[1],
                                        dst->nb[2], dst->nb[3], (size_t)slots[(size_t)b] * dst->nb[3]);
         ggml_build_forward_expand(gf, ggml_cpy(ctx, from, to));
       }
@@ -76,7 +81,8 @@ ImageGraph build_image(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, 
 }
 
 StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, const Weights& w, Cache& cache,
-                     int n, int span, int m) {
+                     int n, int span, int m, const GraphOptions& o) {
+  const bool fast = o.fast;
   const TextConfig& t = c.text;
   const int64_t D = t.hidden, H = t.heads, hd = t.head_dim();
   const int64_t P = cache.seq_slots(), C = cache.per_image, S = cache.image_slots, Lmax = cache.max_len;
@@ -95,6 +101,8 @@ StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, co
   g.out = input(GGML_TYPE_I32, m);
   g.mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, span, 1, 1, P);
   ggml_set_input(g.mask);
+  g.cross_mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, cache.padded_tokens, C);
+  ggml_set_input(g.cross_mask);
 
   ggml_tensor* x =
       ggml_add(ctx, ggml_get_rows(ctx, w.tok_embd, g.tokens), ggml_get_rows(ctx, w.pos_embd, g.pos));
@@ -120,17 +128,17 @@ StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, co
     // out as [hd, C, H, S] meet that image's keys without copying them
     ggml_tensor* q = ggml_get_rows(ctx, linear(ctx, x, L.cq), g.scatter);  // [D, P]
     q = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, H, C, S), 0, 2, 1, 3));
-    ggml_tensor* ckq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, cache.ck[l], q), nullptr, scale, 0.0f);
+    ggml_tensor* ckq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, cache.ck[l], q), g.cross_mask, scale, 0.0f);
     ggml_tensor* co = ggml_mul_mat(ctx, cache.cv[l], ckq);  // [hd, C, H, S]
     co = ggml_reshape_2d(ctx, ggml_cont(ctx, ggml_permute(ctx, co, 0, 2, 1, 3)), D, P);
     co = ggml_get_rows(ctx, co, g.live);  // [D, n]
     x = layer_norm(ctx, ggml_add(ctx, x, linear(ctx, co, L.co)), L.ln_cross, t.ln_eps);
 
-    ggml_tensor* h = linear(ctx, nn::activation(ctx, linear(ctx, x, L.fc1), t.act, false), L.fc2);
+    ggml_tensor* h = linear(ctx, nn::activation(ctx, linear(ctx, x, L.fc1), t.act, fast), L.fc2);
     x = layer_norm(ctx, ggml_add(ctx, x, h), L.ln_ffn, t.ln_eps);
   }
   x = ggml_get_rows(ctx, x, g.out);  // [D, m]
-  x = layer_norm(ctx, nn::activation(ctx, linear(ctx, x, w.head_dense), t.act, false), w.head_ln, t.ln_eps);
+  x = layer_norm(ctx, nn::activation(ctx, linear(ctx, x, w.head_dense), t.act, fast), w.head_ln, t.ln_eps);
   g.logits = ggml_add(ctx, ggml_mul_mat(ctx, w.lm_w, x), w.lm_b);  // [V, m]
   ggml_set_output(g.logits);
   ggml_build_forward_expand(gf, g.logits);

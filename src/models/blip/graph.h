@@ -24,8 +24,11 @@ struct Cache {
   int seq_slots() const { return image_slots * per_image; }
   std::vector<ggml_tensor*> k,
       v;  // self-attention, per layer: [D, max_len * seq_slots] (row = s * max_len + pos)
-  std::vector<ggml_tensor*> ck,
-      cv;  // cross-attention, per layer: [hd, N, H, image_slots], [N, hd, H, image_slots]
+  // Cross-attention, per layer: keys [hd, Np, H, image_slots], values [Np, hd, H, image_slots]. The
+  // image's N tokens padded with zeros to Np (a multiple of 16, so the products run as tiled GEMMs);
+  // the padding is masked out of the softmax.
+  int image_tokens = 0, padded_tokens = 0;
+  std::vector<ggml_tensor*> ck, cv;
   ggml_context* ctx = nullptr;
   ggml_backend_buffer_t buf = nullptr;
 };
@@ -50,14 +53,15 @@ ImageGraph build_image(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, 
 //   list of that slot's sequence (any valid index for an empty slot: its result is ignored);
 //   mask [span, 1, 1, seq_slots] f16: per slot 0 where key position <= its pos, -inf beyond (an
 //   empty slot: position 0 only);
-//   out [m] i32: the live indices whose next-token logits are wanted.
+//   out [m] i32: the live indices whose next-token logits are wanted;
+//   cross_mask [Np, per_image] f32: 0 for the image's tokens, -inf for the padding.
 // logits: [vocab, m].
 struct StepGraph {
   ggml_tensor *tokens = nullptr, *pos = nullptr, *rows = nullptr, *live = nullptr, *scatter = nullptr,
-              *mask = nullptr, *out = nullptr, *logits = nullptr;
+              *mask = nullptr, *out = nullptr, *cross_mask = nullptr, *logits = nullptr;
 };
 // `span`: key positions attended (the longest live sequence, counting this token).
 StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, const Weights& w, Cache& cache,
-                     int n, int span, int m);
+                     int n, int span, int m, const GraphOptions& o);
 
 }  // namespace capforge::blip

@@ -15,8 +15,8 @@ ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const Linear& l) {
 
 ggml_tensor* activation(ggml_context* ctx, ggml_tensor* x, Activation act, bool fast) {
   switch (act) {
-    case Activation::gelu:
-      return ggml_gelu_erf(ctx, x);
+    case Activation::gelu:  // fast: the tanh form from ggml's f16 table (within bf16's rounding of erf's)
+      return fast ? ggml_gelu(ctx, x) : ggml_gelu_erf(ctx, x);
     case Activation::gelu_tanh: {
       if (fast) return ggml_gelu(ctx, x);  // table-based, rounds through f16
       // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), exactly

@@ -103,8 +103,8 @@ Choice choose(const float* logits, int n, const std::vector<int>& generated, int
   const int raw_best = argmax(l);
   const float mx = l[(size_t)raw_best];
   double sum = 0;
-  if (mx != kBanned)
-    for (float v : l) sum += std::exp((double)v - mx);
+  if (mx != kBanned)  // float exponentials (several times cheaper over a 30k vocabulary), summed in double
+    for (float v : l) sum += (double)std::exp(v - mx);
   const double lse = mx != kBanned ? mx + std::log(sum) : 0.0;
   std::vector<int> ends;
   for (int e : eog)
