@@ -212,6 +212,29 @@ TEST(BlipModel, ReducedPrecisionWeights) {
   EXPECT_THROW(load_captioner(p), std::invalid_argument);
 }
 
+// Checkpoints stored in bf16 and split into shards (model.safetensors.index.json) load like the
+// published ones, and caption as the same weights converted from an f32 file.
+TEST(BlipModel, ShardedBf16Checkpoint) {
+  auto spec = test::BlipFixtureSpec::shape("tiny");
+  spec.dtype = "BF16";
+  spec.shards = 3;
+  Tiny sharded(spec);
+  ASSERT_TRUE(fs::exists(sharded.dir + "/model.safetensors.index.json"));
+  ASSERT_FALSE(fs::exists(sharded.dir + "/model.safetensors"));
+  spec.shards = 1;
+  Tiny single(spec);
+  CaptionerParams p = blip_params(sharded.dir);
+  p.sampling.greedy = true;
+  p.sampling.max_new_tokens = 12;
+  std::vector<std::pair<std::string, Image>> imgs = {{"a", pattern_image(40, 30, 0)},
+                                                     {"b", pattern_image(30, 40, 3)}};
+  auto a = caption_texts(load_captioner(p), p, imgs);
+  CaptionerParams q = p;
+  q.model = single.dir;
+  EXPECT_EQ(a, caption_texts(load_captioner(q), q, imgs));
+  EXPECT_EQ(a.size(), 2u);
+}
+
 // LAION-COCO's rules end to end, with the end token's logit pushed up: force-EOS ends every
 // candidate before its first token even under --min-new-tokens; without it, the minimum length
 // holds and then [SEP] ends each candidate.

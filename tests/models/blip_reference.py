@@ -26,7 +26,6 @@ prints {"vision": [[last_hidden_state, tokens x hidden, row-major], ...],
 """
 import json
 import math
-import struct
 import sys
 from pathlib import Path
 
@@ -34,29 +33,8 @@ import numpy as np
 
 # --- weights -------------------------------------------------------------------------------------
 
-
-def load_safetensors(path):
-    raw = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8 : 8 + n])
-    base = 8 + n
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = e["data_offsets"]
-        buf = raw[base + a : base + b]
-        dt = e["dtype"]
-        if dt == "F32":
-            arr = np.frombuffer(buf, dtype="<f4")
-        elif dt == "F16":
-            arr = np.frombuffer(buf, dtype="<f2")
-        elif dt == "BF16":
-            arr = (np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise SystemExit(f"{path}: tensor {name} has unsupported dtype {dt}")
-        out[name] = arr.reshape(e["shape"]).astype(np.float64)
-    return out
+# the safetensors reader shared with the other families' references (same directory)
+from ranker_reference import load_safetensors  # noqa: E402
 
 
 def load_weights(model_dir, single="model.safetensors"):

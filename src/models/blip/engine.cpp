@@ -286,12 +286,9 @@ void BlipEngine::step(std::vector<CaptionResult>& out) {
     for (size_t w = begin; w < end; ++w)
       chosen[w] = seqs_[(size_t)live[(size_t)want[w]]].dec->next(logits.data() + w * (size_t)V, V, eos);
   };
-  const size_t workers = std::min<size_t>((size_t)m / 8 + 1, (size_t)threads_);
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < workers; ++t)
-    pool.emplace_back(choose, t * (size_t)m / workers, (t + 1) * (size_t)m / workers);
-  choose(0, (size_t)m / workers);
-  for (auto& th : pool) th.join();
+  // OpenMP, as ggml's CPU threads: the same pool, so its spinning workers do not compete with ours
+#pragma omp parallel for num_threads(threads_) schedule(static) if (m >= 8)
+  for (int w = 0; w < m; ++w) choose((size_t)w, (size_t)w + 1);
 
   size_t w = 0;
   for (size_t j = 0; j < live.size(); ++j) {

@@ -1,6 +1,7 @@
 #include "models/sampling/sampler.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -37,10 +38,14 @@ size_t filter(std::vector<int>& ids, const std::vector<float>& l, const Sampling
   const bool min_p = p.min_p > 0.0f;
   if (p.top_k > 0 && (size_t)p.top_k < ids.size()) {
     // The k-th best logit is the cutoff; ties with it survive (HF/LAION: `logits < cutoff` go).
-    auto kth = ids.begin() + (p.top_k - 1);
-    std::nth_element(ids.begin(), kth, ids.end(), order);
-    const float cutoff = l[(size_t)*kth];
-    ids.erase(std::partition(kth + 1, ids.end(), [&](int i) { return l[(size_t)i] >= cutoff; }), ids.end());
+    // Selected on a contiguous copy of the values (several times faster than through the ids).
+    std::vector<float> vals;
+    vals.reserve(ids.size());
+    for (int i : ids) vals.push_back(l[(size_t)i]);
+    auto kth = vals.begin() + (p.top_k - 1);
+    std::nth_element(vals.begin(), kth, vals.end(), std::greater<float>());
+    const float cutoff = *kth;
+    ids.erase(std::remove_if(ids.begin(), ids.end(), [&](int i) { return l[(size_t)i] < cutoff; }), ids.end());
     // top-k alone: sort the survivors (at most k + ties) for a portable sampling order; else the
     // partial sort below orders as much as the nucleus needs.
     if (!top_p && !min_p) std::sort(ids.begin(), ids.end(), order);
