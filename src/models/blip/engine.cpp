@@ -104,7 +104,8 @@ class BlipEngine : public CaptionModel::Engine {
     backend_ = init_backend(model_->device, params_.threads);
     threads_ = params_.threads > 0 ? params_.threads : (int)std::max(1u, std::thread::hardware_concurrency());
     const int images = std::max(1, params_.parallel / params_.candidates);
-    cache_ = std::make_unique<blip::Cache>(model_->config, images, params_.candidates, len, backend_);
+    cache_ = std::make_unique<blip::Cache>(model_->config, images, params_.candidates, len, backend_,
+                                           model_->graph.fast);
     seqs_.resize((size_t)cache_->seq_slots());
     images_.resize((size_t)images);
     image_graph_ = std::make_unique<Graph>(backend_);
@@ -336,7 +337,7 @@ std::vector<std::vector<float>> blip::vision_states(const BlipModel& m, const st
   ggml_backend_t backend = init_backend(m.device, threads);
   std::vector<std::vector<float>> out;
   try {
-    Cache cache(m.config, batch, 1, 2, backend);
+    Cache cache(m.config, batch, 1, 2, backend, m.graph.fast);
     Graph graph(backend);
     std::vector<int> slots(batch);
     for (int b = 0; b < batch; ++b) slots[(size_t)b] = b;

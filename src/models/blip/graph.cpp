@@ -14,20 +14,21 @@ namespace capforge::blip {
 using nn::layer_norm;
 using nn::linear;
 
-Cache::Cache(const BlipConfig& c, int images, int per, int len, ggml_backend_t backend)
+Cache::Cache(const BlipConfig& c, int images, int per, int len, ggml_backend_t backend, bool fast)
     : image_slots(images), per_image(per), max_len(len) {
   const int L = c.text.layers;
   const int64_t D = c.text.hidden, H = c.text.heads, hd = c.text.head_dim(), N = c.vision.tokens();
   ggml_init_params ip{ggml_tensor_overhead() * (size_t)(4 * L + 4), nullptr, true};
   ctx = ggml_init(ip);
   image_tokens = (int)N;
-  padded_tokens = (int)((N + 15) / 16 * 16);
+  padded_tokens = (int)((N + 31) / 32 * 32);
+  const ggml_type cross = fast ? GGML_TYPE_BF16 : GGML_TYPE_F32;
   const int64_t Np = padded_tokens;
   for (int l = 0; l < L; ++l) {
     k.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, D, (int64_t)max_len * seq_slots()));
     v.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, D, (int64_t)max_len * seq_slots()));
-    ck.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, Np, H, image_slots));
-    cv.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, Np, hd, H, image_slots));
+    ck.push_back(ggml_new_tensor_4d(ctx, cross, hd, Np, H, image_slots));
+    cv.push_back(ggml_new_tensor_4d(ctx, cross, Np, hd, H, image_slots));
   }
   buf = ggml_backend_alloc_ctx_tensors(ctx, backend);
   if (!buf) {

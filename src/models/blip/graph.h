@@ -15,7 +15,8 @@ namespace capforge::blip {
 
 // Per-worker caches on the model's device. Sequence slot s belongs to image slot s / per_image.
 struct Cache {
-  Cache(const BlipConfig& c, int image_slots, int per_image, int max_len, ggml_backend_t backend);
+  // `fast`: cross-attention keys/values kept in bf16 (the reduced dtypes), else f32.
+  Cache(const BlipConfig& c, int image_slots, int per_image, int max_len, ggml_backend_t backend, bool fast);
   ~Cache();
   Cache(const Cache&) = delete;
   Cache& operator=(const Cache&) = delete;
@@ -25,7 +26,7 @@ struct Cache {
   std::vector<ggml_tensor*> k,
       v;  // self-attention, per layer: [D, max_len * seq_slots] (row = s * max_len + pos)
   // Cross-attention, per layer: keys [hd, Np, H, image_slots], values [Np, hd, H, image_slots]. The
-  // image's N tokens padded with zeros to Np (a multiple of 16, so the products run as tiled GEMMs);
+  // image's N tokens padded with zeros to Np (a multiple of 32, so the products run as tiled GEMMs);
   // the padding is masked out of the softmax.
   int image_tokens = 0, padded_tokens = 0;
   std::vector<ggml_tensor*> ck, cv;
