@@ -4,15 +4,22 @@
 #include <stdexcept>
 
 #include "capforge/captioner.h"
+#include "core/log.h"
 #include "models/blip/model.h"
 #include "models/vlm/model.h"
 
 namespace capforge {
 
 std::shared_ptr<const CaptionModel> load_captioner(const CaptionerParams& params) {
-  if (params.family == "vlm") return std::make_shared<const VlmModel>(params);
-  if (params.family == "blip") return load_blip(params);
-  throw std::invalid_argument(fmt::format("unknown captioner family '{}' (vlm or blip)", params.family));
+  std::shared_ptr<const CaptionModel> m;
+  if (params.family == "vlm")
+    m = std::make_shared<const VlmModel>(params);
+  else if (params.family == "blip")
+    m = load_blip(params);
+  else
+    throw std::invalid_argument(fmt::format("unknown captioner family '{}' (vlm or blip)", params.family));
+  spdlog::debug("captioner: {}", m->describe());
+  return m;
 }
 
 Captioner::Captioner(std::shared_ptr<const CaptionModel> model, const CaptionerParams& params) {

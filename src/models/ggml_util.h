@@ -1,9 +1,14 @@
 // Shared ggml plumbing for our model graphs: device choice, weight upload with dtype conversion.
 #pragma once
 
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml.h"
 
@@ -19,5 +24,31 @@ ggml_type weight_type_from_name(const std::string& name);
 
 // Copies f32 `values` into `t` (already allocated in a backend buffer), converting to t's type.
 void upload_f32(ggml_tensor* t, const std::vector<float>& values);
+
+// One forward pass of a graph of at most `max_nodes` nodes: builds it with build(ctx, gf) in the
+// reusable metadata arena `meta`, allocates it with `alloc`, fills its inputs with set(g), computes
+// it on `backend` and hands it to read(g) while its tensors are alive. `what` names the model in
+// errors.
+template <typename Build, typename Set, typename Read>
+void compute_graph(ggml_backend_t backend, ggml_gallocr_t alloc, std::vector<uint8_t>& meta, size_t max_nodes,
+                   const char* what, Build build, Set set, Read read) {
+  const size_t need = ggml_tensor_overhead() * max_nodes + ggml_graph_overhead_custom(max_nodes, false);
+  if (meta.size() < need) meta.resize(need);
+  ggml_init_params ip{meta.size(), meta.data(), true};
+  ggml_context* ctx = ggml_init(ip);
+  struct Free {
+    ggml_context* ctx;
+    ~Free() { ggml_free(ctx); }
+  } guard{ctx};
+  ggml_cgraph* gf = ggml_new_graph_custom(ctx, max_nodes, false);
+  auto g = build(ctx, gf);
+  if (!ggml_gallocr_alloc_graph(alloc, gf))
+    throw std::runtime_error(fmt::format("cannot allocate the {} compute graph", what));
+  set(g);
+  ggml_status st = ggml_backend_graph_compute(backend, gf);
+  if (st != GGML_STATUS_SUCCESS)
+    throw std::runtime_error(fmt::format("{} graph failed ({})", what, ggml_status_to_string(st)));
+  read(g);
+}
 
 }  // namespace capforge

@@ -26,13 +26,6 @@ namespace capforge {
 
 namespace {
 
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    d += (double)a[i] * b[i], na += (double)a[i] * a[i], nb += (double)b[i] * b[i];
-  return d / std::sqrt(na * nb);
-}
-
 // Distinct smooth images (colour ramps and bars of different sizes), so that even random weights
 // give each its own greedy caption.
 Image pattern_image(int w, int h, int k) {
@@ -129,9 +122,9 @@ TEST(BlipModel, VisionAndGreedyMatchTheReference) {
     double worst = 0;
     for (size_t i = 0; i < want.size(); ++i)
       worst = std::max(worst, (double)std::fabs(hidden[b][i] - want[i]));
-    EXPECT_GE(cosine(hidden[b], want), 0.99999) << b;
+    EXPECT_GE(test::cosine(hidden[b], want), 0.99999) << b;
     EXPECT_LT(worst, 5e-3) << b;
-    std::printf("image %zu: vision cosine %.9f, max |diff| %.2e\n", b, cosine(hidden[b], want), worst);
+    std::printf("image %zu: vision cosine %.9f, max |diff| %.2e\n", b, test::cosine(hidden[b], want), worst);
   }
 
   CaptionerParams p = blip_params(t.dir);
@@ -200,7 +193,7 @@ TEST(BlipModel, ReducedPrecisionWeights) {
     p.sampling.max_new_tokens = 20;
     auto m = load_captioner(p);
     auto h = blip::vision_states(dynamic_cast<const BlipModel&>(*m), pixels, 1)[0];
-    EXPECT_GE(cosine(h, ref), dtype == "f16" ? 0.999 : 0.99) << dtype;
+    EXPECT_GE(test::cosine(h, ref), dtype == "f16" ? 0.999 : 0.99) << dtype;
     p.sampling.greedy = true;
     Image img = pattern_image(50, 40, 1);
     auto res = Captioner(m, p).caption({{"x", &img}});
@@ -311,6 +304,16 @@ TEST(BlipBadInput, ClearErrorsNamingTheFileOrTensor) {
   }
   test::TempDir empty;
   EXPECT_THROW(load_captioner(blip_params(empty.path())), std::runtime_error);
+  Tiny truncated;  // a download cut short: the error names the file and the tensor beyond its end
+  fs::resize_file(truncated.dir + "/model.safetensors",
+                  fs::file_size(truncated.dir + "/model.safetensors") / 2);
+  try {
+    load_captioner(blip_params(truncated.dir));
+    ADD_FAILURE() << "loaded a truncated checkpoint";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.safetensors"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
   Tiny pickled;
   fs::rename(pickled.dir + "/model.safetensors", pickled.dir + "/pytorch_model.bin");
   try {
@@ -343,6 +346,16 @@ TEST(BlipCli, CaptionAndDescribe) {
                                "a picture of", "--greedy", "--max-new-tokens", "20", work / "x.png"});
   ASSERT_EQ(d.exit_code, 0) << d.err;
   EXPECT_NE(d.out.find("\"text\":\"a picture of"), std::string::npos) << d.out;
+
+  // a file that is not an image gets its own error line; the good one is still captioned (exit 1)
+  test::write_file(work / "junk.jpg", "not an image at all");
+  auto mixed = test::run_capforge({"describe", "--captioner", "blip", "--model", t.dir, "--max-new-tokens",
+                                   "8", work / "junk.jpg", work / "x.png"});
+  EXPECT_EQ(mixed.exit_code, 1) << mixed.err;
+  auto mixed_lines = test::json_lines(mixed.out);
+  ASSERT_EQ(mixed_lines.size(), 2u) << mixed.out;
+  EXPECT_TRUE(mixed_lines[0].contains("error")) << mixed.out;
+  EXPECT_FALSE(mixed_lines[1]["captions"].empty()) << mixed.out;
 
   auto bad = test::run_capforge(
       {"describe", "--captioner", "blip", "--model", t.dir, "--mmproj", "x.gguf", work / "x.png"});

@@ -34,7 +34,7 @@ import numpy as np
 # --- weights -------------------------------------------------------------------------------------
 
 # the safetensors reader shared with the other families' references (same directory)
-from ranker_reference import load_safetensors  # noqa: E402
+from ranker_reference import attention, load_safetensors  # noqa: E402
 
 
 def load_weights(model_dir, single="model.safetensors"):
@@ -83,25 +83,6 @@ def layer_norm(x, W, name, eps):
 
 def linear(x, W, name):
     return x @ W[name + ".weight"].T + W[name + ".bias"]
-
-
-def softmax(s):
-    s = np.exp(s - s.max(-1, keepdims=True))
-    return s / s.sum(-1, keepdims=True)
-
-
-def attention(q, k, v, heads, mask=None):
-    """q (Tq, D), k and v (Tk, D), already projected; scores scaled by 1/sqrt(head_dim)."""
-    Tq, D = q.shape
-    Tk = k.shape[0]
-    hd = D // heads
-    qh = q.reshape(Tq, heads, hd).transpose(1, 0, 2)
-    kh = k.reshape(Tk, heads, hd).transpose(1, 0, 2)
-    vh = v.reshape(Tk, heads, hd).transpose(1, 0, 2)
-    s = qh @ kh.transpose(0, 2, 1) / math.sqrt(hd)
-    if mask is not None:
-        s = s + mask
-    return (softmax(s) @ vh).transpose(1, 0, 2).reshape(Tq, D)
 
 
 # --- vision (BlipVisionModel) --------------------------------------------------------------------

@@ -28,13 +28,6 @@ double max_abs(const std::vector<float>& v) {
   return m;
 }
 
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    d += (double)a[i] * b[i], na += (double)a[i] * a[i], nb += (double)b[i] * b[i];
-  return d / std::sqrt(na * nb);
-}
-
 struct CaptureLayer {
   std::string name;
   std::vector<float> data;
@@ -135,7 +128,7 @@ TEST_F(ClipFixtureTest, VisionTowerMatchesLibmtmd) {
     int o = j < N ? j + 1 : 0;
     std::vector<float> a(hidden[0].begin() + (size_t)o * D, hidden[0].begin() + (size_t)(o + 1) * D);
     std::vector<float> b(cap.data.begin() + (size_t)j * D, cap.data.begin() + (size_t)(j + 1) * D);
-    worst = std::min(worst, cosine(a, b));
+    worst = std::min(worst, test::cosine(a, b));
     for (int k = 0; k < D; ++k) diff = std::max(diff, (double)std::fabs(a[k] - b[k]));
   }
   RecordProperty("min_token_cosine", std::to_string(worst));
@@ -168,12 +161,12 @@ TEST_F(ClipFixtureTest, BothTowersMatchNumpyReference) {
   auto ie = ctx.embed_images(ptrs);
   for (size_t i = 0; i < texts.size(); ++i) {
     std::vector<float> want = ref["text"][i];
-    EXPECT_GT(cosine(te[i], want), 0.99999) << texts[i];
+    EXPECT_GT(test::cosine(te[i], want), 0.99999) << texts[i];
     for (size_t k = 0; k < want.size(); ++k) EXPECT_NEAR(te[i][k], want[k], 2e-4) << texts[i] << " dim " << k;
   }
   for (size_t i = 0; i < imgs.size(); ++i) {
     std::vector<float> want = ref["image"][i];
-    EXPECT_GT(cosine(ie[i], want), 0.99999) << "image " << i;
+    EXPECT_GT(test::cosine(ie[i], want), 0.99999) << "image " << i;
     for (size_t k = 0; k < want.size(); ++k)
       EXPECT_NEAR(ie[i][k], want[k], 2e-4) << "image " << i << " dim " << k;
   }
@@ -194,7 +187,7 @@ TEST_F(ClipFixtureTest, ReducedPrecisionStaysCloseToF32) {
     auto et = c.embed_texts(texts);
     double worst = 1;
     for (size_t i = 0; i < 2; ++i)
-      worst = std::min({worst, cosine(ei[i], ref_i[i]), cosine(et[i], ref_t[i])});
+      worst = std::min({worst, test::cosine(ei[i], ref_i[i]), test::cosine(et[i], ref_t[i])});
     RecordProperty("cosine_" + dtype, std::to_string(worst));
     std::printf("%s: min cosine to f32 %.6f\n", dtype.c_str(), worst);
     EXPECT_GT(worst, dtype == "q8_0" ? 0.999 : 0.9999) << dtype;
@@ -213,8 +206,8 @@ TEST(ClipLoad, StoredDtypesAndShardsLoadAlike) {
   test::ClipFixture(spec).save_hf(dir / "bf16");
   std::vector<std::string> texts = {"a red dog"};
   auto ref = ClipContext(load_clip(dir / "f32")).embed_texts(texts)[0];
-  EXPECT_GT(cosine(ClipContext(load_clip(dir / "f16-sharded")).embed_texts(texts)[0], ref), 0.9999);
-  EXPECT_GT(cosine(ClipContext(load_clip(dir / "bf16")).embed_texts(texts)[0], ref), 0.999);
+  EXPECT_GT(test::cosine(ClipContext(load_clip(dir / "f16-sharded")).embed_texts(texts)[0], ref), 0.9999);
+  EXPECT_GT(test::cosine(ClipContext(load_clip(dir / "bf16")).embed_texts(texts)[0], ref), 0.999);
 }
 
 }  // namespace capforge

@@ -29,13 +29,6 @@ namespace capforge {
 
 namespace {
 
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double d = 0, na = 0, nb = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    d += (double)a[i] * b[i], na += (double)a[i] * a[i], nb += (double)b[i] * b[i];
-  return d / std::sqrt(na * nb);
-}
-
 double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
   double m = a.size() == b.size() ? 0 : INFINITY;
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, (double)std::fabs(a[i] - b[i]));
@@ -165,7 +158,7 @@ TEST_P(RankerFamilyTest, MatchesNumpyReference) {
   for (size_t i = 0; i < kTexts.size(); ++i) {
     std::vector<float> want = ref["text"][i];
     ASSERT_EQ(te[i].size(), want.size());
-    double c = cosine(te[i], want), d = max_abs_diff(te[i], want);
+    double c = test::cosine(te[i], want), d = max_abs_diff(te[i], want);
     worst_text = std::min(worst_text, c);
     worst_diff = std::max(worst_diff, d);
     EXPECT_GE(c, kMinCosine) << fam.name << " text '" << kTexts[i] << "'";
@@ -178,7 +171,7 @@ TEST_P(RankerFamilyTest, MatchesNumpyReference) {
     std::vector<float> want = ref["image"][i];
     ASSERT_EQ(ie[i].size(), want.size());
     normalise(ie[i]);
-    double c = cosine(ie[i], want), d = max_abs_diff(ie[i], want);
+    double c = test::cosine(ie[i], want), d = max_abs_diff(ie[i], want);
     worst_image = std::min(worst_image, c);
     worst_diff = std::max(worst_diff, d);
     EXPECT_GE(c, kMinCosine) << fam.name << " image " << i;
@@ -216,8 +209,8 @@ TEST_P(RankerFamilyTest, BatchInvariant) {
     worst = std::max(worst, d);
     EXPECT_LE(d, 1e-5) << GetParam().name << " text '" << texts[i] << "' alone vs in a batch of 3";
   }
-  EXPECT_LT(cosine(all[0], all[1]), 0.9999) << "different images, different embeddings";
-  EXPECT_LT(cosine(te[0], te[1]), 0.9999) << "different texts, different embeddings";
+  EXPECT_LT(test::cosine(all[0], all[1]), 0.9999) << "different images, different embeddings";
+  EXPECT_LT(test::cosine(te[0], te[1]), 0.9999) << "different texts, different embeddings";
   RecordProperty("max_abs_diff_batch", std::to_string(worst));
   std::printf("%s: max |alone - batched| %.3g\n", GetParam().name.c_str(), worst);
 }
@@ -236,8 +229,8 @@ TEST_P(RankerFamilyTest, ReducedPrecisionStaysCloseToF32) {
     auto ei = c.embed_images(ptrs);
     auto et = c.embed_texts(texts);
     double worst = 1;
-    for (size_t i = 0; i < ei.size(); ++i) worst = std::min(worst, cosine(ei[i], ref_i[i]));
-    for (size_t i = 0; i < et.size(); ++i) worst = std::min(worst, cosine(et[i], ref_t[i]));
+    for (size_t i = 0; i < ei.size(); ++i) worst = std::min(worst, test::cosine(ei[i], ref_i[i]));
+    for (size_t i = 0; i < et.size(); ++i) worst = std::min(worst, test::cosine(et[i], ref_t[i]));
     RecordProperty("cosine_" + dtype, std::to_string(worst));
     std::printf("%s %s: min cosine to f32 %.6f\n", GetParam().name.c_str(), dtype.c_str(), worst);
     EXPECT_GE(worst, 0.999) << GetParam().name << " " << dtype;

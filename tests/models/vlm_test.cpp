@@ -7,8 +7,8 @@
 
 #include "capforge/captioner.h"
 #include "capforge/image.h"
-#include "models/vlm/candidate_text.h"
 #include "models/sampling/sampler.h"
+#include "models/vlm/candidate_text.h"
 #include "support/fixtures.h"
 #include "support/process.h"
 #include "support/vlm_fixture.h"

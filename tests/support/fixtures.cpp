@@ -4,6 +4,7 @@
 #include <archive_entry.h>
 #include <vips/vips.h>
 #include <zlib.h>
+#include <cmath>
 
 #include <cstdlib>
 #include <filesystem>
@@ -243,6 +244,13 @@ std::vector<Json> json_lines(const std::string& text) {
   for (std::string l; std::getline(in, l);)
     if (!l.empty()) out.push_back(Json::parse(l));
   return out;
+}
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    d += (double)a[i] * b[i], na += (double)a[i] * a[i], nb += (double)b[i] * b[i];
+  return d / std::sqrt(na * nb);
 }
 
 Image noise_image(int w, int h, uint32_t seed) {

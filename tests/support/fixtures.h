@@ -13,6 +13,8 @@ namespace capforge::test {
 
 // Parses JSON lines (empty lines skipped).
 std::vector<Json> json_lines(const std::string& text);
+// Cosine similarity, accumulated in double.
+double cosine(const std::vector<float>& a, const std::vector<float>& b);
 // Deterministic RGB noise.
 Image noise_image(int w, int h, uint32_t seed);
 

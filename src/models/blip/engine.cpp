@@ -57,28 +57,6 @@ struct Graph {  // a graph context and its allocator
   std::vector<uint8_t> meta;
 };
 
-// Builds a graph with `build`, allocates and fills it with `set`, computes, then `read`.
-template <typename Build, typename Set, typename Read>
-void compute(ggml_backend_t backend, Graph& gr, size_t nodes, Build build, Set set, Read read) {
-  size_t need = ggml_tensor_overhead() * nodes + ggml_graph_overhead_custom(nodes, false);
-  if (gr.meta.size() < need) gr.meta.resize(need);
-  ggml_init_params ip{gr.meta.size(), gr.meta.data(), true};
-  ggml_context* ctx = ggml_init(ip);
-  struct Free {
-    ggml_context* ctx;
-    ~Free() { ggml_free(ctx); }
-  } guard{ctx};
-  ggml_cgraph* gf = ggml_new_graph_custom(ctx, nodes, false);
-  auto g = build(ctx, gf);
-  if (!ggml_gallocr_alloc_graph(gr.alloc, gf))
-    throw std::runtime_error("cannot allocate a BLIP compute graph");
-  set(g);
-  ggml_status st = ggml_backend_graph_compute(backend, gf);
-  if (st != GGML_STATUS_SUCCESS)
-    throw std::runtime_error(fmt::format("BLIP graph failed ({})", ggml_status_to_string(st)));
-  read(g);
-}
-
 class BlipEngine : public CaptionModel::Engine {
  public:
   BlipEngine(std::shared_ptr<const BlipModel> m, const CaptionerParams& p)
@@ -189,8 +167,8 @@ void BlipEngine::admit(const std::vector<CaptionRequest>& reqs, size_t& next,
   const blip::BlipConfig& c = model_->config;
   const size_t nodes = image_nodes(c, slots.size());
   const auto t0 = std::chrono::steady_clock::now();
-  compute(
-      backend_, *image_graph_, nodes,
+  compute_graph(
+      backend_, image_graph_->alloc, image_graph_->meta, nodes, "BLIP",
       [&](ggml_context* ctx, ggml_cgraph* gf) {
         return blip::build_image(ctx, gf, c, *model_->weights, *cache_, slots, model_->graph);
       },
@@ -252,8 +230,8 @@ void BlipEngine::step(std::vector<CaptionResult>& out) {
   std::vector<float> logits;
   if (m == 0) want.push_back(0);  // the graph always computes one row; none is read then
   const auto t0 = std::chrono::steady_clock::now();
-  compute(
-      backend_, *step_graph_, 64 * (size_t)model_->config.text.layers + 256,
+  compute_graph(
+      backend_, step_graph_->alloc, step_graph_->meta, 64 * (size_t)model_->config.text.layers + 256, "BLIP",
       [&](ggml_context* ctx, ggml_cgraph* gf) {
         return blip::build_step(ctx, gf, model_->config, *model_->weights, *cache_, n, span, (int)want.size(),
                                 model_->graph);
@@ -283,13 +261,11 @@ void BlipEngine::step(std::vector<CaptionResult>& out) {
   // candidate's decoder is its own state, so the result does not depend on the split.
   const std::vector<int> eos = {model_->config.text.sep_id};
   std::vector<sampling::Step> chosen((size_t)m);
-  auto choose = [&](size_t begin, size_t end) {
-    for (size_t w = begin; w < end; ++w)
-      chosen[w] = seqs_[(size_t)live[(size_t)want[w]]].dec->next(logits.data() + w * (size_t)V, V, eos);
-  };
   // OpenMP, as ggml's CPU threads: the same pool, so its spinning workers do not compete with ours
 #pragma omp parallel for num_threads(threads_) schedule(static) if (m >= 8)
-  for (int w = 0; w < m; ++w) choose((size_t)w, (size_t)w + 1);
+  for (int r = 0; r < m; ++r)
+    chosen[(size_t)r] =
+        seqs_[(size_t)live[(size_t)want[(size_t)r]]].dec->next(logits.data() + (size_t)r * V, V, eos);
 
   size_t w = 0;
   for (size_t j = 0; j < live.size(); ++j) {
@@ -341,8 +317,8 @@ std::vector<std::vector<float>> blip::vision_states(const BlipModel& m, const st
     Graph graph(backend);
     std::vector<int> slots(batch);
     for (int b = 0; b < batch; ++b) slots[(size_t)b] = b;
-    compute(
-        backend, graph, image_nodes(m.config, slots.size()),
+    compute_graph(
+        backend, graph.alloc, graph.meta, image_nodes(m.config, slots.size()), "BLIP",
         [&](ggml_context* ctx, ggml_cgraph* gf) {
           return build_image(ctx, gf, m.config, *m.weights, cache, slots, m.graph);
         },

@@ -66,30 +66,6 @@ std::shared_ptr<const ClipModel> load_clip(const std::string& dir, const ClipPar
 
 namespace {
 
-// Builds a graph with `build`, allocates it, fills its inputs with `set`, computes it and hands it
-// to `read` while its tensors are alive.
-template <typename Build, typename Set, typename Read>
-void compute(ClipContext::Impl& c, int max_nodes, Build build, Set set, Read read) {
-  size_t need =
-      ggml_tensor_overhead() * (size_t)max_nodes + ggml_graph_overhead_custom((size_t)max_nodes, false);
-  if (c.meta.size() < need) c.meta.resize(need);
-  ggml_init_params ip{c.meta.size(), c.meta.data(), true};
-  ggml_context* ctx = ggml_init(ip);
-  struct Free {
-    ggml_context* ctx;
-    ~Free() { ggml_free(ctx); }
-  } guard{ctx};
-  ggml_cgraph* gf = ggml_new_graph_custom(ctx, (size_t)max_nodes, false);
-  auto g = build(ctx, gf);
-  if (!ggml_gallocr_alloc_graph(c.alloc, gf))
-    throw std::runtime_error("cannot allocate the CLIP compute graph");
-  set(g);
-  ggml_status st = ggml_backend_graph_compute(c.backend, gf);
-  if (st != GGML_STATUS_SUCCESS)
-    throw std::runtime_error(fmt::format("CLIP graph failed ({})", ggml_status_to_string(st)));
-  read(g);
-}
-
 std::vector<std::vector<float>> read_columns(ggml_tensor* t) {
   std::vector<float> all((size_t)ggml_nelements(t));
   ggml_backend_tensor_get(t, all.data(), 0, ggml_nbytes(t));
@@ -131,8 +107,8 @@ std::vector<std::vector<float>> ClipContext::Impl::run_vision(const std::vector<
                                                               std::vector<std::vector<float>>* hidden) {
   const clip::ClipConfig& c = model->config;
   std::vector<std::vector<float>> out;
-  compute(
-      *this, max_nodes(c.vision),
+  compute_graph(
+      backend, alloc, meta, (size_t)max_nodes(c.vision), "CLIP",
       [&](ggml_context* ctx, ggml_cgraph* gf) {
         return clip::build_vision(ctx, gf, c, model->weights->vision, batch, model->graph_options);
       },
@@ -172,8 +148,8 @@ std::vector<std::vector<float>> ClipContext::Impl::run_text(const std::vector<st
     rows[(size_t)b] = b * T + (c.text.pool_last ? T : (int)v.size()) - 1;
   }
   std::vector<std::vector<float>> out;
-  compute(
-      *this, max_nodes(c.text),
+  compute_graph(
+      backend, alloc, meta, (size_t)max_nodes(c.text), "CLIP",
       [&](ggml_context* ctx, ggml_cgraph* gf) {
         return clip::build_text(ctx, gf, c, model->weights->text, B, T, model->graph_options);
       },
