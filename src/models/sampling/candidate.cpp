@@ -20,9 +20,7 @@ const char* end_flag(End e) {
 
 CandidateDecoder::CandidateDecoder(const SamplingParams& p, uint64_t seed, std::vector<int> context,
                                    float force_eos)
-    : p_(p), rng_(seed), tokens_(std::move(context)), force_eos_(force_eos) {
-  context_ = tokens_.size();
-}
+    : p_(p), rng_(seed), tokens_(std::move(context)), force_eos_(force_eos) {}
 
 Step CandidateDecoder::next(const float* logits, int n_vocab, const std::vector<int>& eog) {
   Step s;

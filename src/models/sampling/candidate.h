@@ -41,17 +41,14 @@ class CandidateDecoder {
   Step next(const float* logits, int n_vocab, const std::vector<int>& eog);
 
   const std::vector<int>& tokens() const { return tokens_; }  // context, then generated tokens
-  size_t context_size() const { return context_; }
   int n_new() const { return n_new_; }
   double logprob() const { return logprob_; }
   double last_p_eos() const { return p_eos_; }  // raw p(end) seen by the last next()
-  const SamplingParams& params() const { return p_; }
 
  private:
   SamplingParams p_;
   Rng rng_;
   std::vector<int> tokens_;
-  size_t context_ = 0;
   float force_eos_ = 0;
   int n_new_ = 0;
   double logprob_ = 0, p_eos_ = 0;
