@@ -25,15 +25,34 @@ struct SamplingParams {
   int max_new_tokens = 64;
 };
 
+// One more prompt of a multi-prompt run; the first prompt is CaptionerParams' own fields. Each
+// image is encoded once for all prompts.
+struct PromptParams {
+  std::string name;  // [A-Za-z][A-Za-z0-9_]*: names its output columns and per-prompt options
+  // A template (see prompt_template.h): {org_caption}, {url}, {key} and {col:NAME} are filled per
+  // sample with untrusted text that is never parsed for special tokens; {{ and }} are braces.
+  std::string prompt;
+  std::string response_prefix;
+  int candidates = 1;
+  SamplingParams sampling;
+  std::vector<SamplingParams> schedule;
+  float harvest_eos = 0;
+  float force_eos = 0;
+};
+
 struct CaptionerParams {
   std::string family = "vlm";  // "vlm" (libmtmd: model + mmproj GGUFs) or "blip" (model = HF dir)
   std::string model, mmproj;   // VLM: text GGUF, mmproj GGUF; BLIP: the model directory
   std::string dtype = "f32";   // BLIP: weights converted at load to f32, f16 or bf16
-  // VLM: the instruction. BLIP: unused (BLIP takes no instruction; its prompt is response_prefix).
+  // VLM: the instruction, a template as PromptParams::prompt says. BLIP: unused (BLIP takes no
+  // instruction; its prompt is response_prefix).
   std::string prompt = "Describe this image in one sentence.";
+  std::string prompt_name;                 // the first prompt's name ("": unnamed)
+  std::vector<PromptParams> more_prompts;  // prompts 2.. (VLM only)
+  int org_caption_max_tokens = 64;         // {org_caption} keeps the alt-text's first N tokens
   // Forced start of the answer (BLIP: the text prompt after [DEC]); stays part of the caption.
   std::string response_prefix;
-  std::string chat_template;    // empty: the model's own (a name like "chatml" or a template)
+  std::string chat_template;  // empty: the model's own (a name like "chatml" or a template)
   int candidates = 1;
   // Per-candidate parameters: candidate i uses schedule[i % schedule.size()]; empty: `sampling`.
   SamplingParams sampling;
@@ -60,14 +79,21 @@ struct CaptionerParams {
   const std::atomic<bool>* cancel = nullptr;
 };
 
+// Every prompt of `p` in order: the first from p's own fields, then p.more_prompts.
+std::vector<PromptParams> all_prompts(const CaptionerParams& p);
+
 struct CaptionRequest {
   std::string key;  // seeds the sampler: same key, same captions
   const Image* image = nullptr;
+  // Fills the prompts' placeholders ({org_caption}: caption, {url}, {col:NAME}: meta); null: all
+  // empty. Not owned.
+  const Sample* sample = nullptr;
 };
 
 struct CaptionResult {
-  std::vector<Candidate> captions;  // de-duplicated, in candidate order
-  std::string error;                // set when the image could not be captioned
+  std::vector<Candidate> captions;           // first prompt: de-duplicated, in candidate order
+  std::vector<std::vector<Candidate>> more;  // prompts 2.., likewise
+  std::string error;                         // set when the image could not be captioned
 };
 
 // A loaded captioning model of any family, shared (read-only) by every Captioner.

@@ -87,6 +87,10 @@ struct WriterParams {
   std::vector<std::pair<std::string, std::string>> meta_types;  // from the reader, may be empty
   std::string captioner = "none";                               // recorded in the caption schema
   bool include_images = true;                                   // samples schema: embed the image bytes
+  // The captioner's prompts in order ("" for an unnamed first prompt). Each named prompt gets a
+  // column group (caption_NAME, candidates_NAME, clip_score_NAME, length_NAME; see schema.h):
+  // prompt 0 from the sample's main fields, prompt i > 0 from Sample::more_outputs[i - 1].
+  std::vector<std::string> prompt_names;
 };
 
 // Writes one shard's output to a temporary file; commit() fsyncs and renames it into place.

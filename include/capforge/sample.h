@@ -43,6 +43,15 @@ struct Candidate {
   double logprob = 0;
 };
 
+// What one more prompt of a multi-prompt run made of a sample (the first prompt's outputs are
+// Sample's own candidates / re_caption / re_clip_score).
+struct PromptOutput {
+  std::string name;  // the prompt's name (output columns caption_NAME, ...)
+  std::vector<Candidate> candidates;
+  std::optional<std::string> re_caption;  // the winner (repaired when repair runs)
+  std::optional<double> re_clip_score;    // cosine x 100, when ranked
+};
+
 struct Sample {
   // identity
   std::string key;
@@ -69,6 +78,7 @@ struct Sample {
   std::optional<std::string> re_caption;                // the winner, repaired
   std::optional<double> re_clip_score, org_clip_score;  // cosine x 100
   std::string ranker;                                   // ranker that produced the scores
+  std::vector<PromptOutput> more_outputs;               // prompts 2.. of a multi-prompt run, in order
 
   // outcome
   Status status = Status::success;

@@ -11,6 +11,7 @@
 #include "coord/input_fingerprints.h"
 #include "core/log.h"
 #include "core/text.h"
+#include "models/prompt_template.h"
 #include "pipeline/model_stages.h"
 
 namespace fs = std::filesystem;
@@ -36,7 +37,7 @@ void resolve_options(CaptionOptions& o, CLI::App* cmd) {
                      "e.g. a local copy of Salesforce/blip-image-captioning-large");
   if (o.captioner == "blip" && !o.c.params.mmproj.empty())
     throw UsageError("--mmproj is for VLM captioners; BLIP's dir holds its vision tower");
-  if (o.repair.empty()) o.repair = o.preset == "recap" ? "none" : "rules";
+  if (o.repair.empty()) o.repair = o.preset == "recap" || o.preset == "recap-v2" ? "none" : "rules";
   if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   o.c.params.threads = o.threads;
   build_schedule(o.c);
@@ -66,6 +67,25 @@ RankerSpec parse_ranker(const std::string& spec, const ClipParams& cp) {
   return r;
 }
 
+// --rank-prompts as a flag per prompt (empty: all ranked).
+std::vector<bool> ranked_prompts(const CaptionOptions& o) {
+  if (o.rank_prompts.empty()) return {};
+  auto prompts = all_prompts(o.c.params);
+  std::vector<bool> ranked(prompts.size(), false);
+  std::string known;
+  for (auto& want : o.rank_prompts) {
+    bool found = false;
+    for (size_t k = 0; k < prompts.size(); ++k) {
+      std::string name = prompts[k].name.empty() ? "main" : prompts[k].name;
+      if (k == 0 || known.size() < 200) known += (known.empty() ? "" : ", ") + name;
+      if (name == want) ranked[k] = found = true;
+    }
+    if (!found)
+      throw UsageError(fmt::format("--rank-prompts {}: no prompt is named so", want), "prompts: " + known);
+  }
+  return ranked;
+}
+
 std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name) {
   std::vector<std::unique_ptr<Stage>> stages;
   if (o.captioner == "vlm" || o.captioner == "blip") {
@@ -88,7 +108,8 @@ std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, s
     cp.threads = o.threads;
     std::vector<RankerSpec> rankers;
     for (auto& spec : o.rank) rankers.push_back(parse_ranker(spec, cp));
-    stages.push_back(make_rank_stage(std::move(rankers), (size_t)o.batch_size, o.c.params.cancel));
+    stages.push_back(
+        make_rank_stage(std::move(rankers), (size_t)o.batch_size, o.c.params.cancel, ranked_prompts(o)));
   }
   if (o.repair == "rules") stages.push_back(make_repair_stage());
   return stages;
@@ -109,6 +130,21 @@ std::string config_fingerprint(const CaptionOptions& o) {
                 {"max", s.max_new_tokens}};
   };
   for (auto& s : p.schedule) sched.push_back(one(s));
+  Json more = Json::array();
+  bool placeholders = PromptTemplate(p.prompt).has_placeholders();
+  for (auto& pp : p.more_prompts) {
+    Json ms = Json::array();
+    for (auto& s : pp.schedule) ms.push_back(one(s));
+    more.push_back({{"name", pp.name},
+                    {"prompt", pp.prompt},
+                    {"prefix", pp.response_prefix},
+                    {"candidates", pp.candidates},
+                    {"sampling", one(pp.sampling)},
+                    {"schedule", ms},
+                    {"harvest", pp.harvest_eos},
+                    {"force_eos", pp.force_eos}});
+    placeholders |= PromptTemplate(pp.prompt).has_placeholders();
+  }
   Json j = {{"captioner", o.captioner},
             {"model", p.model},
             {"mmproj", p.mmproj},
@@ -135,6 +171,12 @@ std::string config_fingerprint(const CaptionOptions& o) {
             {"image_col", o.reader.image_col},
             {"max_pixels", o.decode.max_pixels},
             {"max_bytes", o.decode.max_bytes}};
+  // keys that older runs did not have are only added when set, so their stores still match
+  if (!p.prompt_name.empty()) j["prompt_name"] = p.prompt_name;
+  if (!more.empty()) j["more_prompts"] = more;
+  if (placeholders) j["org_caption_max_tokens"] = p.org_caption_max_tokens;
+  if (!o.rank_prompts.empty()) j["rank_prompts"] = o.rank_prompts;
+  if (p.force_eos > 0) j["force_eos"] = p.force_eos;
   return j.dump();
 }
 

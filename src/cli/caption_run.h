@@ -22,6 +22,8 @@ struct CaptionOptions {
   std::string preset_file;
   std::string preset = "none", captioner, repair, schema = "capforge", rank_dtype = "f32";
   std::vector<std::string> rank;  // DIR[:K]
+  std::vector<std::string>
+      rank_prompts;  // prompts the rankers rank (names; "main": an unnamed first); empty: all
   std::vector<std::string> formats = {"parquet"};
   CaptionerCli c;
   int threads = 0;

@@ -83,27 +83,12 @@ void apply_preset_file(const std::string& path, CLI::App* cmd, std::string& pres
   }
 }
 
-void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) {
+void add_decoding_options(CLI::App* cmd, CaptionerCli& c) {
   auto& p = c.params;
-  const char* m = "Captioning model";
-  auto* model = cmd->add_option("--model", p.model,
-                                "language model GGUF of the VLM, a BLIP model dir (--captioner blip), or `demo` "
-                                "for the bundled demo models")
-                    ->group(m);
-  cmd->add_option("--mmproj", p.mmproj, "multimodal projector GGUF of the VLM (needed unless --model demo)")
-      ->group(m);
-  if (model_required) model->required();
-  cmd->add_option("--captioner-dtype", p.dtype, "BLIP weights, converted at load: f32, f16 or bf16")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
-      ->group(m);
-  cmd->add_option("--chat-template", p.chat_template, "override the model's chat template (name or template)")
-      ->group(m);
-  const char* pr = "Prompt";
-  cmd->add_option("--prompt", p.prompt, "the instruction")->capture_default_str()->group(pr);
-  cmd->add_option("--response-prefix", p.response_prefix,
-                  "forced start of the answer, kept in the caption (e.g. 'a picture of '); BLIP's text prompt")
-      ->group(pr);
+  cmd->add_option(
+         "--response-prefix", p.response_prefix,
+         "forced start of the answer, kept in the caption (e.g. 'a picture of '); BLIP's text prompt")
+      ->group("Prompt");
   const char* d = "Decoding (lists: candidate i uses element i % length)";
   cmd->add_option("--candidates", p.candidates, "candidates per image (at most --parallel)")
       ->capture_default_str()
@@ -125,7 +110,8 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
   list("--top-p", c.top_p, "nucleus mass (1: off)", number_range(0, 1, /*lo_open=*/true));
   list("--min-p", c.min_p, "min-p (0: off)", prob01());
   list("--min-new-tokens", c.min_new, "no end of text before this many tokens", int_range(0, 1 << 20));
-  list("--max-new-tokens", c.max_new, "at most this many tokens (default 64; BLIP: 30)", int_range(1, 1 << 20));
+  list("--max-new-tokens", c.max_new, "at most this many tokens (default 64; BLIP: 30)",
+       int_range(1, 1 << 20));
   cmd->add_option("--repetition-penalty", p.sampling.repetition_penalty,
                   "penalty on tokens already generated")
       ->capture_default_str()
@@ -134,7 +120,6 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
   cmd->add_option("--no-repeat-ngram", p.sampling.no_repeat_ngram, "never repeat an n-gram (0: off)")
       ->check(int_range(0, 1024))
       ->group(d);
-  cmd->add_option("--stop", p.stop, "stop string (repeatable)")->group(d);
   cmd->add_option("--harvest-eos", p.harvest_eos,
                   "keep the text as a candidate whenever p(EOS) >= P (LAION-COCO; 0: off)")
       ->check(prob01())
@@ -144,6 +129,57 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
                   "sampled at that step is dropped (LAION-COCO: 0.1794; 0: off)")
       ->check(prob01())
       ->group(d);
+}
+
+void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) {
+  auto& p = c.params;
+  const char* m = "Captioning model";
+  auto* model =
+      cmd->add_option("--model", p.model,
+                      "language model GGUF of the VLM, a BLIP model dir (--captioner blip), or `demo` "
+                      "for the bundled demo models")
+          ->group(m);
+  cmd->add_option("--mmproj", p.mmproj, "multimodal projector GGUF of the VLM (needed unless --model demo)")
+      ->group(m);
+  if (model_required) model->required();
+  cmd->add_option("--captioner-dtype", p.dtype, "BLIP weights, converted at load: f32, f16 or bf16")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}))
+      ->group(m);
+  cmd->add_option("--chat-template", p.chat_template, "override the model's chat template (name or template)")
+      ->group(m);
+  const char* pr = "Prompt";
+  cmd->add_option("--prompt", c.prompts,
+                  "the instruction (default: '" + p.prompt +
+                      "'); NAME=TEXT names it; repeat for several prompts per image in one pass (the first "
+                      "fills re_caption, each named one its own columns); {org_caption}, {url}, {key}, "
+                      "{col:NAME} are filled per sample as plain text")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->group(pr);
+  cmd->add_option(
+         "--prompt-opt", c.prompt_opts,
+         "NAME:FLAG[=VALUE]: a decoding flag for prompt NAME only (also spelt --FLAG@NAME VALUE), e.g. "
+         "detailed:max-new-tokens=128 or short:greedy")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->group(pr);
+  cmd->add_option(
+         "--prompts", c.prompts_file,
+         "JSON file of more prompts: [{\"name\": N, \"prompt\": TEXT, FLAG: VALUE...}] or {N: {...}}")
+      ->check(CLI::ExistingFile)
+      ->group(pr);
+  cmd->add_option("--org-caption-max-tokens", p.org_caption_max_tokens,
+                  "{org_caption} keeps the alt-text's first N tokens")
+      ->capture_default_str()
+      ->check(int_range(0, 1 << 16))
+      ->group(pr);
+  add_decoding_options(cmd, c);
+
+  const char* d = "Decoding (lists: candidate i uses element i % length)";
+  cmd->add_option("--stop", p.stop, "stop string (repeatable)")->group(d);
   cmd->add_option("--loop-repeats", p.loop_repeats,
                   "cut an n-gram repeated this many times in a row (0, 1: off)")
       ->capture_default_str()
@@ -174,7 +210,7 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
   cmd->add_flag("!--cpu", p.gpu, "stay on the CPU")->group(r);
 }
 
-void build_schedule(CaptionerCli& c) {
+void fill_schedule(CaptionerCli& c) {
   size_t n = std::max({c.temperature.size(), c.top_p.size(), c.min_p.size(), c.top_k.size(), c.min_new.size(),
                        c.max_new.size(), (size_t)1});
   SamplingParams base = c.params.sampling;
@@ -193,6 +229,10 @@ void build_schedule(CaptionerCli& c) {
   }
   c.params.sampling = c.params.schedule[0];
   if (n == 1) c.params.schedule.clear();
+}
+
+void build_schedule(CaptionerCli& c) {
+  build_prompts(c);
   check_captioner_settings(c);
 }
 
@@ -227,12 +267,13 @@ bool apply_preset(const std::string& name, CLI::App* cmd, CaptionerCli& c) {
     if (unset("--force-eos")) p.force_eos = 0.17937666742679637f;
     return true;
   }
-  if (name == "recap") {
+  if (name == "recap" || name == "recap-v2") {
     if (unset("--prompt"))
       p.prompt = "Please generate a detailed caption of this image. Please be as descriptive as possible.";
     if (unset("--greedy")) c.greedy = true;
     if (unset("--candidates")) p.candidates = 1;
     if (unset("--max-new-tokens")) c.max_new = {128};
+    if (name == "recap-v2") add_condition_prompt(c);
     return true;
   }
   return name == "none";

@@ -101,6 +101,8 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
         wp.captioner = captioner_name;
         wp.meta_types = reader.meta_types();
         wp.include_images = false;
+        if (!o.c.params.more_prompts.empty() || !o.c.params.prompt_name.empty())
+          for (auto& pp : all_prompts(o.c.params)) wp.prompt_names.push_back(pp.name);
         std::vector<std::unique_ptr<SampleWriter>> writers;
         for (auto f : formats)
           writers.push_back(open_writer(f, (fs::path(o.out) / (in.name + output_extension(f))).string(), wp));
@@ -127,12 +129,16 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
   cmd->add_option(
       "--preset-file", o->preset_file,
       "a preset written by `capforge tune` (its flags, over its base preset; explicit flags win)");
-  cmd->add_option("--preset", o->preset, "laion-coco, recap or none; explicit flags override it")
+  cmd->add_option(
+         "--preset", o->preset,
+         "laion-coco, recap, recap-v2 (recap plus the alt-text-conditioned caption `condition`) or none; "
+         "explicit flags override it")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "laion-coco", "recap"}));
-  cmd->add_option("--captioner", o->captioner,
-                  "vlm (needs --model and --mmproj; the default when they are given), blip (--model: a Hugging "
-                  "Face BLIP dir) or none (read, decode, rank the original caption, write)")
+      ->check(CLI::IsMember({"none", "laion-coco", "recap", "recap-v2"}));
+  cmd->add_option(
+         "--captioner", o->captioner,
+         "vlm (needs --model and --mmproj; the default when they are given), blip (--model: a Hugging "
+         "Face BLIP dir) or none (read, decode, rank the original caption, write)")
       ->check(CLI::IsMember({"vlm", "blip", "none"}));
   add_captioner_options(cmd, o->c, /*model_required=*/false);  // --model demo: the bundled models
   const char* rk = "Ranking and repair";
@@ -140,6 +146,15 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
                   "ranker DIR[:K]: a Hugging Face CLIP or SigLIP dir or an open_clip dir (ViT or ResNet) "
                   "(repeatable, a cascade: each keeps its top K of the previous one's candidates)")
       ->check(rank_spec())
+      ->group(rk);
+  cmd->add_option(
+         "--rank-prompts", o->rank_prompts,
+         "the prompts the rankers rank, by name (`main`: an unnamed first prompt; default: all); the others "
+         "keep the captioner's order")
+      ->delimiter(',')
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->group(rk);
   cmd->add_option("--rank-dtype", o->rank_dtype, "ranker weights: f32, f16, bf16 or q8_0")
       ->capture_default_str()

@@ -39,9 +39,10 @@ int run_describe(DescribeOptions& o) {
   try {
     model = load_captioner(params);
   } catch (const std::exception& e) {
-    throw UsageError(e.what(), blip ? captioner_model_hint(params)
-                                    : "--model takes the language model GGUF and --mmproj its projector GGUF, "
-                                      "e.g. llava-1.5 or SmolVLM files from ggml-org on Hugging Face");
+    throw UsageError(e.what(), blip
+                                   ? captioner_model_hint(params)
+                                   : "--model takes the language model GGUF and --mmproj its projector GGUF, "
+                                     "e.g. llava-1.5 or SmolVLM files from ggml-org on Hugging Face");
   }
   std::unique_ptr<Captioner> cap;
   try {
@@ -78,10 +79,15 @@ int run_describe(DescribeOptions& o) {
       errors[i] = results[k].error;
       continue;
     }
-    Json caps = Json::array();
-    for (auto& c : results[k].captions)
-      caps.push_back({{"text", c.text}, {"tokens", c.tokens}, {"logprob", c.logprob}, {"flags", c.flags}});
-    lines[i] = {{"image", o.images[i]}, {"captions", caps}};
+    auto list = [](const std::vector<Candidate>& cands) {
+      Json caps = Json::array();
+      for (auto& c : cands)
+        caps.push_back({{"text", c.text}, {"tokens", c.tokens}, {"logprob", c.logprob}, {"flags", c.flags}});
+      return caps;
+    };
+    lines[i] = {{"image", o.images[i]}, {"captions", list(results[k].captions)}};
+    for (size_t m = 0; m < results[k].more.size(); ++m)  // more prompts: "captions_NAME"
+      lines[i]["captions_" + params.more_prompts[m].name] = list(results[k].more[m]);
   }
   int failed = 0;
   for (size_t i = 0; i < o.images.size(); ++i) {
@@ -99,12 +105,14 @@ int run_describe(DescribeOptions& o) {
 
 void add_describe(CLI::App& app, Action& action) {
   auto o = std::make_shared<DescribeOptions>();
-  auto* cmd = app.add_subcommand("describe",
-                                 "Caption images with a VLM (text GGUF + mmproj) or BLIP (a Hugging Face dir): "
-                                 "JSON lines with every candidate");
+  auto* cmd =
+      app.add_subcommand("describe",
+                         "Caption images with a VLM (text GGUF + mmproj) or BLIP (a Hugging Face dir): "
+                         "JSON lines with every candidate");
   cmd->add_option("images", o->images, "image files")->required();
   add_captioner_options(cmd, o->c, /*model_required=*/true);
-  cmd->add_option("--captioner", o->c.params.family, "vlm (--model and --mmproj GGUFs) or blip (--model: a BLIP dir)")
+  cmd->add_option("--captioner", o->c.params.family,
+                  "vlm (--model and --mmproj GGUFs) or blip (--model: a BLIP dir)")
       ->capture_default_str()
       ->check(CLI::IsMember({"vlm", "blip"}));
   cmd->add_option("--threads", o->c.params.threads, "CPU threads (0: all cores)")

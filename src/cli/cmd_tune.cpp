@@ -149,8 +149,12 @@ int run_tune(TuneOptions& o, CLI::App* cmd) {
     }
   }
   resolve_options(o.cap, cmd);
+  if (!o.cap.c.params.more_prompts.empty())
+    throw UsageError("tune scores one prompt against the references; give one --prompt",
+                     "tune each prompt in its own run, then combine them with --prompt NAME=TEXT in caption");
   if (o.cap.captioner != "vlm" && o.cap.captioner != "blip")
-    throw UsageError("tune needs a captioner: --model and --mmproj, --captioner blip --model DIR, or --model demo");
+    throw UsageError(
+        "tune needs a captioner: --model and --mmproj, --captioner blip --model DIR, or --model demo");
   Dev dev = load_dev(o);
   auto inputs = discover_inputs(o.dev, false);
   inputs.push_back({o.refs, "refs", InputFormat::jsonl});
@@ -269,7 +273,8 @@ void add_tune(CLI::App& app, Action& action) {
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "laion-coco", "recap"}));
   add_captioner_options(cmd, o->cap.c, /*model_required=*/true);
-  cmd->add_option("--captioner", o->cap.captioner, "vlm (--model and --mmproj GGUFs) or blip (--model: a BLIP dir)")
+  cmd->add_option("--captioner", o->cap.captioner,
+                  "vlm (--model and --mmproj GGUFs) or blip (--model: a BLIP dir)")
       ->check(CLI::IsMember({"vlm", "blip"}));
   cmd->add_option("--rank", o->cap.rank, "CLIP ranker DIR[:K] (repeatable), as in caption")
       ->check(rank_spec());

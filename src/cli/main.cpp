@@ -2,10 +2,12 @@
 // (0 ok, 1 failed work, 2 bad usage, 130 interrupted).
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
 #include "capforge/version.h"
+#include "cli/captioner_options.h"
 #include "cli/common.h"
 #include "core/log.h"
 
@@ -57,7 +59,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    app.parse(argc, argv);
+    // `--max-new-tokens@detailed 128` -> `--prompt-opt detailed:max-new-tokens=128`
+    std::vector<std::string> args = cli::rewrite_prompt_flags(argc, argv);
+    std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     if (json_asked)

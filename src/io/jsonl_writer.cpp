@@ -21,7 +21,7 @@ Json output_object(const Sample& s, const WriterParams& params, bool with_image)
   }
   if (!passes_through(params.schema)) return o;
   for (auto& [k, v] : s.meta.items()) {
-    std::string name = meta_output_name(params.schema, k);
+    std::string name = meta_output_name(params, k);
     if (name.empty()) continue;
     while (o.contains(name)) name = "input_" + name;  // never drop a field that collides
     o[name] = v;
@@ -35,6 +35,7 @@ class JsonlWriter : public TempFileWriter {
  public:
   JsonlWriter(std::string final_path, const WriterParams& params)
       : TempFileWriter(std::move(final_path)), params_(params) {
+    output_columns(params_);  // throws on a repeated prompt name, before the file exists
     f_ = std::fopen(tmp_.c_str(), "wb");
     if (!f_) throw std::runtime_error(fmt::format("cannot create {}: {}", tmp_, std::strerror(errno)));
   }

@@ -64,7 +64,10 @@ std::string structure_to_type(const Json& s) {
 class ParquetWriter : public TempFileWriter {
  public:
   ParquetWriter(std::string final_path, const WriterParams& params)
-      : TempFileWriter(std::move(final_path)), params_(params), db_(2, "1GB") {
+      : TempFileWriter(std::move(final_path)),
+        params_(params),
+        columns_(output_columns(params)),  // throws on a repeated prompt name, before any row
+        db_(2, "1GB") {
     db_.exec("SET temp_directory = " + duck::quote_string(tmp_ + ".spill"));
     db_.exec("CREATE TABLE rows (idx BIGINT, c VARCHAR, m VARCHAR, img BLOB, img_path VARCHAR)");
     if (duckdb_appender_create(db_.conn(), nullptr, "rows", &app_) != DuckDBSuccess)
@@ -106,7 +109,7 @@ class ParquetWriter : public TempFileWriter {
     }
     std::vector<std::string> cols;
     std::set<std::string> used;
-    for (auto& c : canonical_columns(params_.schema)) {
+    for (auto& c : columns_) {
       cols.push_back(typed_extract("c", c.name, c.type) + " AS " + duck::quote_ident(c.name));
       used.insert(c.name);
     }
@@ -116,7 +119,7 @@ class ParquetWriter : public TempFileWriter {
       used.insert("image");
     }
     for (auto& [name, type] : passes_through(params_.schema) ? meta_columns() : decltype(meta_columns()){}) {
-      std::string out = meta_output_name(params_.schema, name);
+      std::string out = meta_output_name(params_, name);
       if (out.empty()) continue;
       while (!used.insert(out).second) out = "input_" + out;  // never drop a column that collides
       cols.push_back(typed_extract("m", name, type) + " AS " + duck::quote_ident(out));
@@ -147,6 +150,7 @@ class ParquetWriter : public TempFileWriter {
   }
 
   WriterParams params_;
+  std::vector<ColumnSpec> columns_;  // output_columns(params_)
   duck::Database db_;
   duckdb_appender app_ = nullptr;
   int64_t rows_ = 0;

@@ -1,5 +1,8 @@
 #include "io/schema.h"
 
+#include <set>
+#include <stdexcept>
+
 #include "core/text.h"
 
 namespace capforge {
@@ -101,6 +104,11 @@ namespace {
 Json opt(const std::optional<std::string>& v) { return v ? Json(*v) : Json(nullptr); }
 Json opt(const std::optional<double>& v) { return v ? Json(*v) : Json(nullptr); }
 Json nonempty(const std::string& v) { return v.empty() ? Json(nullptr) : Json(v); }
+Json candidates_json(const std::vector<Candidate>& candidates) {
+  Json out = Json::array();
+  for (auto& c : candidates) out.push_back({{"text", c.text}, {"score", opt(c.score)}, {"flags", c.flags}});
+  return out;
+}
 }  // namespace
 
 namespace {
@@ -156,9 +164,8 @@ Json recap_row(const Sample& s) {
   return row;
 }
 
-}  // namespace
-
-Json canonical_row(const Sample& s, const WriterParams& params) {
+// The canonical columns' values, keys in canonical_columns() order.
+Json base_row(const Sample& s, const WriterParams& params) {
   if (params.schema == OutputSchema::img2dataset) {
     Json row = Json::object();
     row["url"] = nonempty(s.url);
@@ -200,10 +207,7 @@ Json canonical_row(const Sample& s, const WriterParams& params) {
   }
   row["org_caption"] = opt(s.caption);
   row["re_caption"] = opt(s.re_caption);
-  Json cands = Json::array();
-  for (auto& c : s.candidates)
-    cands.push_back({{"text", c.text}, {"score", opt(c.score)}, {"flags", c.flags}});
-  row["candidates"] = std::move(cands);
+  row["candidates"] = candidates_json(s.candidates);
   row["re_clip_score"] = opt(s.re_clip_score);
   row["org_clip_score"] = opt(s.org_clip_score);
   row["re_length"] = s.re_caption ? Json(word_count(*s.re_caption)) : Json(nullptr);
@@ -218,12 +222,99 @@ Json canonical_row(const Sample& s, const WriterParams& params) {
   return row;
 }
 
+// What one column of a prompt's group holds.
+enum class PromptField { caption, candidates, clip_score, length };
+struct PromptColumn {
+  size_t prompt;  // index into WriterParams::prompt_names
+  PromptField field;
+  ColumnSpec spec;
+};
+
+// The prompt columns of output_columns(), in order, with where each value comes from.
+std::vector<PromptColumn> prompt_columns(const WriterParams& params) {
+  std::vector<PromptColumn> out;
+  if (params.schema == OutputSchema::samples || params.schema == OutputSchema::img2dataset) return out;
+  for (size_t i = 0; i < params.prompt_names.size(); ++i) {
+    const std::string& n = params.prompt_names[i];
+    if (n.empty()) continue;
+    auto add = [&](PromptField f, std::string name, const char* type) {
+      out.push_back({i, f, {std::move(name), type}});
+    };
+    if (params.schema == OutputSchema::recap && n == "condition") {
+      add(PromptField::caption, "re_caption_condition_diverse_topk", "VARCHAR");
+      add(PromptField::length, "re_condition_length", "INTEGER");
+      continue;
+    }
+    add(PromptField::caption, "caption_" + n, "VARCHAR");
+    if (params.schema == OutputSchema::caption)
+      add(PromptField::candidates, "candidates_" + n,
+          "STRUCT(text VARCHAR, score DOUBLE, flags VARCHAR[])[]");
+    add(PromptField::clip_score, "clip_score_" + n, "DOUBLE");
+    add(PromptField::length, "length_" + n, "INTEGER");
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<ColumnSpec> output_columns(const WriterParams& params) {
+  std::vector<ColumnSpec> out = canonical_columns(params.schema);
+  std::set<std::string> seen;
+  for (auto& c : out) seen.insert(c.name);
+  for (auto& c : prompt_columns(params)) {
+    if (!seen.insert(c.spec.name).second)
+      throw std::invalid_argument("two prompts would both write the output column " + c.spec.name);
+    out.push_back(std::move(c.spec));
+  }
+  return out;
+}
+
+Json canonical_row(const Sample& s, const WriterParams& params) {
+  Json row = base_row(s, params);
+  static const std::vector<Candidate> no_candidates;
+  static const std::optional<std::string> no_caption;
+  static const std::optional<double> no_score;
+  for (auto& c : prompt_columns(params)) {
+    // prompt 0: the sample's own outputs; prompt i: more_outputs[i - 1] when the sample has it
+    const PromptOutput* more =
+        c.prompt > 0 && c.prompt - 1 < s.more_outputs.size() ? &s.more_outputs[c.prompt - 1] : nullptr;
+    const bool main = c.prompt == 0;
+    const auto& caption = main ? s.re_caption : more ? more->re_caption : no_caption;
+    const auto& cands = main ? s.candidates : more ? more->candidates : no_candidates;
+    const auto& score = main ? s.re_clip_score : more ? more->re_clip_score : no_score;
+    Json& v = row[c.spec.name];
+    switch (c.field) {
+      case PromptField::caption:
+        v = opt(caption);
+        break;
+      case PromptField::candidates:
+        v = candidates_json(cands);
+        break;
+      case PromptField::clip_score:
+        v = opt(score);
+        break;
+      case PromptField::length:
+        v = caption ? Json(word_count(*caption)) : Json(nullptr);
+        break;
+    }
+  }
+  return row;
+}
+
 std::string meta_output_name(OutputSchema schema, const std::string& name) {
   if (schema == OutputSchema::samples && (name == "status" || name == "error_message")) return "";
   for (auto& c : canonical_columns(schema))
     if (c.name == name) return "input_" + name;
   if (schema == OutputSchema::samples && name == "image") return "input_image";
   return name;
+}
+
+std::string meta_output_name(const WriterParams& params, const std::string& name) {
+  std::string out = meta_output_name(params.schema, name);
+  if (out != name) return out;  // folded away or already prefixed
+  for (auto& c : prompt_columns(params))
+    if (c.spec.name == name) return "input_" + name;
+  return out;
 }
 
 }  // namespace capforge

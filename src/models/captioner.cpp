@@ -22,6 +22,21 @@ std::shared_ptr<const CaptionModel> load_captioner(const CaptionerParams& params
   return m;
 }
 
+std::vector<PromptParams> all_prompts(const CaptionerParams& p) {
+  PromptParams first;
+  first.name = p.prompt_name;
+  first.prompt = p.prompt;
+  first.response_prefix = p.response_prefix;
+  first.candidates = p.candidates;
+  first.sampling = p.sampling;
+  first.schedule = p.schedule;
+  first.harvest_eos = p.harvest_eos;
+  first.force_eos = p.force_eos;
+  std::vector<PromptParams> all = {first};
+  all.insert(all.end(), p.more_prompts.begin(), p.more_prompts.end());
+  return all;
+}
+
 Captioner::Captioner(std::shared_ptr<const CaptionModel> model, const CaptionerParams& params) {
   if (!model) throw std::invalid_argument("Captioner: no model");
   const CaptionModel& m = *model;

@@ -13,7 +13,12 @@
 
 namespace capforge {
 
-// Fills Sample::candidates (and re_caption with the first one) for every decoded sample.
+// Fills Sample::candidates (and re_caption with the first non-empty one) for every decoded
+// sample, and for a multi-prompt `params` one Sample::more_outputs entry per prompt after the
+// first (all_prompts(params)[1..], same order, named after the prompt; re_caption likewise the
+// first non-empty candidate, or null with a note when every candidate was empty). The sample is
+// passed to the captioner for the prompts' placeholders. A sample whose first prompt gave only
+// empty candidates fails (failed_to_caption) and, like any failed sample, gets no more_outputs.
 std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const CaptionModel> model,
                                           const CaptionerParams& params, size_t batch);
 
@@ -23,17 +28,26 @@ struct RankerSpec {
   int keep = 0;  // candidates kept for the next ranker (0: all)
 };
 
-// CLIP cascade: ranker i scores the candidates ranker i-1 kept and keeps its top `keep`. The last
-// ranker's scores are reported; its best candidate becomes re_caption. The first ranker also
-// scores the original caption (org_clip_score). Scores are cosine x 100 in re/org_clip_score and
-// plain cosine in the candidates. Each image is encoded once per ranker and each distinct text of
-// a sample once, in forward passes of that sample alone, so results do not depend on batching.
-// Once `cancel` is set it stops between samples, leaving the rest of the batch unranked (the
-// pipeline then gives their shards back).
+// CLIP cascade, run on every ranked prompt's candidates separately: ranker i scores the
+// candidates ranker i-1 kept of that prompt and keeps its top `keep` (the others get the flag
+// ranked_out_{i+1}). The last ranker's scores are reported: its survivors come first, best
+// first, with their scores, then the others in their previous order, unscored; the best one
+// becomes the prompt's re_caption and its score re_clip_score (prompt 0: the Sample's own
+// fields; prompt i: Sample::more_outputs[i - 1]). The first ranker also scores the original
+// caption (org_clip_score). Scores are cosine x 100 in re/org_clip_score and plain cosine in the
+// candidates. Each image is encoded once per ranker per sample (shared by all prompts) and each
+// distinct text of a prompt once per ranker, in one forward pass per prompt of that sample alone
+// (prompt 0's also holds the original caption). So results do not depend on batching, a prompt's
+// scores do not depend on the other prompts' candidates, and prompt 0's are those of a
+// single-prompt run. rank_prompt[i] says whether prompt i is ranked (empty: all; an index past
+// its end: ranked); an unranked prompt keeps the captioner's order and no scores. Once `cancel` is
+// set it stops between samples, leaving the rest of the batch unranked (the pipeline then gives
+// their shards back).
 std::unique_ptr<Stage> make_rank_stage(std::vector<RankerSpec> rankers, size_t batch,
-                                       const std::atomic<bool>* cancel = nullptr);
+                                       const std::atomic<bool>* cancel = nullptr,
+                                       std::vector<bool> rank_prompt = {});
 
-// Rule-based repair of re_caption.
+// Rule-based repair of re_caption and of every PromptOutput::re_caption.
 std::unique_ptr<Stage> make_repair_stage();
 
 }  // namespace capforge

@@ -8,7 +8,8 @@
 //   capforge-make-fixture blip OUT_DIR [--shape tiny|base|large] [--dtype F32|F16|BF16] [--seed N]
 //                         [--shards N] [--scale GAIN] [--tie-decoder 1] (broken variants: [--drop NAME]
 //                         [--misshape NAME] [--no-dec 1] [--config-patch JSON])
-//   capforge-make-fixture vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m] [--vocab spm|bpe]
+//   capforge-make-fixture vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m|llava-1.5-lite] [--vocab
+//   spm|bpe]
 //                         [--dtype F32|F16] [--seed N]
 // clip shapes: tiny (tests), vit-b-32 and vit-l-14 (OpenAI CLIP sizes).
 // open_clip shapes (hub export layout, OpenAI state_dict names, no vocabulary): rn-tiny and
@@ -16,7 +17,8 @@
 // blip shapes (BlipForConditionalGeneration as published): tiny (tests), base and large
 // (Salesforce/blip-image-captioning-base / -large sizes, BERT-sized vocab.txt).
 // vlm shapes: tiny (tests), smolvlm-256m (a SmolLM2-135M-sized llama + a ViT-B/32-sized CLIP tower with an
-// MLP projector).
+// MLP projector), llava-1.5-lite (LLaVA-1.5's ViT-L/14-336 tower and MLP projector on that same small
+// language model).
 #include <cstdio>
 #include <map>
 #include <stdexcept>
@@ -42,8 +44,8 @@ int usage(const char* argv0) {
       "       %s blip OUT_DIR [--shape tiny|base|large] [--dtype F32|F16|BF16] [--seed N] [--shards N]\n"
       "                 [--scale GAIN] [--tie-decoder 1] [--drop NAME] [--misshape NAME] [--no-dec 1] "
       "[--config-patch JSON]\n"
-      "       %s vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m] [--vocab spm|bpe] "
-      "[--dtype F32|F16] [--seed N]\n",
+      "       %s vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m|llava-1.5-lite] [--vocab spm|bpe] "
+      "[--dtype F32|F16] [--seed N] [--scale GAIN]\n",
       argv0, argv0, argv0, argv0, argv0);
   return 2;
 }
@@ -182,7 +184,6 @@ int vlm(int argc, char** argv) {
   s.vocab_gguf = capforge::test::llama_vocab_dir() + "/ggml-vocab-llama-" + vocab + ".gguf";
   if (o.count("--dtype")) s.dtype = o["--dtype"];
   if (o.count("--seed")) s.seed = (uint32_t)std::stoul(o["--seed"]);
-  if (o.count("--scale")) s.scale = std::stof(o["--scale"]);
   if (o.count("--hidden")) s.hidden = std::stoi(o["--hidden"]);
   if (o.count("--eos-boost")) s.eos_boost = std::stof(o["--eos-boost"]);
   if (shape == "smolvlm-256m") {
@@ -190,10 +191,18 @@ int vlm(int argc, char** argv) {
     auto& v = s.vision;
     v.vision_hidden = 768, v.vision_heads = 12, v.vision_layers = 12, v.vision_ffn = 3072;
     v.image_size = 224, v.patch_size = 32, v.scale = 0.02f;
+  } else if (shape == "llava-1.5-lite") {  // LLaVA-1.5's CLIP ViT-L/14-336 tower (577 image tokens) on the
+    // smolvlm-256m language model: the vision side as users run it, the 7B's language model scaled down
+    s.hidden = 576, s.layers = 30, s.heads = 9, s.kv_heads = 3, s.ffn = 1536, s.scale = 0.03f;
+    auto& v = s.vision;
+    v.vision_hidden = 1024, v.vision_heads = 16, v.vision_layers = 24, v.vision_ffn = 4096;
+    v.image_size = 336, v.patch_size = 14, v.scale = 0.02f;
   } else if (shape != "tiny") {
     std::fprintf(stderr, "unknown shape %s\n", shape.c_str());
     return 2;
   }
+  if (o.count("--scale"))
+    s.scale = std::stof(o["--scale"]);  // the language model's weights, over the shape's
   capforge::test::write_vlm_fixture(s, argv[2], argv[3]);
   std::printf("%s %s\n", argv[2], argv[3]);
   return 0;

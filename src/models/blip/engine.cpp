@@ -18,6 +18,7 @@
 #include "models/blip/model.h"
 #include "models/clip/preprocess.h"
 #include "models/ggml_util.h"
+#include "models/prompt_template.h"
 #include "models/sampling/candidate.h"
 #include "models/vlm/captioner_checks.h"
 
@@ -70,6 +71,9 @@ class BlipEngine : public CaptionModel::Engine {
     refuse(!params_.stop.empty(), "--stop");
     refuse(!params_.chat_template.empty(), "--chat-template");
     refuse(!params_.mmproj.empty(), "--mmproj");
+    refuse(!params_.more_prompts.empty(), "more than one --prompt (multi-prompt runs need a VLM captioner)");
+    refuse(PromptTemplate(params_.response_prefix).has_placeholders(),
+           "a placeholder in BLIP's prompt (--response-prefix)");
     const blip::TextConfig& t = model_->config.text;
     prompt_.push_back(t.bos_id);  // HF: input_ids[:, 0] = bos; the prompt's [SEP] dropped
     for (int id : model_->tokenizer->encode(params_.response_prefix)) prompt_.push_back(id);

@@ -1,8 +1,11 @@
 // Captioner settings checked before llama.cpp sees them.
 #include "models/vlm/captioner_checks.h"
 
+#include "models/prompt_template.h"
+
 #include <fmt/format.h>
 
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -13,16 +16,45 @@ namespace capforge::vlm {
 // before any llama context exists.
 void check_captioner_params(const CaptionerParams& params) {
   auto bad = [](const std::string& m) { throw std::invalid_argument(m); };
-  if (params.candidates < 1) bad(fmt::format("--candidates must be at least 1, got {}", params.candidates));
   if (params.parallel < 1 || params.parallel > 256)  // 256: llama.cpp's LLAMA_MAX_SEQ
     bad(fmt::format("--parallel must be from 1 to 256, got {}", params.parallel));
   if (params.batch < 1) bad(fmt::format("--batch must be at least 1, got {}", params.batch));
   if (params.threads < 0) bad(fmt::format("--threads must be >= 0 (0: all cores), got {}", params.threads));
-  if (params.candidates > params.parallel)
-    bad(fmt::format(
-        "--candidates {} exceeds --parallel {}: every candidate of an image needs a sequence slot (raise "
-        "--parallel or lower --candidates)",
-        params.candidates, params.parallel));
+  if (params.org_caption_max_tokens < 0)
+    bad(fmt::format("--org-caption-max-tokens must be >= 0, got {}", params.org_caption_max_tokens));
+  const auto prompts = all_prompts(params);
+  int total = 0;
+  std::set<std::string> names;
+  for (size_t k = 0; k < prompts.size(); ++k) {
+    const PromptParams& pp = prompts[k];
+    std::string of = prompts.size() > 1 ? fmt::format(" (prompt {})", pp.name.empty() ? "1" : pp.name) : "";
+    if (pp.candidates < 1) bad(fmt::format("--candidates must be at least 1, got {}{}", pp.candidates, of));
+    total += pp.candidates;
+    PromptTemplate{pp.prompt};  // throws for an unknown placeholder
+    if (!pp.name.empty() && !is_prompt_name(pp.name))
+      bad(fmt::format("prompt name '{}' must be a letter then letters, digits or _", pp.name));
+    if (k > 0 && pp.name.empty())
+      bad(fmt::format("prompt {} has no name: only the first prompt may be unnamed", k + 1));
+    if (!pp.name.empty() && !names.insert(pp.name).second)
+      bad(fmt::format("two prompts are named {}", pp.name));
+    std::vector<SamplingParams> all = pp.schedule;
+    if (all.empty()) all.push_back(pp.sampling);
+    for (size_t i = 0; i < all.size(); ++i) {
+      std::string where = all.size() > 1 ? fmt::format(" (list element {})", i + 1) : "";
+      if (all[i].max_new_tokens < 1)
+        bad(fmt::format("--max-new-tokens must be at least 1, got {}{}{}", all[i].max_new_tokens, where, of));
+      if (all[i].min_new_tokens > all[i].max_new_tokens)
+        bad(fmt::format("--min-new-tokens {} exceeds --max-new-tokens {}{}{}", all[i].min_new_tokens,
+                        all[i].max_new_tokens, where, of));
+    }
+  }
+  if (total > params.parallel)
+    bad(
+        fmt::format("{} exceeds --parallel {}: every candidate of an image needs a sequence slot (raise "
+                    "--parallel or lower --candidates)",
+                    prompts.size() > 1 ? fmt::format("{} candidates over {} prompts", total, prompts.size())
+                                       : fmt::format("--candidates {}", total),
+                    params.parallel));
   if (params.ctx_size < 0)
     bad(fmt::format("--ctx-size must be >= 0 (0: automatic), got {}", params.ctx_size));
   if (params.ctx_size > 0 && params.ctx_size < params.parallel)  // llama.cpp asserts on this
@@ -30,16 +62,6 @@ void check_captioner_params(const CaptionerParams& params) {
         fmt::format("--ctx-size {} is smaller than --parallel {}: every sequence needs KV cells for the "
                     "image, the prompt and its tokens (0 picks 1024 per sequence)",
                     params.ctx_size, params.parallel));
-  std::vector<SamplingParams> all = params.schedule;
-  if (all.empty()) all.push_back(params.sampling);
-  for (size_t i = 0; i < all.size(); ++i) {
-    std::string where = all.size() > 1 ? fmt::format(" (list element {})", i + 1) : "";
-    if (all[i].max_new_tokens < 1)
-      bad(fmt::format("--max-new-tokens must be at least 1, got {}{}", all[i].max_new_tokens, where));
-    if (all[i].min_new_tokens > all[i].max_new_tokens)
-      bad(fmt::format("--min-new-tokens {} exceeds --max-new-tokens {}{}", all[i].min_new_tokens,
-                      all[i].max_new_tokens, where));
-  }
 }
 
 }  // namespace capforge::vlm

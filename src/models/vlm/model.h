@@ -1,6 +1,8 @@
 // Internal: the shared VLM (libllama text model + libmtmd projector) behind capforge/captioner.h.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -26,7 +28,8 @@ class VlmModel : public CaptionModel {
   std::vector<int> eog;       // end-of-generation tokens
   std::string chat_template;  // resolved: a built-in name or template text
   mutable mtmd_context* mtmd = nullptr;
-  mutable std::mutex encode_mu;  // libmtmd encoding is not thread-safe
+  mutable std::mutex encode_mu;                    // libmtmd encoding is not thread-safe
+  mutable std::atomic<int64_t> chunks_encoded{0};  // image chunks through the projector (tests)
 };
 
 namespace vlm {

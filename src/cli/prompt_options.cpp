@@ -1,0 +1,196 @@
+// Several prompts per run: --prompt NAME=TEXT, per-prompt decoding flags (--prompt-opt
+// NAME:FLAG=VALUE, or --FLAG@NAME VALUE), a prompts file, and recap-v2's conditioned prompt.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "cli/captioner_options.h"
+#include "cli/common.h"
+#include "models/prompt_template.h"
+
+namespace capforge::cli {
+
+namespace {
+
+const char* kPerPromptHint =
+    "per-prompt flags: response-prefix, candidates, greedy, temperature, top-k, top-p, min-p, "
+    "min-new-tokens, "
+    "max-new-tokens, repetition-penalty, no-repeat-ngram, harvest-eos, force-eos";
+
+bool is_flag_name(const std::string& s) {
+  if (s.empty() || !std::islower((unsigned char)s[0])) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::islower((unsigned char)c) || std::isdigit((unsigned char)c) || c == '-';
+  });
+}
+
+// "NAME=TEXT" -> {NAME, TEXT}; anything else (or "=TEXT") is unnamed.
+std::pair<std::string, std::string> split_named(const std::string& spec) {
+  size_t eq = spec.find('=');
+  if (eq != std::string::npos && is_prompt_name(spec.substr(0, eq)))
+    return {spec.substr(0, eq), spec.substr(eq + 1)};
+  if (eq == 0) return {"", spec.substr(1)};
+  return {"", spec};
+}
+
+// A prompts file's entries appended to `specs` and `opts`.
+void read_prompts_file(const std::string& path, std::vector<std::string>& specs,
+                       std::vector<std::string>& opts) {
+  std::ifstream f(path);
+  Json j = f ? Json::parse(f, nullptr, false) : Json();
+  const std::string shape =
+      "a JSON list of {\"name\": NAME, \"prompt\": TEXT, FLAG: VALUE...} or an object {NAME: {\"prompt\": "
+      "TEXT, ...}}";
+  if (j.is_discarded() || !(j.is_array() || j.is_object()))
+    throw UsageError("--prompts " + path + " is not " + shape);
+  std::vector<std::pair<std::string, Json>> entries;
+  if (j.is_object()) {
+    for (auto& [name, v] : j.items()) entries.push_back({name, v});
+  } else {
+    for (auto& v : j) {
+      if (!v.is_object() || !v.contains("name") || !v["name"].is_string())
+        throw UsageError(fmt::format("--prompts {}: every entry needs a \"name\"", path), shape);
+      entries.push_back({v["name"].get<std::string>(), v});
+    }
+  }
+  for (auto& [name, v] : entries) {
+    if (!v.is_object() || !v.contains("prompt") || !v["prompt"].is_string())
+      throw UsageError(fmt::format("--prompts {}: prompt '{}' needs a \"prompt\" string", path, name), shape);
+    if (!is_prompt_name(name))
+      throw UsageError(fmt::format(
+          "--prompts {}: prompt name '{}' must be a letter then letters, digits or _", path, name));
+    specs.push_back(name + "=" + v["prompt"].get<std::string>());
+    for (auto& [key, val] : v.items()) {
+      if (key == "name" || key == "prompt") continue;
+      std::string flag = key;
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      std::string value;
+      if (val.is_array()) {
+        for (auto& x : val)
+          value += (value.empty() ? "" : ",") + (x.is_string() ? x.get<std::string>() : x.dump());
+      } else {
+        value = val.is_string() ? val.get<std::string>() : val.dump();
+      }
+      opts.push_back(name + ":" + flag + "=" + value);
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> rewrite_prompt_flags(int argc, char** argv) {
+  std::vector<std::string> out;
+  bool rest = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") rest = true;
+    size_t at = a.find('@'), eq = a.find('=');
+    if (rest || a.rfind("--", 0) != 0 || at == std::string::npos || (eq != std::string::npos && eq < at)) {
+      out.push_back(a);
+      continue;
+    }
+    std::string flag = a.substr(2, at - 2);
+    std::string name = a.substr(at + 1, eq == std::string::npos ? std::string::npos : eq - at - 1);
+    if (!is_flag_name(flag) || !is_prompt_name(name)) {
+      out.push_back(a);
+      continue;
+    }
+    std::string opt = name + ":" + flag;
+    if (eq != std::string::npos)
+      opt += "=" + a.substr(eq + 1);
+    else if (flag != "greedy" && i + 1 < argc)
+      opt += "=" + std::string(argv[++i]);
+    out.push_back("--prompt-opt");
+    out.push_back(opt);
+  }
+  return out;
+}
+
+void add_condition_prompt(CaptionerCli& c) {
+  for (auto& spec : c.prompts)
+    if (split_named(spec).first == "condition") return;
+  c.preset_prompts.push_back(
+      "condition=Here is the image's original alt-text, which may be noisy or wrong: \"{org_caption}\". "
+      "Please "
+      "generate a detailed caption of this image. Keep the names, places and facts of the alt-text that the "
+      "image supports, and be as descriptive as possible.");
+  for (const char* o : {"condition:greedy=false", "condition:top-k=50", "condition:temperature=1",
+                        "condition:top-p=1", "condition:candidates=1"})
+    c.preset_prompt_opts.push_back(o);
+}
+
+void build_prompts(CaptionerCli& c) {
+  std::vector<std::pair<std::string, std::string>> list;  // name, text
+  std::vector<std::string> specs = c.prompts, opts = c.preset_prompt_opts;
+  opts.insert(opts.end(), c.prompt_opts.begin(), c.prompt_opts.end());
+  if (specs.empty()) list.push_back({c.params.prompt_name, c.params.prompt});  // the default or preset's
+  if (!c.prompts_file.empty()) {
+    std::vector<std::string> file_opts;
+    read_prompts_file(c.prompts_file, specs, file_opts);
+    opts.insert(opts.begin() + (long)c.preset_prompt_opts.size(), file_opts.begin(), file_opts.end());
+  }
+  specs.insert(specs.end(), c.preset_prompts.begin(), c.preset_prompts.end());
+  std::set<std::string> names;
+  for (auto& spec : specs) {
+    auto [name, text] = split_named(spec);
+    if (!list.empty() && name.empty())
+      throw UsageError(fmt::format("--prompt '{}' has no name: only the first prompt may be unnamed", spec),
+                       "name it: --prompt NAME=TEXT (NAME becomes its columns: caption_NAME, ...)");
+    list.push_back({name, text});
+  }
+  for (auto& [name, text] : list) {
+    if (!name.empty() && !names.insert(name).second) throw UsageError("two prompts are named " + name);
+    try {
+      PromptTemplate{text};
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(fmt::format("--prompt {}: {}", name.empty() ? text : name, e.what()));
+    }
+  }
+  std::map<std::string, std::vector<std::string>> args;  // prompt name -> its flags as arguments
+  for (auto& o : opts) {
+    size_t colon = o.find(':');
+    std::string name = o.substr(0, colon == std::string::npos ? 0 : colon);
+    if (colon == std::string::npos || !names.count(name))
+      throw UsageError(fmt::format("--prompt-opt {}: {}", o,
+                                   colon == std::string::npos ? "expected NAME:FLAG[=VALUE]"
+                                                              : "no prompt is named " + name),
+                       "give the prompt first: --prompt NAME=TEXT; then --prompt-opt NAME:FLAG=VALUE or "
+                       "--FLAG@NAME VALUE");
+    args[name].push_back("--" + o.substr(colon + 1));
+  }
+  const CaptionerCli base = c;
+  std::vector<PromptParams> prompts;
+  for (auto& [name, text] : list) {
+    CaptionerCli pc = base;
+    if (auto it = args.find(name); it != args.end()) {
+      CLI::App scratch{"options of prompt " + name};
+      add_decoding_options(&scratch, pc);
+      std::vector<std::string> rev(it->second.rbegin(), it->second.rend());
+      try {
+        scratch.parse(rev);
+      } catch (const CLI::ParseError& e) {
+        throw UsageError(fmt::format("prompt {}: {}", name, e.what()), kPerPromptHint);
+      }
+    }
+    fill_schedule(pc);
+    const CaptionerParams& q = pc.params;
+    prompts.push_back(
+        {name, text, q.response_prefix, q.candidates, q.sampling, q.schedule, q.harvest_eos, q.force_eos});
+  }
+  CaptionerParams& p = c.params;
+  const PromptParams& first = prompts[0];
+  p.prompt_name = first.name;
+  p.prompt = first.prompt;
+  p.response_prefix = first.response_prefix;
+  p.candidates = first.candidates;
+  p.sampling = first.sampling;
+  p.schedule = first.schedule;
+  p.harvest_eos = first.harvest_eos;
+  p.force_eos = first.force_eos;
+  p.more_prompts.assign(prompts.begin() + 1, prompts.end());
+}
+
+}  // namespace capforge::cli
