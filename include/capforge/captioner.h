@@ -81,6 +81,8 @@ struct CaptionerParams {
 
 // Every prompt of `p` in order: the first from p's own fields, then p.more_prompts.
 std::vector<PromptParams> all_prompts(const CaptionerParams& p);
+// The inverse: prompts[0] into p's own fields, the rest into p.more_prompts (prompts not empty).
+void set_prompts(CaptionerParams& p, const std::vector<PromptParams>& prompts);
 
 struct CaptionRequest {
   std::string key;  // seeds the sampler: same key, same captions

@@ -176,7 +176,6 @@ std::string config_fingerprint(const CaptionOptions& o) {
   if (!more.empty()) j["more_prompts"] = more;
   if (placeholders) j["org_caption_max_tokens"] = p.org_caption_max_tokens;
   if (!o.rank_prompts.empty()) j["rank_prompts"] = o.rank_prompts;
-  if (p.force_eos > 0) j["force_eos"] = p.force_eos;
   return j.dump();
 }
 

@@ -15,16 +15,18 @@ namespace capforge::cli {
 
 namespace {
 
+const std::set<std::string> kPerPromptFlags = {
+    "response-prefix", "candidates",  "greedy",         "temperature",    "top-k",
+    "top-p",           "min-p",       "min-new-tokens", "max-new-tokens", "repetition-penalty",
+    "no-repeat-ngram", "harvest-eos", "force-eos"};
 const char* kPerPromptHint =
     "per-prompt flags: response-prefix, candidates, greedy, temperature, top-k, top-p, min-p, "
     "min-new-tokens, "
     "max-new-tokens, repetition-penalty, no-repeat-ngram, harvest-eos, force-eos";
 
-bool is_flag_name(const std::string& s) {
-  if (s.empty() || !std::islower((unsigned char)s[0])) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return std::islower((unsigned char)c) || std::isdigit((unsigned char)c) || c == '-';
-  });
+std::string lower(std::string s) {
+  for (auto& c : s) c = (char)std::tolower((unsigned char)c);
+  return s;
 }
 
 // "NAME=TEXT" -> {NAME, TEXT}; anything else (or "=TEXT") is unnamed.
@@ -94,14 +96,14 @@ std::vector<std::string> rewrite_prompt_flags(int argc, char** argv) {
     }
     std::string flag = a.substr(2, at - 2);
     std::string name = a.substr(at + 1, eq == std::string::npos ? std::string::npos : eq - at - 1);
-    if (!is_flag_name(flag) || !is_prompt_name(name)) {
+    if (!kPerPromptFlags.count(flag) || !is_prompt_name(name)) {  // e.g. the value of another option
       out.push_back(a);
       continue;
     }
     std::string opt = name + ":" + flag;
     if (eq != std::string::npos)
       opt += "=" + a.substr(eq + 1);
-    else if (flag != "greedy" && i + 1 < argc)
+    else if (flag != "greedy" && i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0)
       opt += "=" + std::string(argv[++i]);
     out.push_back("--prompt-opt");
     out.push_back(opt);
@@ -132,8 +134,12 @@ void build_prompts(CaptionerCli& c) {
     read_prompts_file(c.prompts_file, specs, file_opts);
     opts.insert(opts.begin() + (long)c.preset_prompt_opts.size(), file_opts.begin(), file_opts.end());
   }
-  specs.insert(specs.end(), c.preset_prompts.begin(), c.preset_prompts.end());
-  std::set<std::string> names;
+  for (auto& spec : c.preset_prompts) {  // a prompt the user named so already replaces the preset's
+    bool given = false;
+    for (auto& s : specs) given |= split_named(s).first == split_named(spec).first;
+    if (!given) specs.push_back(spec);
+  }
+  std::set<std::string> names, folded;  // folded: column names ignore case (DuckDB identifiers)
   for (auto& spec : specs) {
     auto [name, text] = split_named(spec);
     if (!list.empty() && name.empty())
@@ -142,7 +148,9 @@ void build_prompts(CaptionerCli& c) {
     list.push_back({name, text});
   }
   for (auto& [name, text] : list) {
-    if (!name.empty() && !names.insert(name).second) throw UsageError("two prompts are named " + name);
+    names.insert(name);
+    if (!name.empty() && !folded.insert(lower(name)).second)
+      throw UsageError("two prompts are named " + name + " (names ignore case: they become column names)");
     try {
       PromptTemplate{text};
     } catch (const std::invalid_argument& e) {
@@ -180,17 +188,7 @@ void build_prompts(CaptionerCli& c) {
     prompts.push_back(
         {name, text, q.response_prefix, q.candidates, q.sampling, q.schedule, q.harvest_eos, q.force_eos});
   }
-  CaptionerParams& p = c.params;
-  const PromptParams& first = prompts[0];
-  p.prompt_name = first.name;
-  p.prompt = first.prompt;
-  p.response_prefix = first.response_prefix;
-  p.candidates = first.candidates;
-  p.sampling = first.sampling;
-  p.schedule = first.schedule;
-  p.harvest_eos = first.harvest_eos;
-  p.force_eos = first.force_eos;
-  p.more_prompts.assign(prompts.begin() + 1, prompts.end());
+  set_prompts(c.params, prompts);
 }
 
 }  // namespace capforge::cli

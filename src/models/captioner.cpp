@@ -37,6 +37,19 @@ std::vector<PromptParams> all_prompts(const CaptionerParams& p) {
   return all;
 }
 
+void set_prompts(CaptionerParams& p, const std::vector<PromptParams>& prompts) {
+  const PromptParams& first = prompts.at(0);
+  p.prompt_name = first.name;
+  p.prompt = first.prompt;
+  p.response_prefix = first.response_prefix;
+  p.candidates = first.candidates;
+  p.sampling = first.sampling;
+  p.schedule = first.schedule;
+  p.harvest_eos = first.harvest_eos;
+  p.force_eos = first.force_eos;
+  p.more_prompts.assign(prompts.begin() + 1, prompts.end());
+}
+
 Captioner::Captioner(std::shared_ptr<const CaptionModel> model, const CaptionerParams& params) {
   if (!model) throw std::invalid_argument("Captioner: no model");
   const CaptionModel& m = *model;

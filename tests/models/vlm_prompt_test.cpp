@@ -242,6 +242,14 @@ TEST(PromptTokens, EveryBuiltinChatTemplateFramesTheImageAndPrompt) {
     std::string r((size_t)len, '\0');
     llama_chat_apply_template(names[i], &msg, 1, true, r.data(), len);
     EXPECT_EQ(f.head + f.pre + "Describe {x}." + f.post, r);
+    if (f.trims) {  // the engine strips the prompt's trailing whitespace as the template would
+      const std::string spaced = content + " \n";
+      llama_chat_message m2{"user", spaced.c_str()};
+      int l2 = llama_chat_apply_template(names[i], &m2, 1, true, nullptr, 0);
+      std::string r2((size_t)l2, '\0');
+      llama_chat_apply_template(names[i], &m2, 1, true, r2.data(), l2);
+      EXPECT_EQ(r2, r);
+    }
     EXPECT_EQ(f.head.substr(f.head.size() - 11), "<__media__>");
     ++framed;
   }

@@ -94,6 +94,15 @@ TEST_F(PromptsCli, PromptsFileRecapV2AndRankPrompts) {
           " AND clip_score_cond IS NULL AND re_clip_score IS NULL AND re_caption IS NOT NULL"),
       std::vector<std::string>{"8"});
 
+  // a `condition` prompt of the user's (here from a file) replaces recap-v2's; --FLAG@NAME is only
+  // read as a prompt's flag when FLAG is one (here "--end@x" is --stop's value)
+  test::write_file(*dir_ / "cond.json", R"({"condition": {"prompt": "Alt-text {org_caption}. Describe."}})");
+  r = caption("recap2own", {"--preset", "recap-v2", "--schema", "recap", "--max-new-tokens", "8", "--prompts",
+                            *dir_ / "cond.json", "--stop", "--end@x"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(col("SELECT count(*) FROM " + parquet("recap2own") +
+                " WHERE re_caption_condition_diverse_topk IS NOT NULL"),
+            std::vector<std::string>{"8"});
   r = caption("recap2", {"--preset", "recap-v2", "--schema", "recap", "--max-new-tokens", "24"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string rc = parquet("recap2");
@@ -116,12 +125,15 @@ TEST_F(PromptsCli, MisuseIsAUsageError) {
       {{"--prompt", "a=one", "--prompt", "a=two"}, "two prompts are named a"},
       {{"--prompt", "Describe {alt_text}."}, "unknown prompt placeholder {alt_text}"},
       {{"--prompt", "a=one", "--prompt-opt", "b:greedy"}, "no prompt is named b"},
-      {{"--prompt", "a=one", "--ctx-size@a", "4096"}, "prompt a"},
+      {{"--prompt", "a=one", "--ctx-size@a", "4096"}, "--ctx-size@a"},  // not a per-prompt flag
+      {{"--prompt", "a=one", "--prompt-opt", "a:ctx-size=4096"}, "prompt a"},
       {{"--prompt", "a=one", "--top-p@a", "7"}, "prompt a"},
       {{"--prompts", *dir_ / "bad.json"}, "needs a \"prompt\""},
       {{"--prompt", "a=one", "--prompt", "b=two", "--rank-prompts", "c"}, "--rank-prompts c"},
       {{"--prompt", "a=one", "--prompt", "b=two", "--candidates@b", "20"}, "exceeds --parallel"},
       {{"--captioner", "blip", "--prompt", "a=one", "--prompt", "b=two"}, "multi-prompt"},
+      {{"--prompt", "a=one", "--prompt", "A=two"}, "names ignore case"},
+      {{"--prompt", "a=one", "--top-k@a", "--greedy"}, "prompt a"},  // a missing value eats no flag
   };
   for (auto& [args, want] : cases) {
     auto r = caption("bad", args);

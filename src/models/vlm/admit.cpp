@@ -3,21 +3,27 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <stdexcept>
 
 #include "models/vlm/engine.h"
 
 namespace capforge::vlm {
 
-void VlmEngine::check_ctx_size() {
-  std::vector<unsigned char> grey(64 * 64 * 3, 128);
-  mtmd_bitmap* bmp = mtmd_bitmap_init(64, 64, grey.data());
-  Chunks chunks(mtmd_input_chunks_init());
+int32_t VlmEngine::tokenize_head(const Image& img, Chunks& chunks) const {
+  mtmd_bitmap* bmp = mtmd_bitmap_init((uint32_t)img.width, (uint32_t)img.height, img.rgb.data());
+  chunks.reset(mtmd_input_chunks_init());
   mtmd_input_text text{frame.head.c_str(), frame.head.size(), /*add_special=*/true, /*parse_special=*/true};
   const mtmd_bitmap* bitmaps[1] = {bmp};
   int32_t rc = mtmd_tokenize(model->mtmd, chunks.get(), &text, bitmaps, 1);
   mtmd_bitmap_free(bmp);
-  if (rc != 0) return;  // the projector's own limits: admit() reports them per image
+  return rc;
+}
+
+void VlmEngine::check_ctx_size() {
+  Image grey{64, 64, std::vector<uint8_t>(64 * 64 * 3, 128)};
+  Chunks chunks;
+  if (tokenize_head(grey, chunks) != 0) return;  // the projector's own limits: admit() reports them per image
   const int head = (int)mtmd_helper_get_n_tokens(chunks.get());
   int need = head, per_seq = 0, candidates = 0;
   for (auto& pr : prompts) {
@@ -43,6 +49,13 @@ std::vector<int> VlmEngine::tail_tokens(const Prompt& pr, const std::string& key
          return ptok.clip(alt, params.org_caption_max_tokens);
        }))
     parts.push_back(std::move(part));
+  // as the template would have done to the whole message
+  while (frame.trims && parts.size() > 1) {
+    std::string& t = parts.back().text;
+    while (!t.empty() && std::isspace((unsigned char)t.back())) t.pop_back();
+    if (!t.empty()) break;
+    parts.pop_back();
+  }
   parts.push_back({frame.post + pr.p.response_prefix, true});
   return ptok.tokenize(parts);
 }
@@ -52,22 +65,11 @@ llama_pos VlmEngine::prefill(mtmd_input_chunks* chunks, llama_seq_id seq) {
   const size_t n = mtmd_input_chunks_size(chunks);
   for (size_t i = 0; i < n; ++i) {
     const mtmd_input_chunk* chunk = mtmd_input_chunks_get(chunks, i);
-    const bool last_chunk = i + 1 == n;
     if (mtmd_input_chunk_get_type(chunk) == MTMD_INPUT_CHUNK_TYPE_TEXT) {
       size_t nt = 0;
       const llama_token* toks = mtmd_input_chunk_get_tokens_text(chunk, &nt);
-      for (size_t k = 0; k < nt;) {
-        prompt_batch.n_tokens = 0;
-        for (; k < nt && prompt_batch.n_tokens < params.batch; ++k) {
-          int j = prompt_batch.n_tokens++;
-          prompt_batch.token[j] = toks[k];
-          prompt_batch.pos[j] = n_past++;
-          prompt_batch.n_seq_id[j] = 1;
-          prompt_batch.seq_id[j][0] = seq;
-          prompt_batch.logits[j] = last_chunk && k + 1 == nt;
-        }
-        if (llama_decode(ctx, prompt_batch) != 0) throw std::runtime_error("decoding the prompt failed");
-      }
+      decode_tokens(std::vector<int>(toks, toks + nt), seq, n_past);
+      n_past += (llama_pos)nt;
       continue;
     }
     std::vector<float> embd;
@@ -110,13 +112,8 @@ bool VlmEngine::admit(const CaptionRequest& req, size_t index, std::vector<Capti
     out[index].error = "no decoded image";
     return true;
   }
-  mtmd_bitmap* bmp = mtmd_bitmap_init((uint32_t)img.width, (uint32_t)img.height, img.rgb.data());
-  Chunks chunks(mtmd_input_chunks_init());
-  mtmd_input_text text{frame.head.c_str(), frame.head.size(), /*add_special=*/true, /*parse_special=*/true};
-  const mtmd_bitmap* bitmaps[1] = {bmp};
-  int32_t rc = mtmd_tokenize(model->mtmd, chunks.get(), &text, bitmaps, 1);
-  mtmd_bitmap_free(bmp);
-  if (rc != 0) {
+  Chunks chunks;
+  if (int32_t rc = tokenize_head(img, chunks); rc != 0) {
     out[index].error =
         fmt::format("the projector rejected the image ({}x{}, code {})", img.width, img.height, rc);
     return true;
@@ -159,14 +156,15 @@ bool VlmEngine::admit(const CaptionRequest& req, size_t index, std::vector<Capti
     }
   auto mem = llama_get_memory(ctx);
   std::vector<std::vector<float>> logits(prompts.size());
+  llama_pos image_end = 0;  // a position, not a token count (M-RoPE images take fewer positions)
   try {
     // the image once; each prompt's first sequence starts from a copy of it (copied before any
     // prompt text is written), then every candidate from a copy of its prompt's first sequence
     const llama_seq_id first = ids[0][0];
-    const llama_pos pos = prefill(chunks.get(), first);
+    image_end = prefill(chunks.get(), first);
     for (size_t k = 1; k < prompts.size(); ++k) llama_memory_seq_cp(mem, first, ids[k][0], -1, -1);
     for (size_t k = 0; k < prompts.size(); ++k) {
-      decode_tokens(tails[k], ids[k][0], pos);
+      decode_tokens(tails[k], ids[k][0], image_end);
       const float* l = llama_get_logits_ith(ctx, -1);
       logits[k].assign(l, l + model->n_vocab);
     }
@@ -185,7 +183,6 @@ bool VlmEngine::admit(const CaptionRequest& req, size_t index, std::vector<Capti
   g.cells = cells;
   g.live = n_seqs;
   g.per_prompt.resize(prompts.size());
-  const llama_pos image_end = (llama_pos)head;
   for (size_t k = 0; k < prompts.size(); ++k) {
     const Prompt& pr = prompts[k];
     g.per_prompt[k].resize((size_t)pr.p.candidates);

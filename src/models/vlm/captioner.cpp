@@ -46,7 +46,7 @@ VlmEngine::VlmEngine(std::shared_ptr<const VlmModel> m, CaptionerParams p)
     throw;
   }
   for (auto& pp : all_prompts(params)) {
-    Prompt pr{pp, PromptTemplate(pp.prompt), {}, tokenize(pp.response_prefix), 0};
+    Prompt pr{pp, PromptTemplate(pp.prompt), {}, ptok.plain(pp.response_prefix), 0};
     for (int i = 0; i < pp.candidates; ++i)
       pr.max_new = std::max(pr.max_new, sampling_of(pp, i).max_new_tokens);
     if (!pr.tpl.has_placeholders()) pr.fixed_tail = tail_tokens(pr, "", nullptr);

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -35,7 +36,9 @@ void check_captioner_params(const CaptionerParams& params) {
       bad(fmt::format("prompt name '{}' must be a letter then letters, digits or _", pp.name));
     if (k > 0 && pp.name.empty())
       bad(fmt::format("prompt {} has no name: only the first prompt may be unnamed", k + 1));
-    if (!pp.name.empty() && !names.insert(pp.name).second)
+    std::string folded = pp.name;  // column names ignore case
+    for (auto& ch : folded) ch = (char)std::tolower((unsigned char)ch);
+    if (!pp.name.empty() && !names.insert(folded).second)
       bad(fmt::format("two prompts are named {}", pp.name));
     std::vector<SamplingParams> all = pp.schedule;
     if (all.empty()) all.push_back(pp.sampling);

@@ -73,14 +73,6 @@ struct VlmEngine : CaptionModel::Engine {
 
   ~VlmEngine() override;
 
-  std::vector<int> tokenize(const std::string& text) const {
-    if (text.empty()) return {};
-    int n = -llama_tokenize(model->vocab, text.c_str(), (int)text.size(), nullptr, 0, false, false);
-    std::vector<int> out((size_t)std::max(n, 0));
-    llama_tokenize(model->vocab, text.c_str(), (int)text.size(), out.data(), n, false, false);
-    return out;
-  }
-
   std::string piece(int token) const {
     char buf[256];
     int n = llama_token_to_piece(model->vocab, token, buf, sizeof buf, 0, false);
@@ -89,6 +81,8 @@ struct VlmEngine : CaptionModel::Engine {
 
   std::vector<CaptionResult> run(const std::vector<CaptionRequest>& reqs) override;
   bool admit(const CaptionRequest& req, size_t index, std::vector<CaptionResult>& out);
+  // The chat template's head with `img` through libmtmd (which places the image); its return code.
+  int32_t tokenize_head(const Image& img, Chunks& chunks) const;
   // Evaluates `chunks` into sequence `seq` from position 0; returns the next position.
   llama_pos prefill(mtmd_input_chunks* chunks, llama_seq_id seq);
   // Evaluates `tokens` into `seq` from `pos`; the logits of the last one are then current.

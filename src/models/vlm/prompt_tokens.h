@@ -15,6 +15,7 @@ namespace capforge::vlm {
 // std::runtime_error when the template drops or reorders the two (no image, or no prompt).
 struct PromptFrame {
   std::string head, pre, post;
+  bool trims = false;  // the template strips the message's trailing whitespace (llama-3, gemma, ...)
 };
 PromptFrame frame_prompt(const std::string& chat_template);
 
