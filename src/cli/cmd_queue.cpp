@@ -23,7 +23,8 @@ namespace {
 
 // Options whose values are paths: stored absolute, so workers started elsewhere find them.
 bool is_path_option(const std::string& name) {
-  return name == "out" || name == "mmproj" || name == "preset-file" || name == "model" || name == "rank";
+  return name == "out" || name == "mmproj" || name == "preset-file" || name == "model" || name == "rank" ||
+         name == "prompts";
 }
 
 std::string absolute_value(const std::string& name, const std::string& v) {
