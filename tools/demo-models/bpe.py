@@ -41,8 +41,12 @@ def encode_piece(piece):
 
 
 class Vocab:
-    def __init__(self, corpus):
-        """Bytes, then merges that build every pre-token of `corpus` into one token, then specials."""
+    def __init__(self, corpus, whole_words=False):
+        """Bytes, then merges that build every pre-token of `corpus` into one token, then specials.
+        The merges of one pre-token can split another (the lowest-ranked merge wins, so " red" may
+        encode as " " + "red" when "red" was built first); whole_words=True appends merges until each
+        pre-token of `corpus` encodes as one token (a merge added last only acts when no other does,
+        so no other word's encoding changes but to get shorter)."""
         self.tokens = [BYTE[b] for b in sorted(BYTE)]
         self.merges = []
         ranks = {}
@@ -61,6 +65,15 @@ class Vocab:
                     known.add(cur)
                     self.tokens.append(cur)
         self.ranks = ranks
+        while whole_words:
+            added = False
+            for w in words:
+                syms = self.bpe(w)
+                if len(syms) > 1:  # every prefix of a word is a token: so is syms[0] + syms[1]
+                    ranks[(syms[0], syms[1])] = len(self.merges)
+                    self.merges.append((syms[0], syms[1]))
+                    added = True
+            whole_words = added
         self.special_ids = {}
         for s in SPECIALS:
             self.special_ids[s] = len(self.tokens)
@@ -99,10 +112,13 @@ class Vocab:
             symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
         return symbols
 
-    def encode(self, text):
+    def encode(self, text, special=True):
+        """Token ids of `text`; any UTF-8 text encodes (a piece no merge covers stays bytes).
+        special=False: text that looks like a special token is plain text (as llama.cpp's
+        parse_special=false, which capforge uses for filled-in alt-texts)."""
         ids = []
-        for part in self.split_special(text):
-            if part in SPECIALS:
+        for part in self.split_special(text) if special else [text]:
+            if special and part in SPECIALS:
                 ids.append(self.special_ids[part])
                 continue
             for p in pretokens(part):

@@ -28,6 +28,21 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
+def read_safetensors(path):
+    """{name: numpy array} of a safetensors file (F16, F32; as write_safetensors writes)."""
+    raw = Path(path).read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, v in header.items():
+        if name == "__metadata__":
+            continue
+        dt = {"F16": np.float16, "F32": np.float32}[v["dtype"]]
+        b, e = v["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + b:8 + n + e], dt).reshape(v["shape"]).copy()
+    return out
+
+
 def half(t):
     a = t.detach().float().numpy()
     return a.astype(np.float16) if a.ndim >= 2 else a.astype(np.float32)
