@@ -91,6 +91,10 @@ struct WriterParams {
   // column group (caption_NAME, candidates_NAME, clip_score_NAME, length_NAME; see schema.h):
   // prompt 0 from the sample's main fields, prompt i > 0 from Sample::more_outputs[i - 1].
   std::vector<std::string> prompt_names;
+  // Safety columns (caption schemas; docs/curate-embeddings.md): punsafe DOUBLE from the NSFW
+  // head (laion-coco: fills its punsafe column instead of the input's), and unsafe_concept VARCHAR
+  // + unsafe_margin DOUBLE from the zero-shot concepts. An input column of that name becomes input_NAME.
+  bool punsafe_column = false, concept_columns = false;
 };
 
 // Writes one shard's output to a temporary file; commit() fsyncs and renames it into place.

@@ -34,9 +34,10 @@ std::unique_ptr<Stage> make_decode_stage(const DecodeParams& params, int threads
 struct ShardStats {
   std::string shard, input;
   int64_t count = 0;
-  std::map<std::string, int64_t> status_dict;  // status name -> count
-  double start_time = 0, end_time = 0;         // unix seconds
-  std::string read_error;                      // the container broke (samples after it are lost)
+  std::map<std::string, int64_t> status_dict;     // status name -> count
+  std::map<std::string, int64_t> filter_reasons;  // filtered samples by Sample::filtered_by
+  double start_time = 0, end_time = 0;            // unix seconds
+  std::string read_error;                         // the container broke (samples after it are lost)
   int64_t successes() const;
   Json to_json() const;
 };
@@ -108,8 +109,9 @@ struct RunSummary {
   int64_t shards_done = 0, shards_failed = 0, shards_released = 0;
   int64_t samples = 0;
   std::map<std::string, int64_t> status_dict;
-  std::vector<FailedShard> failures;     // shards that could not be finished
-  std::vector<FailedShard> read_errors;  // shards finished with a broken container
+  std::map<std::string, int64_t> filter_reasons;  // filtered samples by reason
+  std::vector<FailedShard> failures;              // shards that could not be finished
+  std::vector<FailedShard> read_errors;           // shards finished with a broken container
   double seconds = 0;
   bool cancelled = false;
 };

@@ -22,6 +22,7 @@ enum class Status {
   failed_to_decode,    // bytes present but not a decodable image (corrupt, bomb, unknown format)
   failed_to_read,      // the container broke inside this sample (e.g. tar truncated mid-member)
   failed_to_caption,   // a model stage rejected the sample
+  filtered,            // kept as a row but left out by a curation filter (not a failure; done)
 };
 const char* status_name(Status s);
 std::optional<Status> status_from_name(const std::string& name);
@@ -79,6 +80,13 @@ struct Sample {
   std::optional<double> re_clip_score, org_clip_score;  // cosine x 100
   std::string ranker;                                   // ranker that produced the scores
   std::vector<PromptOutput> more_outputs;               // prompts 2.. of a multi-prompt run, in order
+  // The first ranker's L2-normalised embeddings (rank stage): of the image (empty when it was not
+  // embedded: failed or unranked samples) and of the original caption (empty when there is none).
+  std::vector<float> img_emb, text_emb;
+  // Safety stage, from img_emb: the NSFW head's output (--nsfw-head), and the zero-shot concepts'
+  // largest margin (cosine - threshold) with the concept when it is positive (--unsafe-concepts).
+  std::optional<double> punsafe, unsafe_margin;
+  std::optional<std::string> unsafe_concept;
 
   // outcome
   Status status = Status::success;
@@ -89,6 +97,15 @@ struct Sample {
     error = std::move(why);
   }
   void note(const std::string& what) { error = error.empty() ? what : error + "; " + what; }
+  // Marks the sample filtered by `reason` (a criterion's name, e.g. min_image_size): later stages
+  // skip it, its row stays (status filtered, error "filtered: REASON (DETAIL)" before any notes).
+  void filter(const std::string& reason, const std::string& detail = "") {
+    status = Status::filtered;
+    filtered_by = reason;
+    std::string why = "filtered: " + reason + (detail.empty() ? "" : " (" + detail + ")");
+    error = error.empty() ? why : why + "; " + error;
+  }
+  std::string filtered_by;  // the filter's reason when status is filtered
   bool ok() const { return status == Status::success; }
 };
 

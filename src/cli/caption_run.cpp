@@ -86,8 +86,10 @@ std::vector<bool> ranked_prompts(const CaptionOptions& o) {
   return ranked;
 }
 
-std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name) {
+std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name,
+                                                      int* embedding_dim) {
   std::vector<std::unique_ptr<Stage>> stages;
+  int curate_dim = 0;
   if (o.captioner == "vlm" || o.captioner == "blip") {
     std::shared_ptr<const CaptionModel> vlm;
     try {
@@ -108,9 +110,14 @@ std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, s
     cp.threads = o.threads;
     std::vector<RankerSpec> rankers;
     for (auto& spec : o.rank) rankers.push_back(parse_ranker(spec, cp));
-    stages.push_back(
-        make_rank_stage(std::move(rankers), (size_t)o.batch_size, o.c.params.cancel, ranked_prompts(o)));
+    RankerSpec first = rankers.front();
+    stages.push_back(make_rank_stage(std::move(rankers), (size_t)o.batch_size, o.c.params.cancel,
+                                     ranked_prompts(o), /*embed_images=*/o.curate.any()));
+    if (auto safety = make_curate_stage(o.curate, &first, curate_dim)) stages.push_back(std::move(safety));
+  } else {
+    make_curate_stage(o.curate, nullptr, curate_dim);  // a curation flag without a ranker: UsageError
   }
+  if (embedding_dim) *embedding_dim = curate_dim;
   if (o.repair == "rules") stages.push_back(make_repair_stage());
   return stages;
 }
@@ -176,6 +183,8 @@ std::string config_fingerprint(const CaptionOptions& o) {
   if (!more.empty()) j["more_prompts"] = more;
   if (placeholders) j["org_caption_max_tokens"] = p.org_caption_max_tokens;
   if (!o.rank_prompts.empty()) j["rank_prompts"] = o.rank_prompts;
+  add_curate_fingerprint(j, o.curate);
+  if (Json f = filter_fingerprint(o.filter); !f.is_null()) j["filter"] = f;
   return j.dump();
 }
 
@@ -217,16 +226,44 @@ void check_store_matches(JobStore& store, const std::string& fp, const std::vect
 }
 
 void Tally::add(const Sample& s) {
+  // the safety counts cover every judged row, the ones the safety filters removed included
+  if (s.unsafe_margin) concept_judged++, concept_unsafe += s.unsafe_concept.has_value();
+  if (s.punsafe) nsfw_judged++, nsfw_unsafe += *s.punsafe >= 0.5;
+  if (s.status == Status::filtered) return;  // the means describe the kept rows, dropped or not
   if (s.caption) org_words += word_count(*s.caption), org_n++;
   if (s.re_caption) re_words += word_count(*s.re_caption), re_n++;
   if (s.org_clip_score) org_score += *s.org_clip_score, org_scored++;
   if (s.re_clip_score) re_score += *s.re_clip_score, re_scored++;
 }
 
+namespace {
+class TallySink : public ShardSink {
+ public:
+  TallySink(std::unique_ptr<ShardSink> inner, std::shared_ptr<Tally> tally)
+      : inner_(std::move(inner)), tally_(std::move(tally)) {}
+  void write(const Sample& s) override {
+    tally_->add(s);
+    inner_->write(s);
+  }
+  void prepare(const ShardStats& stats) override { inner_->prepare(stats); }
+  void commit(const ShardStats& stats) override { inner_->commit(stats); }
+
+ private:
+  std::unique_ptr<ShardSink> inner_;
+  std::shared_ptr<Tally> tally_;
+};
+}  // namespace
+
+std::unique_ptr<ShardSink> tally_sink(std::unique_ptr<ShardSink> inner, std::shared_ptr<Tally> tally) {
+  return std::make_unique<TallySink>(std::move(inner), std::move(tally));
+}
+
 void Tally::merge(const Tally& t) {
   org_words += t.org_words, org_n += t.org_n, re_words += t.re_words, re_n += t.re_n;
   org_score += t.org_score, re_score += t.re_score;
   org_scored += t.org_scored, re_scored += t.re_scored;
+  concept_judged += t.concept_judged, concept_unsafe += t.concept_unsafe;
+  nsfw_judged += t.nsfw_judged, nsfw_unsafe += t.nsfw_unsafe;
 }
 
 void print_summary(const RunSummary& s, const Tally& t, const std::string& out, int64_t pending) {
@@ -240,6 +277,9 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
                              {"pending", pending},
                              {"samples", s.samples},
                              {"status_dict", s.status_dict},
+                             {"filter_reasons", s.filter_reasons},
+                             {"unsafe_concept", t.concept_judged ? Json(t.concept_unsafe) : Json(nullptr)},
+                             {"unsafe_nsfw_head", t.nsfw_judged ? Json(t.nsfw_unsafe) : Json(nullptr)},
                              {"seconds", s.seconds},
                              {"samples_per_s", rate},
                              {"mean_org_length", mean_json(t.org_words, t.org_n)},
@@ -263,6 +303,17 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
                statuses.empty() ? "none" : statuses.c_str(), mean(t.org_words, t.org_n).c_str(),
                mean(t.re_words, t.re_n).c_str(), mean(t.org_score, t.org_scored).c_str(),
                mean(t.re_score, t.re_scored).c_str(), rate, s.seconds, out.c_str());
+  if (!s.filter_reasons.empty()) {
+    std::string by;
+    for (auto& [k, v] : s.filter_reasons) by += fmt::format("{}{} {}", by.empty() ? "" : ", ", k, v);
+    std::fprintf(stderr, "  filtered by: %s\n", by.c_str());
+  }
+  if (t.concept_judged)
+    std::fprintf(stderr, "  unsafe (zero-shot concepts): %lld of %lld\n", (long long)t.concept_unsafe,
+                 (long long)t.concept_judged);
+  if (t.nsfw_judged)
+    std::fprintf(stderr, "  unsafe (NSFW head, punsafe >= 0.5): %lld of %lld\n", (long long)t.nsfw_unsafe,
+                 (long long)t.nsfw_judged);
   for (auto& f : s.failures)
     std::fprintf(stderr, "  failed shard %s: %s\n", f.shard.c_str(), terminal_safe(f.error).c_str());
   for (auto& f : s.read_errors)

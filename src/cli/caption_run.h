@@ -12,6 +12,8 @@
 #include "capforge/jobstore.h"
 #include "capforge/pipeline.h"
 #include "cli/captioner_options.h"
+#include "cli/embed_options.h"
+#include "cli/filter_options.h"
 #include "pipeline/model_stages.h"
 
 namespace capforge::cli {
@@ -39,7 +41,9 @@ struct CaptionOptions {
   std::string metrics_host = "127.0.0.1";  // loopback unless told: metrics are not for the world
   ReaderParams reader;
   DecodeParams decode;
+  FilterCli filter;  // curation filters (--filter, --min-clip-score, --drop-filtered, ...)
   ProgressMode progress = ProgressMode::automatic;
+  CurateCli curate;  // --save-embeddings, --nsfw-head, --unsafe-concepts (cli/embed_options.h)
 };
 
 // Loads a ranker from DIR[:K] (K: candidates it keeps); throws UsageError if it does not load.
@@ -47,8 +51,10 @@ RankerSpec parse_ranker(const std::string& spec, const ClipParams& cp);
 // Applies the preset and the defaults that depend on other flags.
 void resolve_options(CaptionOptions& o, CLI::App* cmd);
 // The caption, rank and repair stages the options ask for; loads the models (throws UsageError
-// on bad model files). Sets `captioner_name` for the `captioner` column.
-std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name);
+// on bad model files). Sets `captioner_name` for the `captioner` column, and `embedding_dim` (when
+// given) to the first ranker's embedding size when a curation flag is set (else 0).
+std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, std::string& captioner_name,
+                                                      int* embedding_dim = nullptr);
 // Everything that changes the output, so a rerun with other settings is refused.
 std::string config_fingerprint(const CaptionOptions& o);
 // The settings that differ between two fingerprints, one "  key: old -> new" line each.
@@ -70,14 +76,22 @@ int init_queue(const CaptionOptions& o, CLI::App* cmd, const std::vector<ShardIn
 std::vector<ShardInput> select_partition(const std::vector<ShardInput>& inputs, int index, int count);
 
 // Means over the written samples (the sink runs on one thread). A sample without an original
-// caption (none, empty or blank) has no org_clip_score, so it does not count in that mean.
+// caption (none, empty or blank) has no org_clip_score, so it does not count in that mean; a
+// filtered sample counts in none of the means, but in the safety counts.
 struct Tally {
   int64_t org_words = 0, org_n = 0, re_words = 0, re_n = 0;
   double org_score = 0, re_score = 0;
   int64_t org_scored = 0, re_scored = 0;
+  // safety (cli/embed_options.h): samples judged by the concepts / the head, and found unsafe
+  // (a concept over its threshold; punsafe >= 0.5, clip-retrieval's and NeMo Curator's cut)
+  int64_t concept_judged = 0, concept_unsafe = 0, nsfw_judged = 0, nsfw_unsafe = 0;
   void add(const Sample& s);
   void merge(const Tally& t);
 };
+
+// Adds each sample to `tally` (Tally::add), then passes it to `inner`. Wraps drop_filtered_sink, so
+// the safety counts include the rows the safety filters dropped.
+std::unique_ptr<ShardSink> tally_sink(std::unique_ptr<ShardSink> inner, std::shared_ptr<Tally> tally);
 
 void print_summary(const RunSummary& s, const Tally& t, const std::string& out, int64_t pending);
 

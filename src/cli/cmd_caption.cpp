@@ -13,6 +13,7 @@
 #include "coord/store_scheduler.h"
 #include "core/log.h"
 #include "core/text.h"
+#include "curate/embeddings.h"
 #include "pipeline/metrics.h"
 #include "pipeline/metrics_server.h"
 #include "pipeline/model_stages.h"
@@ -25,6 +26,14 @@ namespace capforge::cli {
 
 int run_caption(CaptionOptions& o, CLI::App* cmd) {
   resolve_options(o, cmd);
+  resolve_filter_options(o.filter, cmd);
+  if (o.filter.params.min_clip_score && o.rank.empty())
+    throw UsageError("--min-clip-score needs a ranker to score the original captions", "add --rank DIR");
+  if (o.filter.params.max_punsafe && o.curate.nsfw_head.empty())
+    throw UsageError("--filter-unsafe needs punsafe scores", "add --nsfw-head FILE (and --rank DIR)");
+  if (o.filter.params.unsafe_concepts && o.curate.unsafe_concepts.empty())
+    throw UsageError("--filter-unsafe-concepts needs the zero-shot concepts",
+                     "add --unsafe-concepts default (or a config file) and --rank DIR");
   std::vector<OutputFormat> formats;
   for (auto& f : o.formats) formats.push_back(*output_format_from_name(f));
   OutputSchema schema = *schema_from_name(o.schema);
@@ -43,6 +52,9 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
     for (auto f : formats) exts.push_back(output_extension(f));
     auto outputs = shard_output_files(inputs, o.out, exts);
     if (o.db.rfind("sqlite:", 0) == 0) outputs.push_back(o.db.substr(7));
+    if (o.curate.save_embeddings)
+      for (auto& in : inputs)
+        for (auto& p : embedding_set_paths(o.out, in.name)) outputs.push_back(p);
     refuse_outputs_on_inputs(o.inputs, inputs, o.out, outputs);
     inputs = select_partition(inputs, o.shard_index, o.num_shards);
   }
@@ -56,8 +68,14 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
   DecodeParams dp = o.decode;
   dp.short_edge = o.image_size;
   stages.push_back(make_decode_stage(dp, o.threads));
+  // image and caption criteria right after decode, so filtered samples skip the models
+  if (o.filter.params.image_or_caption())
+    stages.push_back(make_filter_stage(o.filter.params, FilterPhase::image_caption));
   std::string captioner_name = "none";
-  for (auto& st : make_model_stages(o, captioner_name)) stages.push_back(std::move(st));
+  int embedding_dim = 0;  // the first ranker's, for --save-embeddings
+  for (auto& st : make_model_stages(o, captioner_name, &embedding_dim)) stages.push_back(std::move(st));
+  if (o.filter.params.after_rank())  // needs org_clip_score and the safety scores (docs/curate.md)
+    stages.push_back(make_filter_stage(o.filter.params, FilterPhase::after_rank));
 
   env().make_dirs(o.out);
   if (int n = remove_stale_temp_files(o.out)) info("removed {} temp file(s) left by an interrupted run", n);
@@ -101,17 +119,23 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
         wp.captioner = captioner_name;
         wp.meta_types = reader.meta_types();
         wp.include_images = false;
+        wp.punsafe_column = !o.curate.nsfw_head.empty();
+        wp.concept_columns = !o.curate.unsafe_concepts.empty();
         if (!o.c.params.more_prompts.empty() || !o.c.params.prompt_name.empty())
           for (auto& pp : all_prompts(o.c.params)) wp.prompt_names.push_back(pp.name);
         std::vector<std::unique_ptr<SampleWriter>> writers;
         for (auto f : formats)
           writers.push_back(open_writer(f, (fs::path(o.out) / (in.name + output_extension(f))).string(), wp));
+        if (o.curate.save_embeddings)  // published with the shard's outputs (docs/curate-embeddings.md)
+          writers.push_back(
+              open_embedding_writer({o.out, in.name, embedding_dim, wp.punsafe_column, wp.concept_columns}));
         // the summary's means count published shards only, not one given back on Ctrl-C
         auto shard_tally = std::make_shared<Tally>();
-        return std::make_unique<OutputSink>(
-            std::move(writers), (fs::path(o.out) / (in.name + "_stats.json")).string(),
-            [shard_tally](const Sample& s) { shard_tally->add(s); },
+        std::unique_ptr<ShardSink> sink = std::make_unique<OutputSink>(
+            std::move(writers), (fs::path(o.out) / (in.name + "_stats.json")).string(), nullptr,
             [shard_tally, &tally] { tally.merge(*shard_tally); });
+        if (o.filter.drop) sink = drop_filtered_sink(std::move(sink));
+        return tally_sink(std::move(sink), shard_tally);  // outside the drop: dropped rows count too
       },
       pp);
   remove_own_temp_dir(o.out);
@@ -191,6 +215,8 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
       ->group("");
   add_reader_options(cmd, o->reader);
   add_decode_options(cmd, o->decode);
+  add_filter_options(cmd, o->filter);
+  add_curate_options(cmd, o->curate);
   add_progress_option(cmd, o->progress);
   cmd->add_option("--shard-index", o->shard_index,
                   "take only the inputs i with i % N == this (default: $SLURM_ARRAY_TASK_ID or "

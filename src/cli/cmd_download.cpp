@@ -21,7 +21,7 @@ namespace {
 
 struct DownloadOptions {
   std::vector<std::string> inputs, save_cols, formats = {"webdataset", "parquet"};
-  std::string out, resize_mode = "keep_ratio", verify_hash_col;
+  std::string out, resize_mode = "keep_ratio", verify_hash_col, bbox_col;
   int samples_per_shard = 10000, threads = 0, fetch_workers = 0;
   ReaderParams reader;
   ResizeParams resize;
@@ -43,7 +43,13 @@ std::vector<ShardInput> plan_shards(const DownloadOptions& o) {
   for (auto& in : lists) {
     if (in.format == InputFormat::webdataset || in.format == InputFormat::folder)
       throw UsageError(in.path + " is not a URL list", "download reads parquet, csv, tsv, jsonl or txt");
-    open_reader(in, o.reader);  // validates the file and the configured columns
+    try {
+      open_reader(in, o.reader);      // validates the file and the configured columns
+    } catch (const ColumnError& e) {  // a named column that is not there: bad usage
+      throw UsageError(e.what(),
+                       "--url-col, --caption-col, --save-cols, --verify-hash-col and --bbox-col name "
+                       "columns of the URL lists");
+    }
     int64_t rows = count_rows(in);
     for (int64_t b = 0; b < rows; b += o.samples_per_shard) {
       ShardInput s = in;
@@ -63,6 +69,9 @@ int run_download(DownloadOptions& o) {
   if (!o.verify_hash_col.empty() &&
       std::find(o.save_cols.begin(), o.save_cols.end(), o.verify_hash_col) == o.save_cols.end())
     o.reader.keep_cols.push_back(o.verify_hash_col);
+  if (!o.bbox_col.empty() &&  // read like a saved column (and written too, as DataComp keeps it)
+      std::find(o.reader.keep_cols.begin(), o.reader.keep_cols.end(), o.bbox_col) == o.reader.keep_cols.end())
+    o.reader.keep_cols.push_back(o.bbox_col);
   if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
   if (o.fetch_workers <= 0) o.fetch_workers = std::max(2, o.threads);
   auto all = plan_shards(o);
@@ -82,7 +91,7 @@ int run_download(DownloadOptions& o) {
   ListScheduler sched(todo);
   std::vector<std::unique_ptr<Stage>> stages;
   stages.push_back(make_fetch_stage(o.fetch, o.fetch_workers));
-  stages.push_back(make_resize_stage(o.resize, o.threads, o.verify_hash_col));
+  stages.push_back(make_resize_stage(o.resize, o.threads, o.verify_hash_col, o.bbox_col));
   PipelineParams pp;
   pp.reader = o.reader;
   pp.progress = o.progress;
@@ -162,6 +171,10 @@ void add_download(CLI::App& app, Action& action) {
       ->check(int_range(1, 100))
       ->group(im);
   cmd->add_option("--verify-hash-col", o->verify_hash_col, "column with each image's expected sha256")
+      ->group(im);
+  cmd->add_option("--bbox-col", o->bbox_col,
+                  "column of boxes to blur (e.g. DataComp's face_bboxes: [[x0, y0, x1, y1], ...], normalised "
+                  "to the original image), blurred before encoding; a malformed value fails the sample")
       ->group(im);
   const char* net = "Fetching";
   cmd->add_option("--timeout", o->fetch.timeout, "seconds per attempt")

@@ -9,7 +9,13 @@
 #include "capforge/version.h"
 #include "cli/captioner_options.h"
 #include "cli/common.h"
+#include "cli/embed_options.h"
+#include "cli/filter_options.h"
 #include "core/log.h"
+
+namespace capforge::cli {
+void add_dedup(CLI::App& app, Action& action);  // cmd_dedup.cpp
+}  // namespace capforge::cli
 
 namespace {
 const char* kHelpHint = "run `capforge --help` or `capforge <command> --help`";
@@ -46,6 +52,9 @@ int main(int argc, char** argv) {
   cli::add_tune(app, action);
   cli::add_rate(app, action);
   cli::add_queue(app, action);
+  cli::add_dedup(app, action);
+  cli::add_filter_command(app, action);
+  cli::add_embed_shards(app, action);
   cli::one_value_per_use(app);
 
   // Usage errors found while parsing are logged in the format asked for, before the flags are read.

@@ -1,8 +1,11 @@
 // Several prompts per run: --prompt NAME=TEXT, per-prompt decoding flags (--prompt-opt
 // NAME:FLAG=VALUE, or --FLAG@NAME VALUE), a prompts file, and recap-v2's conditioned prompt.
 #include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -12,6 +15,8 @@
 #include "models/prompt_template.h"
 
 namespace capforge::cli {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -38,14 +43,48 @@ std::pair<std::string, std::string> split_named(const std::string& spec) {
   return {"", spec};
 }
 
+// A YAML document as JSON: mappings (in file order), sequences, and every scalar as a string (a
+// flag's value is text either way: `greedy: true` and {"greedy": true} both give greedy=true).
+Json yaml_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      Json o = Json::object();
+      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      return o;
+    }
+    case YAML::NodeType::Sequence: {
+      Json a = Json::array();
+      for (const auto& x : n) a.push_back(yaml_to_json(x));
+      return a;
+    }
+    case YAML::NodeType::Scalar:
+      return n.as<std::string>();
+    default:
+      return nullptr;
+  }
+}
+
+// A prompts file (.yaml/.yml: YAML, else JSON) as JSON; discarded when it does not parse.
+Json parse_prompts_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return Json(Json::value_t::discarded);
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (ext != ".yaml" && ext != ".yml") return Json::parse(f, nullptr, false);
+  try {
+    return yaml_to_json(YAML::Load(f));
+  } catch (const YAML::Exception& e) {
+    throw UsageError(fmt::format("--prompts {}: not valid YAML: {}", path, e.what()));
+  }
+}
+
 // A prompts file's entries appended to `specs` and `opts`.
 void read_prompts_file(const std::string& path, std::vector<std::string>& specs,
                        std::vector<std::string>& opts) {
-  std::ifstream f(path);
-  Json j = f ? Json::parse(f, nullptr, false) : Json();
+  Json j = parse_prompts_file(path);
   const std::string shape =
-      "a JSON list of {\"name\": NAME, \"prompt\": TEXT, FLAG: VALUE...} or an object {NAME: {\"prompt\": "
-      "TEXT, ...}}";
+      "a list of {name: NAME, prompt: TEXT, FLAG: VALUE...} or a mapping {NAME: {prompt: TEXT, ...}}, "
+      "in JSON (or YAML for a .yaml/.yml file)";
   if (j.is_discarded() || !(j.is_array() || j.is_object()))
     throw UsageError("--prompts " + path + " is not " + shape);
   std::vector<std::pair<std::string, Json>> entries;

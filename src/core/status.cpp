@@ -10,6 +10,7 @@ constexpr std::pair<Status, const char*> kNames[] = {
     {Status::failed_to_decode, "failed_to_decode"},
     {Status::failed_to_read, "failed_to_read"},
     {Status::failed_to_caption, "failed_to_caption"},
+    {Status::filtered, "filtered"},
 };
 }  // namespace
 

@@ -51,9 +51,11 @@ void fill_report(const std::vector<EvalRow>& rows, const EvalResult& res, const 
   rep.table = summary_table(res);
   Series rc{"re", "#e15759", {}}, oc{"org", "#4e79a7", {}}, rl{"re", "#e15759", {}}, ol{"org", "#4e79a7", {}};
   for (auto& r : rows) {
-    if (r.re_clip) rc.values.push_back(*r.re_clip);
-    if (r.org_clip) oc.values.push_back(*r.org_clip);
-    if (r.status == "success") rl.values.push_back(word_count(r.pred));
+    if (r.status == "success") {  // a filtered or failed row's scores are not the run's
+      if (r.re_clip) rc.values.push_back(*r.re_clip);
+      if (r.org_clip) oc.values.push_back(*r.org_clip);
+      rl.values.push_back(word_count(r.pred));
+    }
     ol.values.push_back(word_count(r.org));
   }
   rep.clip = {oc, rc};
@@ -128,9 +130,9 @@ EvalResult evaluate(std::vector<EvalRow>& rows, const EvalParams& p, ReportData*
     res.with_refs += !r.refs.empty();
     have_org |= !r.org.empty();
     org_texts.push_back(r.org);
+    if (r.status != "success") continue;  // filtered and failed rows' CLIP scores are not counted
     if (r.re_clip) rc.push_back(*r.re_clip);
     if (r.org_clip) oc.push_back(*r.org_clip);
-    if (r.status != "success") continue;
     re_texts.push_back(r.pred);
     if (r.refs.empty()) continue;
     preds.push_back(r.pred);

@@ -62,7 +62,8 @@ std::string exif_json(std::string_view bytes) {
 
 }  // namespace
 
-std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedImage& out) {
+std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedImage& out,
+                         const std::vector<BlurBox>& blur) {
   out = ResizedImage{};
   init_vips();
   // one header read: limits, size, orientation, EXIF
@@ -78,15 +79,16 @@ std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedI
   if (p.max_aspect_ratio > 0 && (double)std::max(w, h) / std::min(w, h) > p.max_aspect_ratio)
     return fmt::format("aspect ratio {:.2f} is above --max-aspect-ratio {:g}",
                        (double)std::max(w, h) / std::min(w, h), p.max_aspect_ratio);
-  if (p.mode == ResizeMode::no) {
+  if (p.mode == ResizeMode::no && blur.empty()) {
     out.exif = exif_json(bytes);
     out.bytes = std::string(bytes);
     out.ext = sniff_image_ext(bytes);
     out.width = w, out.height = h;
     return "";
   }
-  const int S = p.image_size;
-  const bool by_smaller = p.mode == ResizeMode::keep_ratio || p.mode == ResizeMode::center_crop;
+  const int S = p.mode == ResizeMode::no ? std::min(w, h) : p.image_size;  // no: keeps w x h
+  const bool by_smaller =
+      p.mode == ResizeMode::keep_ratio || p.mode == ResizeMode::center_crop || p.mode == ResizeMode::no;
   double scale = (double)S / (by_smaller ? std::min(w, h) : std::max(w, h));
   if (p.only_if_bigger) scale = std::min(scale, 1.0);
   int tw = std::max(1, (int)std::lround(w * scale)), th = std::max(1, (int)std::lround(h * scale));
@@ -141,6 +143,11 @@ std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedI
         !err.empty())
       return err;
   cw = tw, ch = th;
+  if (!blur.empty()) {  // on the resized image (boxes are normalised), before crop or border
+    if (vips_image_get_format(im.get()) != VIPS_FORMAT_UCHAR)
+      if (err = step(vips_cast_uchar(im.get(), &next, nullptr), "cast failed"); !err.empty()) return err;
+    if (err = step(blur_boxes(im.get(), blur, &next), "blur failed"); !err.empty()) return err;
+  }
   if (p.mode == ResizeMode::center_crop && (cw > S || ch > S)) {
     int side = std::min({cw, ch, S});
     if (err = step(vips_crop(im.get(), &next, (cw - side) / 2, (ch - side) / 2, side, side, nullptr),

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "capforge/image.h"
+#include "image/blur.h"
 
 namespace capforge {
 
@@ -33,6 +34,9 @@ struct ResizedImage {
 // - no: the original bytes; keep_ratio: the smaller side becomes image_size; keep_ratio_largest:
 //   the larger side; center_crop: the smaller side, then a centred square; border: the larger side,
 //   then padded to a black square. EXIF orientation is applied.
-std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedImage& out);
+// `blur`: boxes (normalised to the oriented original) blurred before cropping, padding and encoding
+// (image/blur.h); with any box, mode `no` re-encodes too.
+std::string resize_image(std::string_view bytes, const ResizeParams& p, ResizedImage& out,
+                         const std::vector<BlurBox>& blur = {});
 
 }  // namespace capforge

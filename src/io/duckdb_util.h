@@ -3,6 +3,7 @@
 
 #include <duckdb.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,6 +49,10 @@ class Stream {
   size_t columns() const { return vecs_.size(); }
   // Cell access for VARCHAR/BLOB columns of the current chunk.
   std::optional<std::string_view> str(size_t col, size_t row) const;
+  // Cell of a BIGINT/UBIGINT column of the current chunk (not NULL).
+  uint64_t u64(size_t col, size_t row) const {
+    return static_cast<const uint64_t*>(duckdb_vector_get_data(vecs_[col]))[row];
+  }
 
  private:
   void release();

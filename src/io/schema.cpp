@@ -255,6 +255,19 @@ std::vector<PromptColumn> prompt_columns(const WriterParams& params) {
   return out;
 }
 
+// The safety columns of WriterParams (after the prompt columns). laion-coco has its own punsafe.
+std::vector<ColumnSpec> safety_columns(const WriterParams& params) {
+  std::vector<ColumnSpec> out;
+  if (params.schema == OutputSchema::samples || params.schema == OutputSchema::img2dataset) return out;
+  if (params.punsafe_column && params.schema != OutputSchema::laion_coco)
+    out.push_back({"punsafe", "DOUBLE"});
+  if (params.concept_columns) {
+    out.push_back({"unsafe_concept", "VARCHAR"});
+    out.push_back({"unsafe_margin", "DOUBLE"});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<ColumnSpec> output_columns(const WriterParams& params) {
@@ -266,6 +279,8 @@ std::vector<ColumnSpec> output_columns(const WriterParams& params) {
       throw std::invalid_argument("two prompts would both write the output column " + c.spec.name);
     out.push_back(std::move(c.spec));
   }
+  for (auto& c : safety_columns(params))
+    if (seen.insert(c.name).second) out.push_back(std::move(c));
   return out;
 }
 
@@ -298,6 +313,16 @@ Json canonical_row(const Sample& s, const WriterParams& params) {
         break;
     }
   }
+  if (params.schema != OutputSchema::samples && params.schema != OutputSchema::img2dataset) {
+    // laion-coco: ours, not the input's; a row the head did not score (failed, no image embedding)
+    // keeps the input's
+    if (params.punsafe_column && (s.punsafe || params.schema != OutputSchema::laion_coco))
+      row["punsafe"] = opt(s.punsafe);
+    if (params.concept_columns) {
+      row["unsafe_concept"] = opt(s.unsafe_concept);
+      row["unsafe_margin"] = opt(s.unsafe_margin);
+    }
+  }
   return row;
 }
 
@@ -314,6 +339,8 @@ std::string meta_output_name(const WriterParams& params, const std::string& name
   if (out != name) return out;  // folded away or already prefixed
   for (auto& c : prompt_columns(params))
     if (c.spec.name == name) return "input_" + name;
+  for (auto& c : safety_columns(params))
+    if (c.name == name) return "input_" + name;
   return out;
 }
 

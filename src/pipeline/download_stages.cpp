@@ -48,8 +48,11 @@ class FetchStage : public Stage {
 
 class ResizeStage : public Stage {
  public:
-  ResizeStage(const ResizeParams& p, int threads, std::string verify)
-      : params_(p), threads_(std::max(1, threads)), verify_(std::move(verify)) {}
+  ResizeStage(const ResizeParams& p, int threads, std::string verify, std::string bbox_col)
+      : params_(p),
+        threads_(std::max(1, threads)),
+        verify_(std::move(verify)),
+        bbox_col_(std::move(bbox_col)) {}
   std::string name() const override { return "resize"; }
   int threads() const override { return threads_; }
 
@@ -66,8 +69,17 @@ class ResizeStage : public Stage {
           continue;
         }
       }
+      std::vector<BlurBox> boxes;
+      if (!bbox_col_.empty()) {
+        auto it = s->meta.find(bbox_col_);
+        if (auto bad = parse_blur_boxes(it == s->meta.end() ? Json(nullptr) : *it, boxes); !bad.empty()) {
+          s->fail(Status::failed_to_resize, fmt::format("cannot blur: column {}: {}", bbox_col_, bad));
+          s->image_bytes.clear();
+          continue;
+        }
+      }
       ResizedImage r;
-      std::string err = resize_image(s->image_bytes, params_, r);
+      std::string err = resize_image(s->image_bytes, params_, r, boxes);
       s->width = r.original_width;
       s->height = r.original_height;
       s->exif = r.exif;
@@ -87,6 +99,7 @@ class ResizeStage : public Stage {
   ResizeParams params_;
   int threads_;
   std::string verify_;
+  std::string bbox_col_;
 };
 
 }  // namespace
@@ -95,9 +108,9 @@ std::unique_ptr<Stage> make_fetch_stage(const fetch::FetchParams& params, int wo
   return std::make_unique<FetchStage>(params, workers);
 }
 
-std::unique_ptr<Stage> make_resize_stage(const ResizeParams& params, int threads,
-                                         std::string verify_hash_col) {
-  return std::make_unique<ResizeStage>(params, threads, std::move(verify_hash_col));
+std::unique_ptr<Stage> make_resize_stage(const ResizeParams& params, int threads, std::string verify_hash_col,
+                                         std::string bbox_col) {
+  return std::make_unique<ResizeStage>(params, threads, std::move(verify_hash_col), std::move(bbox_col));
 }
 
 }  // namespace capforge

@@ -15,8 +15,10 @@ namespace capforge {
 std::unique_ptr<Stage> make_fetch_stage(const fetch::FetchParams& params, int workers);
 
 // sha256 of the downloaded bytes (checked against meta[verify_hash_col] when set), then resize and
-// re-encode; failures become failed_to_resize.
-std::unique_ptr<Stage> make_resize_stage(const ResizeParams& params, int threads,
-                                         std::string verify_hash_col);
+// re-encode; failures become failed_to_resize. With `bbox_col`, the boxes in meta[bbox_col]
+// (image/blur.h) are blurred before encoding; a malformed value fails the sample (failed_to_resize:
+// its image is not written unblurred).
+std::unique_ptr<Stage> make_resize_stage(const ResizeParams& params, int threads, std::string verify_hash_col,
+                                         std::string bbox_col = "");
 
 }  // namespace capforge

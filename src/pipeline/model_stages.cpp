@@ -77,8 +77,12 @@ class CaptionStage : public Stage {
 class RankStage : public Stage {
  public:
   RankStage(std::vector<RankerSpec> rankers, size_t batch, const std::atomic<bool>* cancel,
-            std::vector<bool> rank_prompt)
-      : rankers_(std::move(rankers)), batch_(batch), cancel_(cancel), rank_prompt_(std::move(rank_prompt)) {
+            std::vector<bool> rank_prompt, bool embed_images)
+      : rankers_(std::move(rankers)),
+        batch_(batch),
+        cancel_(cancel),
+        rank_prompt_(std::move(rank_prompt)),
+        embed_images_(embed_images) {
     for (auto& r : rankers_) contexts_.push_back(std::make_unique<ClipContext>(r.model));
     for (auto& r : rankers_) label_ += (label_.empty() ? "" : ">") + r.name;
   }
@@ -150,6 +154,7 @@ class RankStage : public Stage {
     const bool score_org = r == 0 && has_caption(s);
     auto score_org_with = [&](const std::map<std::string, std::vector<float>>& embedded) {
       s.org_clip_score = 100.0 * clip_cosine(image_embedding(), embedded.at(*s.caption));
+      s.text_emb = embedded.at(*s.caption);  // the first ranker's, kept for --save-embeddings
     };
     // tracks are in prompt order: prompt 0's, when ranked, is the first
     if (score_org && (tracks.empty() || tracks[0].prompt != 0)) score_org_with(embed({*s.caption}));
@@ -177,6 +182,8 @@ class RankStage : public Stage {
         t.score.push_back(sc);
       }
     }
+    if (r == 0 && embed_images_) image_embedding();
+    if (r == 0 && image) s.img_emb = std::move(*image);
   }
 
   // Per track: survivors first, best first, with the last ranker's scores; the others after,
@@ -209,6 +216,7 @@ class RankStage : public Stage {
   size_t batch_;
   const std::atomic<bool>* cancel_;
   std::vector<bool> rank_prompt_;  // empty: every prompt
+  bool embed_images_;              // the first ranker embeds every image (see make_rank_stage)
 };
 
 class RepairStage : public Stage {
@@ -233,8 +241,9 @@ std::unique_ptr<Stage> make_caption_stage(std::shared_ptr<const CaptionModel> mo
 }
 
 std::unique_ptr<Stage> make_rank_stage(std::vector<RankerSpec> rankers, size_t batch,
-                                       const std::atomic<bool>* cancel, std::vector<bool> rank_prompt) {
-  return std::make_unique<RankStage>(std::move(rankers), batch, cancel, std::move(rank_prompt));
+                                       const std::atomic<bool>* cancel, std::vector<bool> rank_prompt,
+                                       bool embed_images) {
+  return std::make_unique<RankStage>(std::move(rankers), batch, cancel, std::move(rank_prompt), embed_images);
 }
 
 std::unique_ptr<Stage> make_repair_stage() { return std::make_unique<RepairStage>(); }

@@ -43,9 +43,12 @@ struct RankerSpec {
 // its end: ranked); an unranked prompt keeps the captioner's order and no scores. Once `cancel` is
 // set it stops between samples, leaving the rest of the batch unranked (the pipeline then gives
 // their shards back).
+// The first ranker's image embedding and original-caption embedding are kept on the sample
+// (Sample::img_emb / text_emb) whenever it computes them; with `embed_images` it embeds every
+// ranked sample's image even when there is no text to score (--save-embeddings, safety).
 std::unique_ptr<Stage> make_rank_stage(std::vector<RankerSpec> rankers, size_t batch,
                                        const std::atomic<bool>* cancel = nullptr,
-                                       std::vector<bool> rank_prompt = {});
+                                       std::vector<bool> rank_prompt = {}, bool embed_images = false);
 
 // Rule-based repair of re_caption and of every PromptOutput::re_caption.
 std::unique_ptr<Stage> make_repair_stage();

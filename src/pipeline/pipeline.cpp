@@ -194,7 +194,10 @@ class Runner {
       shard.stats.count++;
       shard.stats.status_dict[status_name(s->status)]++;
       counters_.samples++;
-      if (!s->ok()) counters_.failed++;
+      if (s->status == Status::filtered)  // left out on purpose: done, not a failure
+        shard.stats.filter_reasons[s->filtered_by.empty() ? "other" : s->filtered_by]++;
+      else if (!s->ok())
+        counters_.failed++;
       if (p_.metrics) p_.metrics->sample_written(status_name(s->status));
       try {
         shard.sink->write(*s);
@@ -250,6 +253,7 @@ class Runner {
     if (p_.metrics) p_.metrics->shard_finished(true);
     summary_.samples += shard.stats.count;
     for (auto& [k, v] : shard.stats.status_dict) summary_.status_dict[k] += v;
+    for (auto& [k, v] : shard.stats.filter_reasons) summary_.filter_reasons[k] += v;
     if (!shard.stats.read_error.empty()) {
       warn("shard {}: {} (kept the {} samples before the break)", name, shard.stats.read_error,
            shard.stats.count);

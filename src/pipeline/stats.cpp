@@ -28,6 +28,9 @@ Json ShardStats::to_json() const {
   j["failed_to_decode"] = count_of(Status::failed_to_decode);
   j["failed_to_read"] = count_of(Status::failed_to_read);
   j["failed_to_caption"] = count_of(Status::failed_to_caption);
+  j["filtered"] = count_of(Status::filtered);  // left out by a curation filter (not failures)
+  j["filter_reasons"] = Json::object();
+  for (auto& [k, v] : filter_reasons) j["filter_reasons"][k] = v;
   j["shard"] = shard;
   j["input"] = input;
   j["read_error"] = read_error.empty() ? Json(nullptr) : Json(read_error);

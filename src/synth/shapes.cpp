@@ -108,9 +108,15 @@ Scene make_scene(uint64_t seed) {
     if (n == 1) s.where = kWhere[row][c];
     s.shapes.push_back(sh);
   }
-  s.caption =
-      article_list(s.shapes) + (n == 1 ? " " + s.where : "") + " on a " + s.background + " background";
+  s.caption = scene_caption(s);
   return s;
+}
+
+std::string scene_caption(const Scene& s) {
+  std::string c = article_list(s.shapes) + (s.where.empty() ? "" : " " + s.where) + " on a " + s.background +
+                  " background";
+  if (!s.word.empty()) c += " with the word \"" + s.word + "\"";
+  return c;
 }
 
 Image render(const Scene& s, int size) {
@@ -137,7 +143,7 @@ void add_word(Scene& s, uint64_t seed, double prob) {
   std::mt19937_64 rng(seed ^ 0x9e3779b97f4a7c15ull);
   if (std::uniform_real_distribution<double>(0, 1)(rng) >= prob) return;
   s.word = kWords[rng() % kWords.size()];
-  s.caption += " with the word \"" + s.word + "\"";
+  s.caption = scene_caption(s);
 }
 
 std::string alt_text(const Scene& s, uint64_t seed) {

@@ -34,6 +34,9 @@ Image render(const Scene& s, int size);
 // '... background with the word "SALE"'. Drawn from its own stream of `seed`, so the scene itself
 // is the same whatever `prob` is.
 void add_word(Scene& s, uint64_t seed, double prob);
+// The true caption of a scene: its shapes left to right, the position of a single shape, the
+// background and the word ('a red circle at the top left on a white background').
+std::string scene_caption(const Scene& s);
 // A short, noisy, web-like alt-text for the scene.
 std::string alt_text(const Scene& s, uint64_t seed);
 

@@ -2,12 +2,16 @@
 // the caption parser used by the quality tests reads the truth back.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <set>
 
 #include "capforge/image.h"
 #include "support/fixtures.h"
 #include "support/process.h"
+#include "synth/duplicates.h"
 #include "synth/shapes.h"
 
 namespace capforge {
@@ -148,8 +152,165 @@ TEST(SynthCli, TextProbZeroLeavesTheImagesAsTheyWere) {
   }
 }
 
+namespace {
+
+Image decoded(const std::string& bytes) {
+  DecodedImage d;
+  EXPECT_EQ(decode_image(bytes, {}, d), "");
+  return d.pixels;
+}
+
+// Mean absolute difference per channel of two same-sized images; `mirror_b` compares a with b
+// flipped left <-> right.
+double mean_abs_diff(const Image& a, const Image& b, bool mirror_b = false) {
+  EXPECT_EQ(a.width, b.width);
+  EXPECT_EQ(a.height, b.height);
+  if (a.width != b.width || a.height != b.height) return 1e9;
+  double sum = 0;
+  for (int y = 0; y < a.height; ++y)
+    for (int x = 0; x < a.width; ++x)
+      for (int c = 0; c < 3; ++c) {
+        int bx = mirror_b ? a.width - 1 - x : x;
+        sum += std::abs(a.rgb[((size_t)y * a.width + x) * 3 + c] - b.rgb[((size_t)y * b.width + bx) * 3 + c]);
+      }
+  return sum / (a.rgb.size());
+}
+
+}  // namespace
+
+TEST(SynthCli, DuplicatesArePlantedAfterTheSamplesAndNameTheirOriginal) {
+  test::TempDir dir;
+  auto synth = [&](const char* name, const char* dups) {
+    auto r = test::run_capforge({"synth", "--out", dir / name, "--count", "12", "--shards", "2", "--seed",
+                                 "3", "--text-prob", "0.3", "--duplicates", dups});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  };
+  synth("none", "0");
+  synth("a", "8");
+  synth("b", "8");
+  ASSERT_EQ(test::run_capforge({"synth", "--out", dir / "plain", "--count", "12", "--shards", "2", "--seed",
+                                "3", "--text-prob", "0.3"})
+                .exit_code,
+            0);
+  for (auto* shard : {"00000.tar", "00001.tar"}) {
+    // --duplicates 0 is the default; the same seed plants the same duplicates
+    EXPECT_TRUE(test::read_file(dir / (std::string("plain/") + shard)) ==
+                test::read_file(dir / (std::string("none/") + shard)))
+        << shard;
+    EXPECT_TRUE(test::read_file(dir / (std::string("a/") + shard)) ==
+                test::read_file(dir / (std::string("b/") + shard)))
+        << shard;
+  }
+
+  std::map<std::string, Sample> originals, all;
+  for (auto* shard : {"00000.tar", "00001.tar"})
+    for (auto& s : test::read_all({dir / (std::string("plain/") + shard), "s", InputFormat::webdataset}))
+      originals[s.key] = s;
+  std::vector<std::string> order;
+  for (auto* shard : {"00000.tar", "00001.tar"})
+    for (auto& s : test::read_all({dir / (std::string("a/") + shard), "s", InputFormat::webdataset})) {
+      order.push_back(s.key);
+      all[s.key] = s;
+    }
+  ASSERT_EQ(originals.size(), 12u);
+  ASSERT_EQ(all.size(), 20u);  // keys are unique
+  ASSERT_EQ(order.size(), 20u);
+
+  std::map<std::string, int> kinds;
+  std::set<std::string> copied;
+  bool seen_dup_in_shard[2] = {false, false};
+  for (auto& key : order) {
+    const Sample& s = all[key];
+    int shard = key.rfind("00000", 0) == 0 ? 0 : 1;
+    if (!s.meta.contains("dup_of_key")) {
+      // the samples themselves are untouched and come first in their shard
+      EXPECT_FALSE(seen_dup_in_shard[shard]) << key;
+      ASSERT_TRUE(originals.count(key)) << key;
+      EXPECT_TRUE(s.image_bytes == originals[key].image_bytes) << key;
+      EXPECT_EQ(s.caption, originals[key].caption);
+      EXPECT_EQ(s.meta, originals[key].meta);
+      continue;
+    }
+    seen_dup_in_shard[shard] = true;
+    std::string of = s.meta["dup_of_key"], kind = s.meta["dup_kind"];
+    ASSERT_TRUE(originals.count(of)) << key << " copies " << of;
+    EXPECT_FALSE(s.meta.contains("dup_of_key") && originals.count(key)) << key;
+    copied.insert(of);
+    ++kinds[kind];
+    const Sample& o = originals[of];
+    EXPECT_EQ(s.caption, o.caption) << key;  // re-posted with the same alt-text
+    Image a = decoded(s.image_bytes), b = decoded(o.image_bytes);
+    if (kind == "exact") {
+      EXPECT_TRUE(s.image_bytes == o.image_bytes) << key;
+      EXPECT_EQ(s.url, o.url);
+      EXPECT_EQ(s.meta["truth"], o.meta["truth"]);
+      continue;
+    }
+    EXPECT_NE(s.url, o.url) << key;
+    EXPECT_FALSE(s.image_bytes == o.image_bytes) << key;
+    if (kind == "reencode") {
+      EXPECT_LT(mean_abs_diff(a, b), 6.0) << key;
+      EXPECT_EQ(s.meta["truth"], o.meta["truth"]);
+    } else if (kind == "resize") {
+      EXPECT_EQ(a.width, 48) << key;  // 75% of 64
+      EXPECT_EQ(a.height, 48) << key;
+      EXPECT_EQ(s.meta["truth"], o.meta["truth"]);
+    } else {
+      ASSERT_EQ(kind, "flip");
+      // a real mirror image, visibly unlike the original (a negative control for pHash)
+      if (!o.meta.contains("text")) EXPECT_LT(mean_abs_diff(a, b, true), 6.0) << key;
+      EXPECT_GT(mean_abs_diff(a, b), 10.0) << key;
+      // the truth follows the picture: the same objects, right to left
+      auto po = synth::parse_caption(o.meta["truth"]), pf = synth::parse_caption(s.meta["truth"]);
+      std::reverse(po.objects.begin(), po.objects.end());
+      EXPECT_EQ(pf.objects, po.objects) << s.meta["truth"];
+      EXPECT_EQ(pf.background, po.background);
+    }
+  }
+  EXPECT_EQ(kinds, (std::map<std::string, int>{{"exact", 2}, {"flip", 2}, {"reencode", 2}, {"resize", 2}}));
+  EXPECT_EQ(copied.size(), 8u);  // distinct originals while there are enough samples
+}
+
+TEST(SynthCli, MoreDuplicatesThanSamplesCycleTheOriginals) {
+  test::TempDir dir;
+  // 3 samples over 4 shards: the last shard holds only planted copies
+  auto r = test::run_capforge(
+      {"synth", "--out", dir / "a", "--count", "3", "--shards", "4", "--seed", "1", "--duplicates", "9"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::set<std::string> keys, originals, copied;
+  int dups = 0;
+  for (auto* shard : {"00000.tar", "00001.tar", "00002.tar", "00003.tar"})
+    for (auto& s : test::read_all({dir / (std::string("a/") + shard), "s", InputFormat::webdataset})) {
+      EXPECT_TRUE(keys.insert(s.key).second) << s.key;
+      if (s.meta.contains("dup_of_key")) {
+        ++dups;
+        copied.insert(s.meta["dup_of_key"].get<std::string>());
+      } else {
+        originals.insert(s.key);
+      }
+    }
+  EXPECT_EQ(originals.size(), 3u);
+  EXPECT_EQ(dups, 9);
+  EXPECT_EQ(copied, originals);
+}
+
+TEST(Synth, MirrorSwapsLeftAndRight) {
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    synth::Scene s = synth::make_scene(seed), m = synth::mirror(s);
+    EXPECT_EQ(synth::mirror(m).caption, s.caption);
+    EXPECT_EQ(synth::scene_caption(s), s.caption);
+    if (s.where.find("left") != std::string::npos)
+      EXPECT_NE(m.where.find("right"), std::string::npos) << m.caption;
+    Image a = synth::render(s, 40), b = synth::render(m, 40);
+    // every shape is mirror-symmetric (up to rounding on an edge pixel)
+    EXPECT_LT(mean_abs_diff(a, b, true), 1.0) << s.caption;
+    EXPECT_EQ(synth::clearly_asymmetric(s), synth::clearly_asymmetric(m));
+  }
+}
+
 TEST(SynthCli, BadArgumentsAreUsageErrors) {
   test::TempDir dir;
+  EXPECT_EQ(test::run_capforge({"synth", "--out", dir / "x", "--duplicates", "-1"}).exit_code, 2);
   EXPECT_EQ(test::run_capforge({"synth", "--out", dir / "x", "--count", "0"}).exit_code, 2);
   EXPECT_EQ(test::run_capforge({"synth", "--out", dir / "x", "--size", "4"}).exit_code, 2);
   EXPECT_EQ(test::run_capforge({"synth", "--count", "3"}).exit_code, 2);

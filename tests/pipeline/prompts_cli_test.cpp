@@ -93,6 +93,22 @@ TEST_F(PromptsCli, PromptsFileRecapV2AndRankPrompts) {
           " WHERE caption_short IS NOT NULL AND clip_score_short IS NOT NULL AND caption_cond IS NOT NULL"
           " AND clip_score_cond IS NULL AND re_clip_score IS NULL AND re_caption IS NOT NULL"),
       std::vector<std::string>{"8"});
+  // the same prompts as YAML give the same outputs
+  test::write_file(*dir_ / "prompts.yaml", R"(- name: short
+  prompt: Describe the image.
+  max_new_tokens: 16
+  greedy: true
+- name: cond
+  prompt: "Alt: {org_caption}. {col:truth}"
+  candidates: 2
+)");
+  r = caption("yaml", {"--prompts", *dir_ / "prompts.yaml", "--rank-prompts", "short"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string cols =
+      "concat_ws('|', key, caption_short, candidates_short::VARCHAR, clip_score_short, "
+      "caption_cond, candidates_cond::VARCHAR)";
+  EXPECT_EQ(col("SELECT " + cols + " FROM " + parquet("yaml") + " ORDER BY key"),
+            col("SELECT " + cols + " FROM " + f + " ORDER BY key"));
 
   // a `condition` prompt of the user's (here from a file) replaces recap-v2's; --FLAG@NAME is only
   // read as a prompt's flag when FLAG is one (here "--end@x" is --stop's value)
@@ -120,6 +136,7 @@ TEST_F(PromptsCli, PromptsFileRecapV2AndRankPrompts) {
 TEST_F(PromptsCli, MisuseIsAUsageError) {
   NEED_DEMO_MODELS();
   test::write_file(*dir_ / "bad.json", R"({"x": {"text": "no prompt key"}})");
+  test::write_file(*dir_ / "bad.yaml", "x: {prompt: [unclosed\n");
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"--prompt", "a=one", "--prompt", "two"}, "only the first prompt may be unnamed"},
       {{"--prompt", "a=one", "--prompt", "a=two"}, "two prompts are named a"},
@@ -129,6 +146,7 @@ TEST_F(PromptsCli, MisuseIsAUsageError) {
       {{"--prompt", "a=one", "--prompt-opt", "a:ctx-size=4096"}, "prompt a"},
       {{"--prompt", "a=one", "--top-p@a", "7"}, "prompt a"},
       {{"--prompts", *dir_ / "bad.json"}, "needs a \"prompt\""},
+      {{"--prompts", *dir_ / "bad.yaml"}, "not valid YAML"},
       {{"--prompt", "a=one", "--prompt", "b=two", "--rank-prompts", "c"}, "--rank-prompts c"},
       {{"--prompt", "a=one", "--prompt", "b=two", "--candidates@b", "20"}, "exceeds --parallel"},
       {{"--captioner", "blip", "--prompt", "a=one", "--prompt", "b=two"}, "multi-prompt"},
