@@ -73,6 +73,28 @@ void add_zero_variance_dim(std::vector<HeadTensor>& t) {
   }
 }
 
+// `n` random unit embeddings of `dim` values (appended to `all`) and the head's outputs for them.
+std::vector<double> predict_random(const NsfwHead& head, int dim, int n, std::mt19937& rng,
+                                   std::vector<float>& all) {
+  std::vector<double> out;
+  for (int i = 0; i < n; ++i) {
+    auto e = random_unit((size_t)dim, rng);
+    all.insert(all.end(), e.begin(), e.end());
+    out.push_back(head.predict(e));
+  }
+  return out;
+}
+
+// The numpy reference's outputs (tests/curate/curate_reference.py) of the head file `path` for the
+// `n` embeddings `all`.
+Json numpy_nsfw(const test::TempDir& dir, const std::string& path, const std::vector<float>& all, int n) {
+  test::write_file(dir / "emb.f32", f32_bytes(all));
+  auto r = test::run_process({test::numpy_python(), CAPFORGE_TEST_SRC "/curate/curate_reference.py", "nsfw",
+                              path, dir / "emb.f32", std::to_string(n)});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.exit_code == 0 ? Json::parse(r.out) : Json::array();
+}
+
 TEST(NsfwHead, MatchesTheNumpyReference) {
   if (test::numpy_python().empty()) GTEST_SKIP() << "no python3 with numpy";
   test::TempDir dir;
@@ -85,18 +107,9 @@ TEST(NsfwHead, MatchesTheNumpyReference) {
     NsfwHead head = NsfwHead::load(path);
     EXPECT_EQ(head.input_dim(), a.dims[0]);
     std::vector<float> all;
-    std::vector<double> ours;
     const int n = 6;
-    for (int i = 0; i < n; ++i) {
-      auto e = random_unit((size_t)a.dims[0], rng);
-      all.insert(all.end(), e.begin(), e.end());
-      ours.push_back(head.predict(e));
-    }
-    test::write_file(dir / "emb.f32", f32_bytes(all));
-    auto r = test::run_process({test::numpy_python(), CAPFORGE_TEST_SRC "/curate/curate_reference.py", "nsfw",
-                                path, dir / "emb.f32", std::to_string(n)});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    auto ref = Json::parse(r.out);
+    std::vector<double> ours = predict_random(head, a.dims[0], n, rng, all);
+    auto ref = numpy_nsfw(dir, path, all, n);
     ASSERT_EQ(ref.size(), (size_t)n);
     double spread = 0;
     for (int i = 0; i < n; ++i) {
@@ -131,20 +144,12 @@ TEST(NsfwHead, LaionSizesLoadAndPredict) {
     EXPECT_EQ(head.describe(), a.want);
     EXPECT_EQ(head.input_dim(), a.dims[0]);
     std::vector<float> all;
-    std::vector<double> ours;
     const int n = 4;
-    for (int i = 0; i < n; ++i) {
-      auto e = random_unit((size_t)a.dims[0], rng);
-      all.insert(all.end(), e.begin(), e.end());
-      ours.push_back(head.predict(e));
-      EXPECT_TRUE(ours.back() > 0 && ours.back() < 1) << a.want << " row " << i << ": " << ours.back();
-    }
+    std::vector<double> ours = predict_random(head, a.dims[0], n, rng, all);
+    for (int i = 0; i < n; ++i)
+      EXPECT_TRUE(ours[i] > 0 && ours[i] < 1) << a.want << " row " << i << ": " << ours[i];
     if (test::numpy_python().empty()) continue;
-    test::write_file(dir / "emb.f32", f32_bytes(all));
-    auto r = test::run_process({test::numpy_python(), CAPFORGE_TEST_SRC "/curate/curate_reference.py", "nsfw",
-                                path, dir / "emb.f32", std::to_string(n)});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    auto ref = Json::parse(r.out);
+    auto ref = numpy_nsfw(dir, path, all, n);
     ASSERT_EQ(ref.size(), (size_t)n);
     for (int i = 0; i < n; ++i) EXPECT_NEAR(ours[i], ref[i].get<double>(), 1e-6) << a.want << " row " << i;
   }
