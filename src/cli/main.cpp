@@ -13,10 +13,6 @@
 #include "cli/filter_options.h"
 #include "core/log.h"
 
-namespace capforge::cli {
-void add_dedup(CLI::App& app, Action& action);  // cmd_dedup.cpp
-}  // namespace capforge::cli
-
 namespace {
 const char* kHelpHint = "run `capforge --help` or `capforge <command> --help`";
 
