@@ -10,7 +10,16 @@
 //                         [--misshape NAME] [--no-dec 1] [--config-patch JSON])
 //   capforge-make-fixture vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m|llava-1.5-lite] [--vocab
 //   spm|bpe]
-//                         [--dtype F32|F16] [--seed N]
+//                         [--dtype F32|F16] [--seed N] [--layers N] (shape llava-1.5-7b too)
+//   capforge-make-fixture quantize IN.gguf OUT.gguf TYPE   (Q8_0, Q4_K_M, F16...: quantize_fixture.cpp)
+//   capforge-make-fixture t5 OUT.gguf [--variant v1_0|v1_1] [--shape tiny|base] [--dtype f32|f16|q8_0]
+//                         [--seed N] [--vocab-size N] [--eos-boost X]
+//   capforge-make-fixture llama-text OUT.gguf [--vocab NAME|PATH] [--shape tiny|smollm-135m]
+//                         [--dtype f32|f16] [--seed N] [--eos-boost X] [--chat-template JINJA]
+// t5 shapes: tiny (tests) and base (t5-base's sizes, 32128 tokens); v1_0 is T5 (ReLU, tied LM
+// head), v1_1 Flan-T5 (gated GELU, untied). Q8_0 is written directly (ggml_quantize_chunk).
+// llama-text: a decoder-only llama with a real tokenizer (llama.cpp's models/ggml-vocab-NAME.gguf,
+// default llama-bpe) and a chatml chat template; shapes tiny and smollm-135m (SmolLM2-135M's sizes).
 // clip shapes: tiny (tests), vit-b-32 and vit-l-14 (OpenAI CLIP sizes).
 // open_clip shapes (hub export layout, OpenAI state_dict names, no vocabulary): rn-tiny and
 // vit-tiny (tests), rn50x64 and vit-l-14 (OpenAI sizes).
@@ -19,7 +28,9 @@
 // vlm shapes: tiny (tests), smolvlm-256m (a SmolLM2-135M-sized llama + a ViT-B/32-sized CLIP tower with an
 // MLP projector), llava-1.5-lite (LLaVA-1.5's ViT-L/14-336 tower and MLP projector on that same small
 // language model).
+#include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -28,6 +39,7 @@
 #include "support/clip_fixture.h"
 #include "support/open_clip_fixture.h"
 #include "support/siglip_fixture.h"
+#include "support/t5_fixture.h"
 #include "support/vlm_fixture.h"
 
 namespace {
@@ -45,8 +57,14 @@ int usage(const char* argv0) {
       "                 [--scale GAIN] [--tie-decoder 1] [--drop NAME] [--misshape NAME] [--no-dec 1] "
       "[--config-patch JSON]\n"
       "       %s vlm TEXT.gguf MMPROJ.gguf [--shape tiny|smolvlm-256m|llava-1.5-lite] [--vocab spm|bpe] "
-      "[--dtype F32|F16] [--seed N] [--scale GAIN]\n",
-      argv0, argv0, argv0, argv0, argv0);
+      "[--dtype F32|F16] [--seed N] [--scale GAIN] [--layers N] (shape llava-1.5-7b too)\n"
+      "       %s quantize IN.gguf OUT.gguf F32|F16|BF16|Q8_0|Q4_0|Q4_K_M|Q5_K_M|Q6_K\n"
+      "       %s t5 OUT.gguf [--variant v1_0|v1_1] [--shape tiny|base] [--dtype f32|f16|q8_0] [--seed N]\n"
+      "                 [--vocab-size N] [--eos-boost X]\n"
+      "       %s llama-text OUT.gguf [--vocab NAME|PATH] [--shape tiny|smollm-135m] [--dtype f32|f16] "
+      "[--seed N]\n"
+      "                 [--eos-boost X] [--chat-template JINJA]\n",
+      argv0, argv0, argv0, argv0, argv0, argv0, argv0, argv0);
   return 2;
 }
 
@@ -197,25 +215,109 @@ int vlm(int argc, char** argv) {
     auto& v = s.vision;
     v.vision_hidden = 1024, v.vision_heads = 16, v.vision_layers = 24, v.vision_ffn = 4096;
     v.image_size = 336, v.patch_size = 14, v.scale = 0.02f;
+  } else if (shape == "llava-1.5-7b") {  // LLaVA-1.5-7B: LLaMA-7B's sizes on that same ViT-L/14-336 tower
+    s.hidden = 4096, s.layers = 32, s.heads = 32, s.kv_heads = 32, s.ffn = 11008, s.scale = 0.015f;
+    auto& v = s.vision;
+    v.vision_hidden = 1024, v.vision_heads = 16, v.vision_layers = 24, v.vision_ffn = 4096;
+    v.image_size = 336, v.patch_size = 14, v.scale = 0.02f;
   } else if (shape != "tiny") {
     std::fprintf(stderr, "unknown shape %s\n", shape.c_str());
     return 2;
   }
   if (o.count("--scale"))
     s.scale = std::stof(o["--scale"]);  // the language model's weights, over the shape's
+  if (o.count("--layers")) s.layers = std::stoi(o["--layers"]);  // fewer blocks than the shape's
   capforge::test::write_vlm_fixture(s, argv[2], argv[3]);
   std::printf("%s %s\n", argv[2], argv[3]);
   return 0;
 }
 
+std::string upper(std::string s) {
+  for (auto& c : s) c = (char)std::toupper((unsigned char)c);
+  return s;
+}
+
+// t5 OUT.gguf [--variant v1_0|v1_1] [--shape tiny|base] [--dtype f32|f16|q8_0] [--seed N] [...]
+int t5(int argc, char** argv) {
+  std::map<std::string, std::string> o;
+  if (argc < 3 || !options(argc, argv, 3, o)) return usage(argv[0]);
+  for (auto& [k, v] : o)
+    if (k != "--variant" && k != "--shape" && k != "--dtype" && k != "--seed" && k != "--vocab-size" &&
+        k != "--eos-boost") {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
+  try {
+    auto s = capforge::test::T5FixtureSpec::shape(o.count("--shape") ? o["--shape"] : "tiny",
+                                                  o.count("--variant") ? o["--variant"] : "v1_1");
+    if (o.count("--variant")) s.variant = o["--variant"];
+    if (o.count("--dtype")) s.dtype = upper(o["--dtype"]);
+    if (o.count("--seed")) s.seed = (uint32_t)std::stoul(o["--seed"]);
+    if (o.count("--vocab-size")) s.vocab_size = std::stoi(o["--vocab-size"]);
+    if (o.count("--eos-boost")) s.eos_boost = std::stof(o["--eos-boost"]);
+    capforge::test::write_t5_fixture(s, argv[2]);
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  std::printf("%s\n", argv[2]);
+  return 0;
+}
+
+// llama-text OUT.gguf [--vocab NAME|PATH] [--shape tiny|smollm-135m] [--dtype f32|f16] [--seed N]
+int llama_text(int argc, char** argv) {
+  std::map<std::string, std::string> o;
+  if (argc < 3 || !options(argc, argv, 3, o)) return usage(argv[0]);
+  capforge::test::LlamaTextSpec s;
+  std::string vocab = o.count("--vocab") ? o["--vocab"] : "llama-bpe";
+  s.vocab_gguf = vocab.find('/') != std::string::npos || vocab.ends_with(".gguf")
+                     ? vocab
+                     : capforge::test::llama_vocab_dir() + "/ggml-vocab-" + vocab + ".gguf";
+  if (!std::filesystem::exists(s.vocab_gguf)) {
+    std::fprintf(stderr, "no vocabulary %s\n", s.vocab_gguf.c_str());
+    return 2;
+  }
+  std::string shape = o.count("--shape") ? o["--shape"] : "tiny";
+  if (shape == "smollm-135m") {
+    s.hidden = 576, s.layers = 30, s.heads = 9, s.kv_heads = 3, s.ffn = 1536, s.scale = 0.03f;
+  } else if (shape != "tiny") {
+    std::fprintf(stderr, "unknown shape %s\n", shape.c_str());
+    return 2;
+  }
+  if (o.count("--dtype")) s.dtype = upper(o["--dtype"]);
+  if (s.dtype != "F32" && s.dtype != "F16") return usage(argv[0]);
+  if (o.count("--seed")) s.seed = (uint32_t)std::stoul(o["--seed"]);
+  if (o.count("--eos-boost")) s.eos_boost = std::stof(o["--eos-boost"]);
+  if (o.count("--chat-template")) s.chat_template = o["--chat-template"];
+  s.name = "capforge random llama text fixture";
+  try {
+    capforge::test::write_llama_text_fixture(s, argv[2]);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  std::printf("%s\n", argv[2]);
+  return 0;
+}
+
 }  // namespace
+
+namespace capforge::test {
+int quantize_fixture(int argc, char** argv);  // quantize_fixture.cpp
+}
 
 int main(int argc, char** argv) {
   std::string kind = argc > 1 ? argv[1] : "";
+  if (kind == "quantize") return capforge::test::quantize_fixture(argc, argv);
   if (kind == "clip") return clip(argc, argv);
   if (kind == "open_clip") return open_clip(argc, argv);
   if (kind == "vlm") return vlm(argc, argv);
   if (kind == "siglip") return siglip(argc, argv);
   if (kind == "blip") return blip(argc, argv);
+  if (kind == "t5") return t5(argc, argv);
+  if (kind == "llama-text") return llama_text(argc, argv);
   return usage(argv[0]);
 }

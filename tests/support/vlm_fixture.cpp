@@ -14,8 +14,7 @@ namespace capforge::test {
 
 std::string llama_vocab_dir() { return CAPFORGE_LLAMA_SOURCE "/models"; }
 
-void write_vlm_fixture(const VlmFixtureSpec& s, const std::string& text_path,
-                       const std::string& mmproj_path) {
+void write_llama_text_fixture(const LlamaTextSpec& s, const std::string& text_path) {
   gguf_init_params vp{true, nullptr};
   gguf_context* vocab = gguf_init_from_file(s.vocab_gguf.c_str(), vp);
   if (!vocab) throw std::runtime_error("cannot read vocab GGUF " + s.vocab_gguf);
@@ -28,7 +27,7 @@ void write_vlm_fixture(const VlmFixtureSpec& s, const std::string& text_path,
   gguf_set_kv(g, vocab);  // tokenizer.* (and the vocab file's llama.* keys, overridden below)
   gguf_free(vocab);
   gguf_set_val_str(g, "general.architecture", "llama");
-  gguf_set_val_str(g, "general.name", "capforge tiny llava fixture");
+  gguf_set_val_str(g, "general.name", s.name.c_str());
   gguf_set_val_u32(g, "llama.block_count", (uint32_t)s.layers);
   gguf_set_val_u32(g, "llama.context_length", (uint32_t)s.context);
   gguf_set_val_u32(g, "llama.embedding_length", (uint32_t)s.hidden);
@@ -92,6 +91,16 @@ void write_vlm_fixture(const VlmFixtureSpec& s, const std::string& text_path,
   gguf_free(g);
   ggml_free(ctx);
   if (!ok) throw std::runtime_error("cannot write " + text_path);
+}
+
+void write_vlm_fixture(const VlmFixtureSpec& s, const std::string& text_path,
+                       const std::string& mmproj_path) {
+  LlamaTextSpec t;
+  t.vocab_gguf = s.vocab_gguf;
+  t.hidden = s.hidden, t.layers = s.layers, t.heads = s.heads, t.kv_heads = s.kv_heads, t.ffn = s.ffn;
+  t.context = s.context, t.scale = s.scale, t.seed = s.seed, t.chat_template = s.chat_template;
+  t.dtype = s.dtype, t.eos_boost = s.eos_boost, t.name = "capforge tiny llava fixture";
+  write_llama_text_fixture(t, text_path);
   ClipFixture(s.vision).save_mmproj(mmproj_path, s.hidden, 2 * s.hidden);
 }
 

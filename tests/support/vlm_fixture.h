@@ -8,6 +8,25 @@
 
 namespace capforge::test {
 
+// The text half on its own: a llama GGUF with a real tokenizer and a chat template (decoder-only
+// models, e.g. for caption repair). Weights: N(0, scale^2) matrices, N(0, 1) embeddings (tied LM
+// head), N(1, 0.05^2) norms.
+struct LlamaTextSpec {
+  std::string vocab_gguf;  // e.g. <llama.cpp>/models/ggml-vocab-llama-bpe.gguf (LLaMA-3's)
+  int hidden = 64, layers = 2, heads = 4, kv_heads = 2, ffn = 160, context = 4096;
+  float scale = 0.3f;
+  uint32_t seed = 11;
+  std::string chat_template =  // chatml
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+      "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% "
+      "endif %}";
+  std::string dtype = "F32";  // F32 or F16 matrices
+  float eos_boost = 1.0f;     // scales the EOS embedding (tied output): > 1 makes p(EOS) spiky
+  std::string name = "capforge tiny llama fixture";
+};
+
+void write_llama_text_fixture(const LlamaTextSpec& spec, const std::string& path);
+
 struct VlmFixtureSpec {
   std::string vocab_gguf;  // e.g. <llama.cpp>/models/ggml-vocab-llama-bpe.gguf (LLaMA-3's)
   int hidden = 64, layers = 2, heads = 4, kv_heads = 2, ffn = 160, context = 4096;

@@ -23,8 +23,7 @@ void drop_partial_utf8(std::string& s) {
 }
 }  // namespace
 
-namespace {
-std::string render(const std::string& chat_template, const std::string& content) {
+std::string render_user_turn(const std::string& chat_template, const std::string& content) {
   llama_chat_message msg{"user", content.c_str()};
   int n = llama_chat_apply_template(chat_template.c_str(), &msg, 1, true, nullptr, 0);
   if (n < 0) throw std::runtime_error("the chat template cannot be applied");
@@ -32,11 +31,10 @@ std::string render(const std::string& chat_template, const std::string& content)
   llama_chat_apply_template(chat_template.c_str(), &msg, 1, true, r.data(), n);
   return r;
 }
-}  // namespace
 
 PromptFrame frame_prompt(const std::string& chat_template) {
   const std::string marker = mtmd_default_marker();
-  const std::string r = render(chat_template, marker + kSlot);
+  const std::string r = render_user_turn(chat_template, marker + kSlot);
   size_t m = r.find(marker);
   size_t s = m == std::string::npos ? m : r.find(kSlot, m + marker.size());
   if (s == std::string::npos)
@@ -45,8 +43,8 @@ PromptFrame frame_prompt(const std::string& chat_template) {
         "text): pass another --chat-template");
   PromptFrame f{r.substr(0, m + marker.size()), r.substr(m + marker.size(), s - m - marker.size()),
                 r.substr(s + std::string(kSlot).size())};
-  f.trims =
-      render(chat_template, marker + kSlot + " \n").find(std::string(kSlot) + " \n") == std::string::npos;
+  f.trims = render_user_turn(chat_template, marker + kSlot + " \n").find(std::string(kSlot) + " \n") ==
+            std::string::npos;
   return f;
 }
 

@@ -19,6 +19,10 @@ struct PromptFrame {
 };
 PromptFrame frame_prompt(const std::string& chat_template);
 
+// The chat template applied to one user message with the assistant's turn opened
+// (llama_chat_apply_template, add_ass = true). Throws std::runtime_error when it cannot be applied.
+std::string render_user_turn(const std::string& chat_template, const std::string& content);
+
 // Tokenises prompts for one vocabulary. Trusted text is tokenised as llama.cpp's
 // llama_tokenize(parse_special=true) would; untrusted text never becomes a control or
 // user-defined token (an alt-text holding "<|im_end|>" stays those characters): the text between

@@ -1,0 +1,207 @@
+// Loading and validating a repair model (see model.h).
+#include "models/repair/model.h"
+
+#include <sys/stat.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+#include "ggml.h"
+#include "gguf.h"
+#include "models/vlm/model.h"
+
+namespace capforge::repair {
+
+namespace {
+struct GgufFree {
+  void operator()(gguf_context* g) const { gguf_free(g); }
+};
+
+std::string str_key(gguf_context* g, const std::string& key) {
+  int64_t k = gguf_find_key(g, key.c_str());
+  if (k < 0 || gguf_get_kv_type(g, k) != GGUF_TYPE_STRING) return "";
+  return gguf_get_val_str(g, k);
+}
+
+std::string with_log(const std::string& msg) {
+  std::string e = vlm::last_llama_error();
+  return e.empty() ? msg : msg + " (" + e + ")";
+}
+}  // namespace
+
+void init_llama_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    vlm::capture_llama_logs();
+    llama_backend_init();
+  });
+}
+
+bool check_repair_gguf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw std::runtime_error(fmt::format("repair model {} does not exist", path));
+  if (!S_ISREG(st.st_mode)) throw std::runtime_error(fmt::format("repair model {} is not a file", path));
+  gguf_init_params gp{true, nullptr};
+  std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path.c_str(), gp));
+  if (!g)
+    throw std::runtime_error(
+        fmt::format("repair model {} is not a valid GGUF file (corrupt or truncated?)", path));
+  gguf_context* c = g.get();
+  // every tensor's data must lie inside the file (llama.cpp would read past its end)
+  size_t end = gguf_get_data_offset(c);
+  for (int64_t i = 0; i < gguf_get_n_tensors(c); ++i)
+    end = std::max(end, gguf_get_data_offset(c) + gguf_get_tensor_offset(c, i) + gguf_get_tensor_size(c, i));
+  if (end > (size_t)st.st_size)
+    throw std::runtime_error(
+        fmt::format("repair model {} is truncated: its tensors need {} bytes, the file has {}", path, end,
+                    (long long)st.st_size));
+  const std::string arch = str_key(c, "general.architecture");
+  if (arch == "clip" || gguf_find_key(c, "clip.projector_type") >= 0 ||
+      gguf_find_key(c, "clip.has_vision_encoder") >= 0)
+    throw std::runtime_error(
+        fmt::format("{} is a multimodal projector (mmproj), not a repair model: pass a T5 or a decoder-only "
+                    "language model GGUF",
+                    path));
+  if (arch.empty())
+    throw std::runtime_error(
+        fmt::format("repair model {} has no general.architecture: not a llama.cpp model", path));
+  if (gguf_find_key(c, "tokenizer.ggml.tokens") < 0)
+    throw std::runtime_error(
+        fmt::format("repair model {} has no tokenizer: not a usable language model", path));
+  if (gguf_get_n_tensors(c) == 0)
+    throw std::runtime_error(fmt::format("repair model {} has no weights (a vocab-only GGUF?)", path));
+  if (arch == "t5encoder")
+    throw std::runtime_error(
+        fmt::format("repair model {} is an encoder-only T5 (t5encoder): repair needs a T5 with its decoder "
+                    "or a decoder-only LM",
+                    path));
+  if (gguf_find_key(c, (arch + ".pooling_type").c_str()) >= 0)
+    throw std::runtime_error(fmt::format(
+        "repair model {} is an embedding model ({}), not a text generator: pass a T5 or a decoder-only LM",
+        path, arch));
+  return gguf_find_tensor(c, "output.weight") >= 0;
+}
+
+bool output_tied_to_embeddings(const std::string& path) {
+  ggml_context* meta = nullptr;
+  std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path.c_str(), gguf_init_params{true, &meta}));
+  if (!g) return false;
+  std::unique_ptr<ggml_context, void (*)(ggml_context*)> meta_owner(meta, ggml_free);
+  gguf_context* c = g.get();
+  const int64_t out = gguf_find_tensor(c, "output.weight"), emb = gguf_find_tensor(c, "token_embd.weight");
+  if (out < 0) return true;
+  if (emb < 0 || !meta) return false;
+  const ggml_tensor* a = ggml_get_tensor(meta, "output.weight");
+  const ggml_tensor* b = ggml_get_tensor(meta, "token_embd.weight");
+  if (!a || !b || a->type != b->type || !ggml_are_same_shape(a, b)) return false;
+  const size_t n = gguf_get_tensor_size(c, out);
+  if (n != gguf_get_tensor_size(c, emb)) return false;
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
+  if (!f) return false;
+  const size_t base = gguf_get_data_offset(c);
+  const size_t at_a = base + gguf_get_tensor_offset(c, out), at_b = base + gguf_get_tensor_offset(c, emb);
+  std::vector<char> x(1 << 20), y(1 << 20);
+  for (size_t done = 0; done < n;) {  // the file's size was checked by check_repair_gguf
+    const size_t k = std::min(x.size(), n - done);
+    if (std::fseek(f.get(), (long)(at_a + done), SEEK_SET) != 0 || std::fread(x.data(), 1, k, f.get()) != k ||
+        std::fseek(f.get(), (long)(at_b + done), SEEK_SET) != 0 || std::fread(y.data(), 1, k, f.get()) != k)
+      return false;
+    if (std::memcmp(x.data(), y.data(), k) != 0) return false;
+    done += k;
+  }
+  return true;
+}
+
+LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
+  init_llama_once();
+  check_repair_gguf(path);
+  llama_model_params mp = llama_model_default_params();
+  if (!p.gpu) mp.n_gpu_layers = 0;
+  model = llama_model_load_from_file(path.c_str(), mp);
+  if (!model) throw std::runtime_error(with_log(fmt::format("cannot load repair model {}", path)));
+  try {
+    vocab = llama_model_get_vocab(model);
+    n_vocab = llama_vocab_n_tokens(vocab);
+    n_embd = llama_model_n_embd(model);
+    n_ctx_train = llama_model_n_ctx_train(model);
+    hidden.assign((size_t)n_vocab, 0);
+    for (llama_token t = 0; t < n_vocab; ++t) {
+      if (llama_vocab_is_eog(vocab, t)) eog.push_back(t);
+      auto attr = llama_vocab_get_attr(vocab, t);
+      const char* text = llama_vocab_get_text(vocab, t);
+      hidden[(size_t)t] =
+          (attr & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_UNKNOWN)) ||
+          ((attr & LLAMA_TOKEN_ATTR_USER_DEFINED) && text && std::strncmp(text, "<extra_id_", 10) == 0);
+    }
+    if (eog.empty())
+      throw std::runtime_error(fmt::format("repair model {} has no end-of-generation token", path));
+    char arch[64] = {0};
+    llama_model_meta_val_str(model, "general.architecture", arch, sizeof arch);
+    if (llama_model_has_encoder(model)) {
+      if (std::string(arch) != "t5" || !llama_model_has_decoder(model))
+        throw std::runtime_error(
+            fmt::format("repair model {} is an encoder model of architecture '{}': repair supports T5 "
+                        "encoder-decoders and "
+                        "decoder-only LMs",
+                        path, arch));
+      t5 = true;
+      decoder_start = llama_model_decoder_start_token(model);
+      if (decoder_start < 0) decoder_start = llama_vocab_bos(vocab);
+      if (decoder_start < 0) decoder_start = llama_vocab_pad(vocab);
+      if (decoder_start < 0) decoder_start = 0;
+      if (output_tied_to_embeddings(path)) logit_scale = 1.0f / std::sqrt((float)n_embd);
+    } else {
+      if (!p.chat_template.empty()) {
+        chat_template = p.chat_template;
+      } else if (const char* t = llama_model_chat_template(model, nullptr); t && *t) {
+        chat_template = t;
+      } else {
+        throw std::runtime_error(fmt::format(
+            "repair model {} is a decoder-only model without a chat template; pass --repair-chat-template "
+            "(a name such as chatml, llama3, or a template)",
+            path));
+      }
+      llama_chat_message probe{"user", "x"};
+      if (llama_chat_apply_template(chat_template.c_str(), &probe, 1, true, nullptr, 0) < 0)
+        throw std::runtime_error(fmt::format("repair model {}: chat template '{}' is not one llama.cpp knows",
+                                             path, chat_template.substr(0, 60)));
+    }
+  } catch (...) {
+    llama_model_free(model);
+    throw;
+  }
+}
+
+LlamaRepairModel::~LlamaRepairModel() {
+  if (model) llama_model_free(model);
+}
+
+std::string LlamaRepairModel::describe() const {
+  char desc[128];
+  llama_model_desc(model, desc, sizeof desc);
+  std::string s =
+      fmt::format("repair model {} ({}, {} tokens, context {})", desc, family(), n_vocab, n_ctx_train);
+  if (logit_scale != 1.0f)
+    s += fmt::format(", output tied to the embeddings: logits scaled by 1/sqrt({}) as in Hugging Face's T5",
+                     n_embd);
+  return s;
+}
+
+}  // namespace capforge::repair
+
+namespace capforge {
+
+std::shared_ptr<const RepairModel> load_repair_model(const RepairParams& params) {
+  return std::make_shared<repair::LlamaRepairModel>(params);
+}
+
+}  // namespace capforge

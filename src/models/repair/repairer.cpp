@@ -1,0 +1,341 @@
+// The Repairer: context setup, waves of captions, decode steps and outputs (see engine.h; the
+// family-specific input step and tokenisation: input.cpp).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "core/log.h"
+#include "core/text.h"
+#include "models/repair/engine.h"
+
+namespace capforge {
+
+namespace repair {
+std::string clean_up_tokenization(std::string s) {
+  static const std::pair<const char*, const char*> kRules[] = {
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (auto [from, to] : kRules) {  // each rule over the whole string, in HF's order
+    const size_t nf = std::strlen(from), nt = std::strlen(to);
+    for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + nt)) s.replace(at, nf, to);
+  }
+  return s;
+}
+}  // namespace repair
+
+using namespace repair;
+
+namespace {
+constexpr int kMaxSeq = 256;  // llama.cpp's LLAMA_MAX_SEQ (src/llama-cparams.h)
+
+std::shared_ptr<const LlamaRepairModel> as_llama(std::shared_ptr<const RepairModel> m) {
+  auto r = std::dynamic_pointer_cast<const LlamaRepairModel>(m);
+  if (!r) throw std::invalid_argument("Repairer needs a model from load_repair_model()");
+  return r;
+}
+
+int round_up(int v, int to) { return (v + to - 1) / to * to; }
+}  // namespace
+
+Repairer::Impl::Impl(std::shared_ptr<const RepairModel> m, const RepairParams& p)
+    : model(as_llama(std::move(m))), params(p), ptok(model->vocab) {
+  const int B = params.beams;
+  if (B < 1) throw std::invalid_argument("repair beams must be >= 1");
+  if (B > kMaxSeq / 2)
+    throw std::invalid_argument(fmt::format(
+        "repair beams must be <= {} (llama.cpp's {} sequence ids, 2 per beam)", kMaxSeq / 2, kMaxSeq));
+  if (B > 1 && model->n_vocab <= (int)model->eog.size())
+    throw std::invalid_argument(
+        "repair beam search needs a vocabulary with tokens other than end-of-generation");
+  if (params.parallel < B)
+    throw std::invalid_argument(
+        fmt::format("repair parallel ({}) must be >= beams ({})", params.parallel, B));
+  if (!std::isfinite(params.length_penalty))
+    throw std::invalid_argument("repair length penalty must be finite");
+  if (!(params.repetition_penalty > 0) || !std::isfinite(params.repetition_penalty))
+    throw std::invalid_argument("repair repetition penalty must be > 0");
+  if (!(params.max_tokens_ratio >= 0) || !std::isfinite(params.max_tokens_ratio) ||
+      params.max_tokens_extra < 0 || (params.max_tokens_ratio == 0 && params.max_tokens_extra == 0))
+    throw std::invalid_argument("repair max tokens: ratio and extra must be >= 0 and not both 0");
+  if (params.threads < 0) throw std::invalid_argument("repair threads must be >= 0");
+  if (params.kv_type != "f16" && params.kv_type != "f32")
+    throw std::invalid_argument(fmt::format("repair KV type must be f16 or f32, not '{}'", params.kv_type));
+  beam_cfg.num_beams = B;
+  beam_cfg.length_penalty = params.length_penalty;
+  beam_cfg.early_stopping = parse_early_stopping(params.early_stopping);  // throws invalid_argument
+  beam_cfg.repetition_penalty = params.repetition_penalty;
+  beam_cfg.eos.assign(model->eog.begin(), model->eog.end());
+  if (!model->t5) build_frame();  // throws invalid_argument without {caption}
+
+  const int ids_per_job = B == 1 ? 1 : 2 * B;
+  // a parallel above what the sequence ids allow is clamped (repair.h)
+  max_jobs = std::max(1, std::min(params.parallel / B, kMaxSeq / ids_per_job));
+  const int seqs = max_jobs * B;  // sequences decoded per step at most
+  // T5's relative positions make n_ctx_train a soft limit; it is still the cap
+  const int n_ctx_train = model->n_ctx_train > 0 ? model->n_ctx_train : 512;
+  // the longest input one caption may have; its worst case must fit the context alone
+  int job_cells_max = 0;
+  if (model->t5) {
+    seq_limit = n_ctx_train;
+    job_cells_max = B * ((int)std::ceil(params.max_tokens_ratio * seq_limit) + params.max_tokens_extra + 1);
+    // a wave's encoder tokens go through one ubatch
+    n_batch = std::max({seq_limit, std::min(2048, max_jobs * 64), seqs});
+  } else {
+    seq_limit = std::min(n_ctx_train, 4096);
+    job_cells_max = B * (seq_limit + 1);
+    n_batch = std::max(seqs, 512);
+  }
+  n_ctx = round_up(std::max(seqs * 128, job_cells_max), 256);
+
+  llama_context_params cp = llama_context_default_params();
+  cp.n_ctx = (uint32_t)n_ctx;
+  cp.n_batch = (uint32_t)n_batch;
+  cp.n_ubatch = (uint32_t)(model->t5 ? n_batch : std::min(n_batch, 512));
+  cp.n_seq_max = (uint32_t)(max_jobs * ids_per_job);
+  cp.kv_unified = true;  // seq_cp shares cells; T5's cross-attention needs unsplit ubatches
+  cp.type_k = cp.type_v = params.kv_type == "f32" ? GGML_TYPE_F32 : GGML_TYPE_F16;
+  cp.flash_attn_type = params.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
+  int threads = params.threads > 0 ? params.threads : (int)std::max(1u, std::thread::hardware_concurrency());
+  cp.n_threads = cp.n_threads_batch = threads;
+  cp.no_perf = true;
+  ctx = llama_init_from_model(model->model, cp);
+  if (!ctx)
+    throw std::runtime_error(
+        fmt::format("cannot create a llama context for repair model {} ({} cells)", model->path, n_ctx));
+  batch = llama_batch_init(n_batch, 0, ids_per_job);
+  spdlog::debug("repair: {} captions per wave, context {} cells, batch {}", max_jobs, n_ctx, n_batch);
+}
+
+Repairer::Impl::~Impl() {
+  llama_batch_free(batch);
+  if (ctx) llama_free(ctx);
+}
+
+void Repairer::Impl::take_logits(int i, Job& job, int beam) const {
+  const float* l = llama_get_logits_ith(ctx, i);
+  std::vector<float>& row = job.rows[(size_t)beam];
+  row.resize((size_t)model->n_vocab);
+  const float s = model->logit_scale;
+  bool finite = true;
+  for (int t = 0; t < model->n_vocab; ++t) {
+    row[(size_t)t] = s == 1.0f ? l[t] : l[t] * s;
+    finite = finite && std::isfinite(row[(size_t)t]);
+  }
+  if (!finite && job.error.empty()) job.error = "non-finite logits from the model";
+}
+
+std::string Repairer::Impl::detokenize(const std::vector<llama_token>& tokens) const {
+  // Hugging Face's decode(skip_special_tokens=True)
+  std::vector<llama_token> keep;
+  for (llama_token t : tokens)
+    if (!model->hidden[(size_t)t]) keep.push_back(t);
+  std::string s(keep.size() * 16 + 16, '\0');
+  int n = llama_detokenize(model->vocab, keep.data(), (int32_t)keep.size(), s.data(), (int32_t)s.size(),
+                           false, false);
+  if (n < 0) {
+    s.resize((size_t)-n);
+    n = llama_detokenize(model->vocab, keep.data(), (int32_t)keep.size(), s.data(), (int32_t)s.size(), false,
+                         false);
+  }
+  s.resize((size_t)std::max(n, 0));
+  repair_utf8(s);
+  if (model->t5) s = clean_up_tokenization(s);
+  size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+void Repairer::Impl::release(Job& job) {
+  llama_memory_t mem = llama_get_memory(ctx);
+  for (llama_seq_id id : job.ids) llama_memory_seq_rm(mem, id, -1, -1);
+}
+
+void Repairer::Impl::finish(Job& job, std::vector<llama_token> tokens, double score, RepairOutput& out) {
+  out.text = detokenize(tokens);
+  out.output_tokens = (int)tokens.size();
+  out.score = score;
+  job.finished = true;
+  release(job);
+}
+
+bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& out, std::string& err) {
+  const int V = model->n_vocab;
+  llama_memory_t mem = llama_get_memory(ctx);
+  batch.n_tokens = 0;
+  std::vector<std::pair<Job*, int>> entries;  // batch entry -> (job, beam)
+  auto add = [&](Job& job, int beam, llama_token t, llama_seq_id id) {
+    int i = batch.n_tokens++;
+    batch.token[i] = t;
+    batch.pos[i] = job.pos;
+    batch.n_seq_id[i] = 1;
+    batch.seq_id[i][0] = id;
+    batch.logits[i] = true;
+    entries.emplace_back(&job, beam);
+  };
+  for (Job* jp : wave) {
+    Job& job = *jp;
+    if (job.finished) continue;
+    if (!job.error.empty()) {  // non-finite logits (take_logits) or a failed search step
+      out[job.index].error = job.error;
+      job.finished = true;
+      release(job);
+      continue;
+    }
+    if (!job.beam) {  // greedy
+      const std::vector<float>& row = job.rows[0];
+      llama_token t = greedy_pick(row.data(), V, job.history, params.repetition_penalty);
+      job.logprob += log_prob(row.data(), V, t);
+      if (std::find(model->eog.begin(), model->eog.end(), t) != model->eog.end()) {
+        finish(job, job.generated, job.logprob, out[job.index]);
+        continue;
+      }
+      job.generated.push_back(t);
+      job.history.push_back(t);
+      if ((int)job.generated.size() >= job.max_new) {
+        finish(job, job.generated, job.logprob, out[job.index]);
+        continue;
+      }
+      add(job, 0, t, job.live[0]);
+      job.pos++;
+      continue;
+    }
+    std::vector<const float*> rows;
+    for (size_t b = 0; b < job.live.size(); ++b) rows.push_back(job.rows[job.first ? 0 : b].data());
+    BeamSearch::Step next;
+    try {
+      next = job.beam->step(rows, V);
+    } catch (const std::exception& e) {
+      out[job.index].error = e.what();
+      job.finished = true;
+      release(job);
+      continue;
+    }
+    if (job.beam->done()) {
+      BeamSearch::Result r = job.beam->result();
+      finish(job, r.tokens, r.score, out[job.index]);
+      continue;
+    }
+    // move the beams' KV: a parent's first child keeps its id, further children copy into spares
+    const std::vector<llama_seq_id> old = job.live;
+    std::vector<llama_seq_id> now(old.size(), -1);
+    auto taken = [&](llama_seq_id id) { return std::find(now.begin(), now.end(), id) != now.end(); };
+    for (size_t j = 0; j < now.size(); ++j)
+      if (llama_seq_id q = old[(size_t)next.parent[j]]; !taken(q)) now[j] = q;
+    for (size_t j = 0; j < now.size(); ++j) {
+      if (now[j] >= 0) continue;
+      for (llama_seq_id s : job.ids)
+        if (!taken(s) && std::find(old.begin(), old.end(), s) == old.end()) {
+          llama_memory_seq_cp(mem, old[(size_t)next.parent[j]], s, -1, -1);
+          now[j] = s;
+          break;
+        }
+      if (now[j] < 0) throw std::logic_error("repair: no spare sequence id");
+    }
+    for (llama_seq_id q : old)
+      if (!taken(q)) llama_memory_seq_rm(mem, q, -1, -1);
+    job.live = now;
+    job.first = false;
+    for (size_t j = 0; j < now.size(); ++j) add(job, (int)j, next.token[j], now[j]);
+    job.pos++;
+  }
+  if (batch.n_tokens == 0) return true;
+  if (int rc = llama_decode(ctx, batch); rc != 0) {
+    err = fmt::format("llama_decode failed ({})", rc);
+    return false;
+  }
+  for (size_t i = 0; i < entries.size(); ++i) take_logits((int)i, *entries[i].first, entries[i].second);
+  return true;
+}
+
+std::vector<RepairOutput> Repairer::Impl::repair(const std::vector<std::string>& captions) {
+  std::vector<RepairOutput> out(captions.size());
+  std::vector<std::unique_ptr<Job>> jobs;
+  for (size_t i = 0; i < captions.size(); ++i) {
+    if (captions[i].find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
+      out[i].skipped = true;  // empty or blank: text ""
+      continue;
+    }
+    auto job = std::make_unique<Job>();
+    job->index = i;
+    out[i].error = prepare(captions[i], *job);
+    out[i].input_tokens = (int)job->input.size();
+    out[i].truncated = job->truncated;
+    if (out[i].error.empty()) jobs.push_back(std::move(job));
+  }
+  const int B = params.beams;
+  const int ids_per_job = B == 1 ? 1 : 2 * B;
+  llama_memory_t mem = llama_get_memory(ctx);
+  size_t next = 0;
+  auto interrupt_rest = [&](std::vector<Job*>& wave) {
+    for (Job* j : wave)
+      if (!j->finished) out[j->index].error = "interrupted";
+    for (; next < jobs.size(); ++next) out[jobs[next]->index].error = "interrupted";
+  };
+  while (next < jobs.size()) {
+    std::vector<Job*> wave;
+    if (cancelled()) {
+      interrupt_rest(wave);
+      break;
+    }
+    int cells = 0, enc = 0;
+    while (next < jobs.size() && (int)wave.size() < max_jobs) {
+      Job& j = *jobs[next];
+      int need_enc = model->t5 ? (int)j.input.size() : 0;
+      if (cells + j.cells > n_ctx || enc + need_enc > n_batch) {
+        if (!wave.empty()) break;
+        out[j.index].error =
+            fmt::format("caption too long for the repair context ({} input tokens)", j.input.size());
+        ++next;
+        continue;
+      }
+      cells += j.cells;
+      enc += need_enc;
+      const int base = (int)wave.size() * ids_per_job;
+      for (int k = 0; k < ids_per_job; ++k) j.ids.push_back(base + k);
+      j.live.assign(B == 1 ? 1 : (size_t)B, j.ids[0]);
+      j.rows.assign(j.live.size(), {});
+      if (B > 1) {
+        BeamConfig c = beam_cfg;
+        c.max_new_tokens = j.max_new;
+        j.beam = std::make_unique<BeamSearch>(c, j.prompt_ids);
+      } else {
+        j.history = j.prompt_ids;
+      }
+      wave.push_back(&j);
+      ++next;
+    }
+    if (wave.empty()) continue;
+    std::string err;
+    bool ok = model->t5 ? input_t5(wave, err) : input_decoder(wave, err);
+    while (ok && std::any_of(wave.begin(), wave.end(), [](Job* j) { return !j->finished; })) {
+      if (cancelled()) break;
+      ok = step(wave, out, err);
+    }
+    if (!ok) {
+      spdlog::debug("repair: {}", err);
+      for (Job* j : wave)
+        if (!j->finished) out[j->index].error = err, j->finished = true;
+    }
+    llama_memory_clear(mem, false);  // metadata only: the cells are free again
+    if (cancelled()) {
+      interrupt_rest(wave);
+      break;
+    }
+  }
+  for (auto& o : out)
+    if (!o.error.empty()) o.text.clear(), o.output_tokens = 0, o.score = 0;
+  return out;
+}
+
+Repairer::Repairer(std::shared_ptr<const RepairModel> model, const RepairParams& params)
+    : impl_(std::make_unique<Impl>(std::move(model), params)) {}
+Repairer::~Repairer() = default;
+
+std::vector<RepairOutput> Repairer::repair(const std::vector<std::string>& captions) {
+  return impl_->repair(captions);
+}
+
+}  // namespace capforge
