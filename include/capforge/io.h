@@ -95,6 +95,9 @@ struct WriterParams {
   // head (laion-coco: fills its punsafe column instead of the input's), and unsafe_concept VARCHAR
   // + unsafe_margin DOUBLE from the zero-shot concepts. An input column of that name becomes input_NAME.
   bool punsafe_column = false, concept_columns = false;
+  // Model repair columns (--repair-model; docs/repair.md): the pre-repair caption and the repair
+  // status of prompt 0 and of each named prompt (see schema.h).
+  bool repair_columns = false;
 };
 
 // Writes one shard's output to a temporary file; commit() fsyncs and renames it into place.

@@ -51,6 +51,10 @@ struct PromptOutput {
   std::vector<Candidate> candidates;
   std::optional<std::string> re_caption;  // the winner (repaired when repair runs)
   std::optional<double> re_clip_score;    // cosine x 100, when ranked
+  // Model repair (--repair-model; docs/repair.md): the caption before repair and what repair made
+  // of it ("repaired", "unchanged", "rejected_drift", "repair_failed"; empty: not repaired).
+  std::optional<std::string> re_caption_unrepaired;
+  std::string repair_status;
 };
 
 struct Sample {
@@ -80,6 +84,10 @@ struct Sample {
   std::optional<double> re_clip_score, org_clip_score;  // cosine x 100
   std::string ranker;                                   // ranker that produced the scores
   std::vector<PromptOutput> more_outputs;               // prompts 2.. of a multi-prompt run, in order
+  // Model repair of re_caption (--repair-model; as PromptOutput's): the text before repair and the
+  // outcome ("repaired", "unchanged", "rejected_drift", "repair_failed"; empty: not repaired).
+  std::optional<std::string> re_caption_unrepaired;
+  std::string repair_status;
   // The first ranker's L2-normalised embeddings (rank stage): of the image (empty when it was not
   // embedded: failed or unranked samples) and of the original caption (empty when there is none).
   std::vector<float> img_emb, text_emb;

@@ -13,6 +13,7 @@
 #include "core/text.h"
 #include "models/prompt_template.h"
 #include "pipeline/model_stages.h"
+#include "pipeline/repair_stage.h"
 
 namespace fs = std::filesystem;
 
@@ -37,8 +38,16 @@ void resolve_options(CaptionOptions& o, CLI::App* cmd) {
                      "e.g. a local copy of Salesforce/blip-image-captioning-large");
   if (o.captioner == "blip" && !o.c.params.mmproj.empty())
     throw UsageError("--mmproj is for VLM captioners; BLIP's dir holds its vision tower");
+  // --repair-model repairs with the model instead of the rules (docs/repair.md): with --repair
+  // rules or none it is a contradiction, and --repair model needs the model
+  if (o.rm.given() && (o.repair == "rules" || o.repair == "none"))
+    throw UsageError("--repair " + o.repair + " and --repair-model exclude each other",
+                     "--repair-model repairs with the model instead of the rules; give one of them");
+  if (o.repair == "model" && !o.rm.given()) throw UsageError("--repair model needs --repair-model FILE.gguf");
+  if (o.rm.given()) o.repair = "model";
   if (o.repair.empty()) o.repair = o.preset == "recap" || o.preset == "recap-v2" ? "none" : "rules";
   if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
+  resolve_repair_options(o.rm, cmd, o.preset, o.threads);
   o.c.params.threads = o.threads;
   build_schedule(o.c);
   // LAION-COCO ranks down to one caption: the last ranker keeps 1 unless told otherwise
@@ -90,6 +99,9 @@ std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, s
                                                       int* embedding_dim) {
   std::vector<std::unique_ptr<Stage>> stages;
   int curate_dim = 0;
+  std::vector<RankerSpec> repair_rankers;  // the model repair's CLIP guard and re-scoring
+  // the repair model loads first of all: a bad one stops the run before the slow loads
+  auto repair_model = o.repair == "model" ? load_repair_model_checked(o.rm) : nullptr;
   if (o.captioner == "vlm" || o.captioner == "blip") {
     std::shared_ptr<const CaptionModel> vlm;
     try {
@@ -110,6 +122,7 @@ std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, s
     cp.threads = o.threads;
     std::vector<RankerSpec> rankers;
     for (auto& spec : o.rank) rankers.push_back(parse_ranker(spec, cp));
+    repair_rankers = rankers;
     RankerSpec first = rankers.front();
     stages.push_back(make_rank_stage(std::move(rankers), (size_t)o.batch_size, o.c.params.cancel,
                                      ranked_prompts(o), /*embed_images=*/o.curate.any()));
@@ -119,6 +132,16 @@ std::vector<std::unique_ptr<Stage>> make_model_stages(const CaptionOptions& o, s
   }
   if (embedding_dim) *embedding_dim = curate_dim;
   if (o.repair == "rules") stages.push_back(make_repair_stage());
+  if (o.repair == "model") {
+    RepairParams rp = o.rm.params;
+    rp.cancel = o.c.params.cancel;
+    try {
+      stages.push_back(make_model_repair_stage(repair_model, rp, o.rm.guard, std::move(repair_rankers),
+                                               (size_t)o.batch_size));
+    } catch (const std::invalid_argument& e) {  // settings that cannot work with this model
+      throw UsageError(e.what(), "see the repair flags of `capforge caption --help`");
+    }
+  }
   return stages;
 }
 
@@ -183,6 +206,7 @@ std::string config_fingerprint(const CaptionOptions& o) {
   if (!more.empty()) j["more_prompts"] = more;
   if (placeholders) j["org_caption_max_tokens"] = p.org_caption_max_tokens;
   if (!o.rank_prompts.empty()) j["rank_prompts"] = o.rank_prompts;
+  if (o.repair == "model") j["repair_model"] = repair_fingerprint(o.rm);
   add_curate_fingerprint(j, o.curate);
   if (Json f = filter_fingerprint(o.filter); !f.is_null()) j["filter"] = f;
   return j.dump();
@@ -197,8 +221,15 @@ std::string config_diff(const std::string& old_fp, const std::string& new_fp) {
   if (!a.is_object() || !b.is_object()) return "  settings: " + shorten(old_fp) + " -> " + shorten(new_fp);
   std::string out;
   for (auto& [k, v] : a.items())
-    if (!b.contains(k) || b[k] != v)
+    if (v.is_object() && b.contains(k) && b[k].is_object()) {  // e.g. repair_model: name the members
+      for (auto& [m, x] : v.items())
+        if (!b[k].contains(m) || b[k][m] != x)
+          out += fmt::format("  {}.{}: {} -> {}\n", k, m, shorten(x), shorten(b[k].value(m, Json())));
+      for (auto& [m, x] : b[k].items())
+        if (!v.contains(m)) out += fmt::format("  {}.{}: (unset) -> {}\n", k, m, shorten(x));
+    } else if (!b.contains(k) || b[k] != v) {
       out += fmt::format("  {}: {} -> {}\n", k, shorten(v), shorten(b.value(k, Json())));
+    }
   for (auto& [k, v] : b.items())
     if (!a.contains(k)) out += fmt::format("  {}: (unset) -> {}\n", k, shorten(v));
   if (!out.empty()) out.pop_back();  // no trailing newline
@@ -234,6 +265,9 @@ void Tally::add(const Sample& s) {
   if (s.re_caption) re_words += word_count(*s.re_caption), re_n++;
   if (s.org_clip_score) org_score += *s.org_clip_score, org_scored++;
   if (s.re_clip_score) re_score += *s.re_clip_score, re_scored++;
+  if (!s.repair_status.empty()) repair[s.repair_status]++;
+  for (auto& o : s.more_outputs)
+    if (!o.repair_status.empty()) repair[o.repair_status]++;
 }
 
 namespace {
@@ -264,6 +298,7 @@ void Tally::merge(const Tally& t) {
   org_scored += t.org_scored, re_scored += t.re_scored;
   concept_judged += t.concept_judged, concept_unsafe += t.concept_unsafe;
   nsfw_judged += t.nsfw_judged, nsfw_unsafe += t.nsfw_unsafe;
+  for (auto& [k, v] : t.repair) repair[k] += v;
 }
 
 void print_summary(const RunSummary& s, const Tally& t, const std::string& out, int64_t pending) {
@@ -285,7 +320,8 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
                              {"mean_org_length", mean_json(t.org_words, t.org_n)},
                              {"mean_re_length", mean_json(t.re_words, t.re_n)},
                              {"mean_org_clip_score", mean_json(t.org_score, t.org_scored)},
-                             {"mean_re_clip_score", mean_json(t.re_score, t.re_scored)}});
+                             {"mean_re_clip_score", mean_json(t.re_score, t.re_scored)},
+                             {"repair", t.repair.empty() ? Json(nullptr) : Json(t.repair)}});
   if (logging::format() == logging::Format::json) return;
   if (!logging::shows_info()) {  // -q: only what went wrong
     for (auto& f : s.failures) warn("failed shard {}: {}", f.shard, f.error);
@@ -307,6 +343,14 @@ void print_summary(const RunSummary& s, const Tally& t, const std::string& out, 
     std::string by;
     for (auto& [k, v] : s.filter_reasons) by += fmt::format("{}{} {}", by.empty() ? "" : ", ", k, v);
     std::fprintf(stderr, "  filtered by: %s\n", by.c_str());
+  }
+  if (!t.repair.empty()) {
+    auto n = [&](const char* k) { return t.repair.count(k) ? (long long)t.repair.at(k) : 0LL; };
+    std::fprintf(
+        stderr,
+        "  model repair (captions): %lld repaired, %lld unchanged, %lld rejected_drift, %lld failed, %lld "
+        "skipped (blank)\n",
+        n("repaired"), n("unchanged"), n("rejected_drift"), n("repair_failed"), n("skipped"));
   }
   if (t.concept_judged)
     std::fprintf(stderr, "  unsafe (zero-shot concepts): %lld of %lld\n", (long long)t.concept_unsafe,

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "cli/captioner_options.h"
 #include "cli/embed_options.h"
 #include "cli/filter_options.h"
+#include "cli/repair_options.h"
 #include "pipeline/model_stages.h"
 
 namespace capforge::cli {
@@ -44,6 +46,7 @@ struct CaptionOptions {
   FilterCli filter;  // curation filters (--filter, --min-clip-score, --drop-filtered, ...)
   ProgressMode progress = ProgressMode::automatic;
   CurateCli curate;  // --save-embeddings, --nsfw-head, --unsafe-concepts (cli/embed_options.h)
+  RepairCli rm;      // --repair-model and --repair-* (cli/repair_options.h); repair "model" when given
 };
 
 // Loads a ranker from DIR[:K] (K: candidates it keeps); throws UsageError if it does not load.
@@ -85,6 +88,8 @@ struct Tally {
   // safety (cli/embed_options.h): samples judged by the concepts / the head, and found unsafe
   // (a concept over its threshold; punsafe >= 0.5, clip-retrieval's and NeMo Curator's cut)
   int64_t concept_judged = 0, concept_unsafe = 0, nsfw_judged = 0, nsfw_unsafe = 0;
+  // model repair (--repair-model): captions by repair_status, every prompt's, filtered rows excluded
+  std::map<std::string, int64_t> repair;
   void add(const Sample& s);
   void merge(const Tally& t);
 };

@@ -1,6 +1,7 @@
 // capforge caption IN... --out DIR: read -> decode -> caption -> rank -> repair -> write, over the
 // job store, so a rerun resumes where the last one stopped.
 #include <fmt/format.h>
+#include <algorithm>
 
 #include <filesystem>
 
@@ -73,9 +74,14 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
     stages.push_back(make_filter_stage(o.filter.params, FilterPhase::image_caption));
   std::string captioner_name = "none";
   int embedding_dim = 0;  // the first ranker's, for --save-embeddings
-  for (auto& st : make_model_stages(o, captioner_name, &embedding_dim)) stages.push_back(std::move(st));
-  if (o.filter.params.after_rank())  // needs org_clip_score and the safety scores (docs/curate.md)
-    stages.push_back(make_filter_stage(o.filter.params, FilterPhase::after_rank));
+  auto model_stages = make_model_stages(o, captioner_name, &embedding_dim);
+  if (o.filter.params.after_rank()) {  // needs org_clip_score and the safety scores (docs/curate.md)
+    // before repair, so that filtered samples are not repaired
+    auto at =
+        std::find_if(model_stages.begin(), model_stages.end(), [](auto& s) { return s->name() == "repair"; });
+    model_stages.insert(at, make_filter_stage(o.filter.params, FilterPhase::after_rank));
+  }
+  for (auto& st : model_stages) stages.push_back(std::move(st));
 
   env().make_dirs(o.out);
   if (int n = remove_stale_temp_files(o.out)) info("removed {} temp file(s) left by an interrupted run", n);
@@ -121,6 +127,7 @@ int run_caption(CaptionOptions& o, CLI::App* cmd) {
         wp.include_images = false;
         wp.punsafe_column = !o.curate.nsfw_head.empty();
         wp.concept_columns = !o.curate.unsafe_concepts.empty();
+        wp.repair_columns = o.repair == "model";
         if (!o.c.params.more_prompts.empty() || !o.c.params.prompt_name.empty())
           for (auto& pp : all_prompts(o.c.params)) wp.prompt_names.push_back(pp.name);
         std::vector<std::unique_ptr<SampleWriter>> writers;
@@ -184,9 +191,11 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}))
       ->group(rk);
-  cmd->add_option("--repair", o->repair, "repair of the winning caption: rules or none")
-      ->check(CLI::IsMember({"rules", "none"}))
+  cmd->add_option("--repair", o->repair,
+                  "repair of the winning caption: rules, none or model (the default with --repair-model)")
+      ->check(CLI::IsMember({"rules", "none", "model"}))
       ->group(rk);
+  add_repair_model_options(cmd, o->rm, "Repair model (docs/repair.md)");
   const char* out = "Output";
   cmd->add_option("--schema", o->schema, "capforge (canonical columns + input columns), laion-coco or recap")
       ->capture_default_str()

@@ -24,7 +24,7 @@ namespace {
 // Options whose values are paths: stored absolute, so workers started elsewhere find them.
 bool is_path_option(const std::string& name) {
   return name == "out" || name == "mmproj" || name == "preset-file" || name == "model" || name == "rank" ||
-         name == "prompts";
+         name == "prompts" || name == "repair-model";
 }
 
 std::string absolute_value(const std::string& name, const std::string& v) {

@@ -18,6 +18,7 @@
 #include "eval/eval_data.h"
 #include "eval/grid.h"
 #include "pipeline/model_stages.h"
+#include "pipeline/repair_stage.h"
 
 namespace fs = std::filesystem;
 
@@ -91,7 +92,7 @@ Json explicit_flags(CLI::App* cmd) {
     if (kNotCaption.count(name)) continue;
     Json values = Json::array();
     for (auto v : opt->results()) {
-      bool path = name == "model" || name == "mmproj" || name == "rank";
+      bool path = name == "model" || name == "mmproj" || name == "rank" || name == "repair-model";
       if (path && v != "demo" && v.rfind("demo:", 0) != 0) {
         auto colon = name == "rank" ? v.rfind(':') : std::string::npos;
         bool k = colon != std::string::npos && colon + 1 < v.size() &&
@@ -109,11 +110,20 @@ Json explicit_flags(CLI::App* cmd) {
 // The final captions of one setting over the dev set.
 std::vector<std::string> run_setting(const Dev& dev, const TuneOptions& o,
                                      std::shared_ptr<const CaptionModel> vlm,
-                                     const std::vector<RankerSpec>& rankers) {
+                                     const std::vector<RankerSpec>& rankers,
+                                     std::shared_ptr<const RepairModel> repair_model) {
   std::vector<std::unique_ptr<Stage>> stages;
   stages.push_back(make_caption_stage(vlm, o.cap.c.params, (size_t)o.cap.batch_size));
   if (!rankers.empty()) stages.push_back(make_rank_stage(rankers, (size_t)o.cap.batch_size));
   if (o.cap.repair == "rules") stages.push_back(make_repair_stage());
+  if (o.cap.repair == "model") {  // a Repairer per setting: --grid may vary the repair flags
+    try {
+      stages.push_back(make_model_repair_stage(repair_model, o.cap.rm.params, o.cap.rm.guard, rankers,
+                                               (size_t)o.cap.batch_size));
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what(), "see the repair flags of `capforge tune --help`");
+    }
+  }
   std::vector<Sample> work = dev.samples;
   for (size_t i = 0; i < work.size(); i += (size_t)o.cap.batch_size) {
     std::vector<Sample*> batch;
@@ -140,8 +150,11 @@ int run_tune(TuneOptions& o, CLI::App* cmd) {
                                    fmt::format("{}", fmt::join(metric_names(), "|")));
   }
   for (auto& [flag, v] : settings.front()) {
-    if (flag == "model" || flag == "mmproj" || flag == "rank" || flag == "preset")
+    if (flag == "model" || flag == "mmproj" || flag == "rank" || flag == "preset" || flag == "repair-model")
       throw UsageError("--grid varies decoding and repair flags, not --" + flag);
+    if (flag.rfind("repair-", 0) == 0 && o.cap.rm.params.model.empty())
+      throw UsageError("--grid varies --" + flag + ", which needs --repair-model",
+                       "pass --repair-model FILE.gguf");
     try {
       cmd->get_option("--" + flag);
     } catch (const CLI::OptionNotFound&) {
@@ -170,6 +183,7 @@ int run_tune(TuneOptions& o, CLI::App* cmd) {
   cp.threads = o.cap.threads;
   std::vector<RankerSpec> rankers;
   for (auto& spec : o.cap.rank) rankers.push_back(parse_ranker(spec, cp));
+  auto repair_model = o.cap.repair == "model" ? load_repair_model_checked(o.cap.rm) : nullptr;
 
   // The preset reproduces the scored run: the command line's flags, then the best grid point.
   Json flags = explicit_flags(cmd);
@@ -185,8 +199,9 @@ int run_tune(TuneOptions& o, CLI::App* cmd) {
     o.cap = base;
     for (auto& [flag, v] : settings[i]) apply_flag(cmd, flag, {v});
     build_schedule(o.cap.c);
+    if (o.cap.repair == "model") check_repair_settings(o.cap.rm);
     auto t0 = std::chrono::steady_clock::now();
-    auto preds = run_setting(dev, o, vlm, rankers);
+    auto preds = run_setting(dev, o, vlm, rankers, repair_model);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     results.push_back({settings[i], score_captions(preds, dev.refs), secs});
     double v = metric_value(results.back().m, o.metric);
@@ -278,7 +293,10 @@ void add_tune(CLI::App& app, Action& action) {
       ->check(CLI::IsMember({"vlm", "blip"}));
   cmd->add_option("--rank", o->cap.rank, "CLIP ranker DIR[:K] (repeatable), as in caption")
       ->check(rank_spec());
-  cmd->add_option("--repair", o->cap.repair, "rules or none")->check(CLI::IsMember({"rules", "none"}));
+  cmd->add_option("--repair", o->cap.repair, "rules, none or model (the default with --repair-model)")
+      ->check(CLI::IsMember({"rules", "none", "model"}));
+  add_repair_model_options(cmd, o->cap.rm,
+                           "Repair model (docs/repair.md; --grid may vary the --repair-* flags)");
   cmd->add_option("--threads", o->cap.threads, "threads for the models (0: all cores)")
       ->capture_default_str()
       ->check(threads_count());

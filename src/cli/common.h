@@ -88,5 +88,6 @@ void add_tune(CLI::App& app, Action& action);
 void add_rate(CLI::App& app, Action& action);   // serve, report
 void add_queue(CLI::App& app, Action& action);  // queue init|status|retry-failed, worker
 void add_dedup(CLI::App& app, Action& action);
+void add_repair(CLI::App& app, Action& action);  // cmd_repair.cpp (docs/repair.md)
 
 }  // namespace capforge::cli

@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   cli::add_rate(app, action);
   cli::add_queue(app, action);
   cli::add_dedup(app, action);
+  cli::add_repair(app, action);
   cli::add_filter_command(app, action);
   cli::add_embed_shards(app, action);
   cli::one_value_per_use(app);

@@ -132,6 +132,8 @@ Json laion_row(const Sample& s) {
     sims.push_back(opt(c.score));
   }
   if (s.re_caption && !texts.empty()) texts[0] = *s.re_caption;
+  // a kept model repair was re-scored (docs/repair.md): the score belongs to the repaired text
+  if (s.repair_status == "repaired" && s.re_clip_score && !sims.empty()) sims[0] = *s.re_clip_score / 100.0;
   row["top_caption"] = texts.empty() ? Json(nullptr) : texts[0];
   row["all_captions"] = std::move(texts);
   row["all_similarities"] = sims;
@@ -268,6 +270,37 @@ std::vector<ColumnSpec> safety_columns(const WriterParams& params) {
   return out;
 }
 
+// Model repair columns (WriterParams::repair_columns; docs/repair.md), after the safety columns:
+// prompt 0's pre-repair text (re_caption_unrepaired; laion-coco: top_caption_unrepaired) and
+// repair_status, then per named prompt caption_unrepaired_NAME and repair_status_NAME (recap's
+// `condition`: re_caption_condition_diverse_topk_unrepaired and repair_status_condition).
+struct RepairColumn {
+  size_t prompt;
+  bool status;  // false: the pre-repair text
+  ColumnSpec spec;
+};
+std::vector<RepairColumn> repair_columns(const WriterParams& params) {
+  std::vector<RepairColumn> out;
+  if (!params.repair_columns || params.schema == OutputSchema::samples ||
+      params.schema == OutputSchema::img2dataset)
+    return out;
+  const char* main =
+      params.schema == OutputSchema::laion_coco ? "top_caption_unrepaired" : "re_caption_unrepaired";
+  out.push_back({0, false, {main, "VARCHAR"}});
+  out.push_back({0, true, {"repair_status", "VARCHAR"}});
+  for (size_t i = 0; i < params.prompt_names.size(); ++i) {
+    const std::string& n = params.prompt_names[i];
+    if (n.empty()) continue;
+    bool cond = params.schema == OutputSchema::recap && n == "condition";
+    out.push_back(
+        {i,
+         false,
+         {cond ? "re_caption_condition_diverse_topk_unrepaired" : "caption_unrepaired_" + n, "VARCHAR"}});
+    out.push_back({i, true, {"repair_status_" + n, "VARCHAR"}});
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<ColumnSpec> output_columns(const WriterParams& params) {
@@ -281,6 +314,11 @@ std::vector<ColumnSpec> output_columns(const WriterParams& params) {
   }
   for (auto& c : safety_columns(params))
     if (seen.insert(c.name).second) out.push_back(std::move(c));
+  for (auto& c : repair_columns(params)) {
+    if (!seen.insert(c.spec.name).second)
+      throw std::invalid_argument("two prompts would both write the output column " + c.spec.name);
+    out.push_back(std::move(c.spec));
+  }
   return out;
 }
 
@@ -323,6 +361,15 @@ Json canonical_row(const Sample& s, const WriterParams& params) {
       row["unsafe_margin"] = opt(s.unsafe_margin);
     }
   }
+  for (auto& c : repair_columns(params)) {
+    const PromptOutput* more =
+        c.prompt > 0 && c.prompt - 1 < s.more_outputs.size() ? &s.more_outputs[c.prompt - 1] : nullptr;
+    const std::string* status = c.prompt == 0 ? &s.repair_status : more ? &more->repair_status : nullptr;
+    const auto& text = c.prompt == 0 ? s.re_caption_unrepaired
+                       : more        ? more->re_caption_unrepaired
+                                     : no_caption;
+    row[c.spec.name] = c.status ? (status ? nonempty(*status) : Json(nullptr)) : opt(text);
+  }
   return row;
 }
 
@@ -341,6 +388,8 @@ std::string meta_output_name(const WriterParams& params, const std::string& name
     if (c.spec.name == name) return "input_" + name;
   for (auto& c : safety_columns(params))
     if (c.name == name) return "input_" + name;
+  for (auto& c : repair_columns(params))
+    if (c.spec.name == name) return "input_" + name;
   return out;
 }
 

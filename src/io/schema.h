@@ -24,6 +24,10 @@ const std::vector<ColumnSpec>& canonical_columns(OutputSchema schema);
 //                       caption_NAME VARCHAR, clip_score_NAME DOUBLE, length_NAME INTEGER
 //   laion_coco:         caption_NAME VARCHAR, clip_score_NAME DOUBLE, length_NAME INTEGER
 //   samples, img2dataset: no prompt columns.
+// Then the safety columns and, with WriterParams::repair_columns (model repair, docs/repair.md),
+// re_caption_unrepaired (laion-coco: top_caption_unrepaired) VARCHAR, repair_status VARCHAR and per
+// named prompt caption_unrepaired_NAME, repair_status_NAME (recap's `condition`:
+// re_caption_condition_diverse_topk_unrepaired, repair_status_condition).
 // Throws std::invalid_argument when two prompts would write the same column (a repeated name).
 std::vector<ColumnSpec> output_columns(const WriterParams& params);
 // The values of `s` as a JSON object, keys in output_columns() order. Prompt 0's group comes from
