@@ -1,0 +1,2 @@
+def _deprecate_method(*a, **k):
+    return lambda f: f
