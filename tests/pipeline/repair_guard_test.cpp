@@ -43,8 +43,18 @@ TEST(EditSimilarity, Verdicts) {
   EXPECT_EQ(v("a dog on grass", "two cats in a boat"), kRejectedDrift);
   EXPECT_EQ(v("a dog on grass", "", "caption is empty"), kRepairFailed);
   EXPECT_EQ(v("a dog on grass", " "), kRepairFailed);  // an empty output is never kept
-  EXPECT_EQ(v("  ", ""), kUnchanged);                  // a blank caption is not repaired
+  EXPECT_EQ(v("  ", ""), kSkipped);                    // a blank caption is not repaired
   EXPECT_EQ(judge_repair(" ", RepairOutput{}, g).note, "empty caption: not repaired");
+  RepairOutput cut;  // a caption the engine cut to fit the context: flagged, whatever the verdict
+  cut.text = "A dog on grass.";
+  cut.truncated = true;
+  RepairVerdict tv = judge_repair("a dog on grass", cut, g);
+  EXPECT_EQ(tv.status, kRepaired);
+  EXPECT_EQ(tv.note, "caption cut to fit the repair model's context");
+  cut.text = "two cats in a boat";
+  tv = judge_repair("a dog on grass", cut, g);
+  EXPECT_EQ(tv.status, kRejectedDrift);
+  EXPECT_EQ(tv.note.rfind("caption cut to fit the repair model's context; edit guard", 0), 0u) << tv.note;
   g.max_change = 0;
   EXPECT_EQ(v("a dog on grass", "a  dog on grass"), kRepaired);  // same tokens, other spacing
   EXPECT_EQ(v("a dog on grass", "a dog on grass."), kRejectedDrift);
