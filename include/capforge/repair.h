@@ -34,6 +34,12 @@ struct RepairParams {
   float max_tokens_ratio = 1.5f;
   int max_tokens_extra = 8;
   // Resources
+  // "auto": capforge's own ggml T5 engine for a T5 (it computes each caption's cross-attention
+  // keys/values once), libllama for a decoder-only model; "llama": libllama always (llama_encode +
+  // llama_decode for a T5); "ggml": the ggml T5 engine (a T5 only). Anything else, or "ggml" with a
+  // decoder-only model: std::invalid_argument. gpu, kv_type and flash_attn apply to libllama only;
+  // the ggml engine runs on the CPU with f32 caches and `threads` threads.
+  std::string engine = "auto";
   // Sequences in flight: captions x beams; the context and batch are sized for them. llama.cpp's
   // 256 sequence ids cap the captions per wave at 256 when greedy and 256 / (2 x beams) with
   // beams (a spare id per beam): a larger parallel is clamped to that silently. beams must be

@@ -24,7 +24,8 @@ const char* kRepairFlags[] = {"--repair-prefix",
                               "--repair-max-change",
                               "--repair-max-clip-drop",
                               "--repair-parallel",
-                              "--repair-kv-type"};
+                              "--repair-kv-type",
+                              "--repair-engine"};
 
 bool given(CLI::App* cmd, const char* flag) {
   const CLI::Option* o = cmd->get_option_no_throw(flag);
@@ -97,6 +98,13 @@ void add_repair_model_options(CLI::App* cmd, RepairCli& r, const char* g, bool w
       ->capture_default_str()
       ->check(CLI::IsMember({"f16", "f32"}))
       ->group(g);
+  cmd->add_option(
+         "--repair-engine", p.engine,
+         "repair model engine: auto (capforge's ggml engine for a T5, libllama otherwise), llama, or "
+         "ggml (T5 only; CPU, f32 caches)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "llama", "ggml"}))
+      ->group(g);
 }
 
 void check_repair_settings(const RepairCli& r) {
@@ -164,6 +172,7 @@ Json repair_fingerprint(const RepairCli& r) {
               {"max_tokens_ratio", p.max_tokens_ratio},
               {"max_tokens_extra", p.max_tokens_extra},
               {"kv_type", p.kv_type},
+              {"engine", p.engine},
               {"max_change", r.guard.max_change},
               {"max_clip_drop", r.guard.max_clip_drop}};
 }

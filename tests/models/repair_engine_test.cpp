@@ -23,21 +23,26 @@ using namespace capforge::test::repair_support;
 
 // ---- 1. greedy == llama-completion ----
 
+// Both T5 engines (capforge's ggml engine and libllama) against the CLI.
 TEST(RepairEngine, GreedyT5EqualsLlamaCompletion) {
   for (const std::string& model : {fx().t5_v1_0, fx().t5_v1_1}) {
-    RepairParams p = params_for(model);
-    p.prefix = "fix: ";
-    auto ours = run(p, kCaptions);  // all captions in one wave
-    int ended = 0;
-    for (size_t i = 0; i < kCaptions.size(); ++i) {
-      ASSERT_EQ(ours[i].error, "") << i;
-      // the CLI tokenises its prompt with parse_special=true: these captions hold no special text
-      // plus HF's clean-up, which our T5 outputs get (repair.h) and the CLI's do not
-      EXPECT_EQ(ours[i].text, repair::clean_up_tokenization(cli(model, p.prefix + kCaptions[i], 12)))
-          << model << " caption " << i;
-      ended += ours[i].output_tokens < 12;
+    std::vector<std::string> want;
+    for (auto& c : kCaptions) want.push_back(repair::clean_up_tokenization(cli(model, "fix: " + c, 12)));
+    for (const char* engine : kT5Engines) {
+      RepairParams p = params_for(model);
+      p.prefix = "fix: ";
+      p.engine = engine;
+      auto ours = run(p, kCaptions);  // all captions in one wave
+      int ended = 0;
+      for (size_t i = 0; i < kCaptions.size(); ++i) {
+        ASSERT_EQ(ours[i].error, "") << i;
+        // the CLI tokenises its prompt with parse_special=true: these captions hold no special text
+        // plus HF's clean-up, which our T5 outputs get (repair.h) and the CLI's do not
+        EXPECT_EQ(ours[i].text, want[i]) << model << " engine " << engine << " caption " << i;
+        ended += ours[i].output_tokens < 12;
+      }
+      EXPECT_GT(ended, 0) << "no output ended with EOS before the limit";
     }
-    EXPECT_GT(ended, 0) << "no output ended with EOS before the limit";
   }
 }
 
@@ -68,22 +73,13 @@ struct BeamSetting {
   float rep;
 };
 
-// `tol`: relative score tolerance. llama.cpp computes in float32 (the reference in float64) and
-// its GELU (Flan-T5's gated FFN) reads an F16 lookup table, which moves v1_1's scores by up to ~1%;
-// the ReLU v1_0 agrees to ~1e-4.
+// Both T5 engines against one reference run. `tol`: relative score tolerance. llama.cpp computes in float32
+// (the reference in float64) and its GELU (Flan-T5's gated FFN; the ggml engine uses the same op) reads an
+// F16 lookup table, which moves v1_1's scores by up to ~1%; the ReLU v1_0 agrees to ~1e-4.
 void expect_beam_equals_reference(const std::string& model, const BeamSetting& s, double tol,
                                   bool corrected = true) {
   const std::string& py = test::numpy_python();
   if (py.empty()) GTEST_SKIP() << "no python3 with numpy";
-  RepairParams p = params_for(model);
-  p.beams = s.beams;
-  p.length_penalty = s.lp;
-  p.early_stopping = s.es;
-  p.repetition_penalty = s.rep;
-  p.max_tokens_extra = 10;
-  auto m = std::make_shared<repair::LlamaRepairModel>(p);
-  if (!corrected) m->logit_scale = 1.0f;  // llama.cpp's raw logits
-  auto ours = run(p, kCaptions, m);
   Vocab vocab(model);
   test::TempDir dir;
   std::string requests;
@@ -102,24 +98,36 @@ void expect_beam_equals_reference(const std::string& model, const BeamSetting& s
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto refs = test::json_lines(r.out);
   ASSERT_EQ(refs.size(), kCaptions.size());
-  int differ = 0;
-  for (size_t i = 0; i < kCaptions.size(); ++i) {
-    ASSERT_EQ(ours[i].error, "");
-    EXPECT_EQ(ours[i].input_tokens, (int)vocab.tokenize(kCaptions[i], true, false).size());
-    auto ids = refs[i]["ids"].get<std::vector<llama_token>>();
-    if (!ids.empty() && ids.back() == 1) ids.pop_back();  // T5's </s>
-    double want = refs[i]["score"].get<double>();
-    if (corrected) {
-      EXPECT_EQ(ours[i].text, repair::clean_up_tokenization(vocab.detokenize(ids)))
-          << model << " caption " << i;
-      EXPECT_EQ(ours[i].output_tokens, (int)ids.size()) << model << " caption " << i;
-      EXPECT_NEAR(ours[i].score, want, tol * std::max(1.0, std::abs(want))) << model << " caption " << i;
-    } else {
-      differ += std::abs(ours[i].score - want) > 0.05;
+  for (const char* engine : kT5Engines) {
+    RepairParams p = params_for(model);
+    p.engine = engine;
+    p.beams = s.beams;
+    p.length_penalty = s.lp;
+    p.early_stopping = s.es;
+    p.repetition_penalty = s.rep;
+    p.max_tokens_extra = 10;
+    auto m = std::make_shared<repair::LlamaRepairModel>(p);
+    if (!corrected) m->logit_scale = 1.0f;  // llama.cpp's raw logits
+    auto ours = run(p, kCaptions, m);
+    int differ = 0;
+    for (size_t i = 0; i < kCaptions.size(); ++i) {
+      ASSERT_EQ(ours[i].error, "");
+      EXPECT_EQ(ours[i].input_tokens, (int)vocab.tokenize(kCaptions[i], true, false).size());
+      auto ids = refs[i]["ids"].get<std::vector<llama_token>>();
+      if (!ids.empty() && ids.back() == 1) ids.pop_back();  // T5's </s>
+      double want = refs[i]["score"].get<double>();
+      const std::string what = model + " engine " + engine + " caption " + std::to_string(i);
+      if (corrected) {
+        EXPECT_EQ(ours[i].text, repair::clean_up_tokenization(vocab.detokenize(ids))) << what;
+        EXPECT_EQ(ours[i].output_tokens, (int)ids.size()) << what;
+        EXPECT_NEAR(ours[i].score, want, tol * std::max(1.0, std::abs(want))) << what;
+      } else {
+        differ += std::abs(ours[i].score - want) > 0.05;
+      }
     }
-  }
-  if (!corrected) {
-    EXPECT_EQ(differ, (int)kCaptions.size()) << "scores without the 1/sqrt(d_model) correction";
+    if (!corrected) {
+      EXPECT_EQ(differ, (int)kCaptions.size()) << "scores without the 1/sqrt(d_model) correction, " << engine;
+    }
   }
 }
 
@@ -199,16 +207,18 @@ TEST(RepairEngine, T5SentinelsAreLeftOutOfTheText) {
 
 // ---- 3. batching, order and threads; untrusted text; bad input ----
 
-// Each model x beams cell: every caption alone (one Repairer, many repair() calls) against all of
-// them in one call and reversed, at two (parallel, threads) settings: parallel 3 (several waves,
-// beams 2 one caption per wave) with 1 thread, and 32 (one wave) with 2 threads.
+// Each model (T5 under both engines) x beams cell: every caption alone (one Repairer, many repair() calls)
+// against all of them in one call and reversed, at two (parallel, threads) settings: parallel 3 (several
+// waves, beams 2 one caption per wave) with 1 thread, and 32 (one wave) with 2 threads.
 TEST(RepairEngine, OutputsDoNotDependOnBatchingOrderOrThreads) {
   std::vector<std::string> caps = kCaptions;
   caps.push_back("a cat");
   caps.push_back("people walking along a crowded street market full of colourful stalls and lights");
-  for (const std::string& model : {fx().t5_v1_1, fx().llama}) {
+  for (auto [model, engine] : {std::pair{fx().t5_v1_1, "ggml"}, std::pair{fx().t5_v1_1, "llama"},
+                               std::pair{fx().t5_v1_0, "ggml"}, std::pair{fx().llama, "auto"}}) {
     for (int beams : {1, 2}) {
       RepairParams base = params_for(model);
+      base.engine = engine;
       base.beams = beams;
       base.repetition_penalty = 2.5f;
       base.max_tokens_ratio = 1.5f;
@@ -226,7 +236,7 @@ TEST(RepairEngine, OutputsDoNotDependOnBatchingOrderOrThreads) {
         std::vector<std::string> rev(caps.rbegin(), caps.rend());
         auto back = r.repair(rev);
         for (size_t i = 0; i < caps.size(); ++i) {
-          std::string what = model + " beams " + std::to_string(beams) + " parallel " +
+          std::string what = model + " " + engine + " beams " + std::to_string(beams) + " parallel " +
                              std::to_string(parallel) + " threads " + std::to_string(threads) + " caption " +
                              std::to_string(i);
           EXPECT_EQ(all[i].error, "") << what;

@@ -31,6 +31,9 @@ inline const std::vector<std::string> kCaptions = {
     "a plate with pizza and salad on wooden table",
 };
 
+// The T5 engines (RepairParams::engine): capforge's ggml T5 engine and libllama's.
+inline const char* const kT5Engines[] = {"ggml", "llama"};
+
 struct Fixtures {
   TempDir dir;
   std::string t5_v1_0, t5_v1_1, llama, llama_no_template;

@@ -1,5 +1,8 @@
 // Internal: the Repairer's state (capforge/repair.h): one llama context with many sequences.
 //
+// The model runs behind a SeqBackend (seq_backend.h): libllama, described below, or capforge's
+// ggml T5 engine (t5_engine.cpp, the default for T5), which follows the same contract.
+//
 // Captions are repaired in waves. A wave takes captions in order while its sequence ids, KV cells
 // and (T5) encoder tokens fit; it is prepared in one input step (T5: one llama_encode of every
 // caption; decoder-only: the prompts prefilled), then every step decodes one token for each live
@@ -27,7 +30,10 @@
 // - cross-attention asserts a ubatch that is not split by sequence (split_simple), which llama.cpp
 //   uses when the KV cache is unified (one stream): hence kv_unified = true.
 // - llama.cpp recomputes the cross-attention K/V over the whole stored encoder output at every
-//   decode step (cost ~ the wave's encoder tokens per step, the same total as one caption at a time).
+//   decode step (cost ~ the wave's encoder tokens per step, the same total as one caption at a time);
+//   the ggml T5 engine computes them once per caption after encoding.
+// A caption's ids are the block wave_index * ids_per_job .. + ids_per_job - 1 (the ggml engine maps
+// a block to its caption's cross-attention slot).
 #pragma once
 
 #include <memory>
@@ -37,6 +43,7 @@
 #include "capforge/repair.h"
 #include "models/repair/beam.h"
 #include "models/repair/model.h"
+#include "models/repair/seq_backend.h"
 #include "models/vlm/prompt_tokens.h"
 
 namespace capforge::repair {
@@ -108,8 +115,7 @@ struct Repairer::Impl {
   std::shared_ptr<const repair::LlamaRepairModel> model;
   RepairParams params;
   repair::BeamConfig beam_cfg;
-  llama_context* ctx = nullptr;
-  llama_batch batch{};
+  std::unique_ptr<repair::SeqBackend> backend;  // libllama or capforge's ggml T5 (seq_backend.h)
   int n_ctx = 0, n_batch = 0;
   int max_jobs = 0;   // captions per wave
   int seq_limit = 0;  // T5: encoder tokens of one caption; decoder-only: prompt + new tokens

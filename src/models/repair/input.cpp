@@ -98,67 +98,41 @@ std::string Repairer::Impl::prepare(const std::string& caption, Job& job) const 
 }
 
 bool Repairer::Impl::input_t5(std::vector<Job*>& wave, std::string& err) {
-  // one llama_encode for the wave: each caption's tokens at positions 0..n-1, tagged with every
-  // seq id its beams may use (the decoder sees encoder tokens tagged with its own id)
-  batch.n_tokens = 0;
-  for (Job* j : wave)
-    for (size_t k = 0; k < j->input.size(); ++k) {
-      int i = batch.n_tokens++;
-      batch.token[i] = j->input[k];
-      batch.pos[i] = (llama_pos)k;
-      batch.n_seq_id[i] = (int32_t)j->ids.size();
-      for (size_t s = 0; s < j->ids.size(); ++s) batch.seq_id[i][s] = j->ids[s];
-      batch.logits[i] = true;
-    }
-  if (int rc = llama_encode(ctx, batch); rc != 0) {
-    err = fmt::format("llama_encode failed ({})", rc);
-    return false;
-  }
+  // the wave's encoder inputs in one call, each caption with every seq id its beams may use
+  std::vector<EncodeItem> items;
+  for (Job* j : wave) items.push_back({&j->input, &j->ids, j->max_new + 1});
+  if (!backend->encode(items, err)) return false;
   // the decoder start token of every caption
-  batch.n_tokens = 0;
+  backend->begin();
   for (Job* j : wave) {
-    int i = batch.n_tokens++;
-    batch.token[i] = model->decoder_start;
-    batch.pos[i] = 0;
-    batch.n_seq_id[i] = 1;
-    batch.seq_id[i][0] = j->ids[0];
-    batch.logits[i] = true;
+    backend->add(model->decoder_start, 0, j->ids[0], true);
     j->pos = 1;
   }
-  if (int rc = llama_decode(ctx, batch); rc != 0) {
-    err = fmt::format("llama_decode failed ({})", rc);
-    return false;
-  }
+  if (!backend->decode(err)) return false;
   for (size_t i = 0; i < wave.size(); ++i) take_logits((int)i, *wave[i], 0);
   return true;
 }
 
 bool Repairer::Impl::input_decoder(std::vector<Job*>& wave, std::string& err) {
-  // each prompt into its caption's first seq id, n_batch tokens per llama_decode; the logits of
-  // each prompt's last token
-  std::vector<Job*> last;  // batch entry with logits -> job
+  // each prompt into its caption's first seq id, n_batch tokens per decode; the logits of each
+  // prompt's last token
+  std::vector<std::pair<Job*, bool>> last;  // pending entry -> (job, logits wanted)
   auto flush = [&]() -> bool {
-    if (batch.n_tokens == 0) return true;
-    if (int rc = llama_decode(ctx, batch); rc != 0) {
-      err = fmt::format("llama_decode failed ({})", rc);
-      return false;
-    }
-    for (int i = 0; i < batch.n_tokens; ++i)
-      if (batch.logits[i]) take_logits(i, *last[(size_t)i], 0);
-    batch.n_tokens = 0;
+    if (backend->pending() == 0) return true;
+    if (!backend->decode(err)) return false;
+    for (size_t i = 0; i < last.size(); ++i)
+      if (last[i].second) take_logits((int)i, *last[i].first, 0);
+    backend->begin();
     last.clear();
     return true;
   };
+  backend->begin();
   for (Job* j : wave) {
     for (size_t k = 0; k < j->input.size(); ++k) {
-      if (batch.n_tokens == n_batch && !flush()) return false;
-      int i = batch.n_tokens++;
-      batch.token[i] = j->input[k];
-      batch.pos[i] = (llama_pos)k;
-      batch.n_seq_id[i] = 1;
-      batch.seq_id[i][0] = j->ids[0];
-      batch.logits[i] = k + 1 == j->input.size();
-      last.push_back(j);
+      if (backend->pending() == backend->capacity() && !flush()) return false;
+      const bool want = k + 1 == j->input.size();
+      backend->add(j->input[k], (llama_pos)k, j->ids[0], want);
+      last.emplace_back(j, want);
     }
     j->pos = (llama_pos)j->input.size();
   }

@@ -16,6 +16,7 @@
 
 #include "ggml.h"
 #include "gguf.h"
+#include "models/repair/t5_weights.h"
 #include "models/vlm/model.h"
 
 namespace capforge::repair {
@@ -36,6 +37,11 @@ std::string with_log(const std::string& msg) {
   return e.empty() ? msg : msg + " (" + e + ")";
 }
 }  // namespace
+
+void check_engine_name(const std::string& engine) {
+  if (engine != "auto" && engine != "llama" && engine != "ggml")
+    throw std::invalid_argument(fmt::format("repair engine must be auto, llama or ggml, not '{}'", engine));
+}
 
 void init_llama_once() {
   static std::once_flag once;
@@ -122,10 +128,23 @@ bool output_tied_to_embeddings(const std::string& path) {
 }
 
 LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
+  check_engine_name(p.engine);
   init_llama_once();
   check_repair_gguf(path);
+  std::string arch;
+  {
+    std::unique_ptr<gguf_context, GgufFree> g(
+        gguf_init_from_file(path.c_str(), gguf_init_params{true, nullptr}));
+    if (g) arch = str_key(g.get(), "general.architecture");
+  }
+  if (p.engine == "ggml" && arch != "t5")
+    throw std::invalid_argument(fmt::format(
+        "repair engine ggml runs T5 models only; {} is a '{}' model (use --repair-engine auto or llama)",
+        path, arch));
+  if (p.engine != "llama" && arch == "t5") engine = "ggml";
   llama_model_params mp = llama_model_default_params();
   if (!p.gpu) mp.n_gpu_layers = 0;
+  mp.vocab_only = engine == "ggml";  // capforge's engine loads the weights itself
   model = llama_model_load_from_file(path.c_str(), mp);
   if (!model) throw std::runtime_error(with_log(fmt::format("cannot load repair model {}", path)));
   try {
@@ -155,6 +174,16 @@ LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
                         path, arch));
       t5 = true;
       decoder_start = llama_model_decoder_start_token(model);
+      if (engine == "ggml") {
+        // llama.cpp loaded the file vocab-only (no hyperparameters): they come from our loader
+        t5w = std::make_shared<const T5Weights>(path);  // throws naming the tensor
+        if (t5w->cfg.vocab != n_vocab)
+          throw std::runtime_error(fmt::format("repair model {}: token_embd.weight has {} rows for {} tokens",
+                                               path, t5w->cfg.vocab, n_vocab));
+        n_embd = t5w->cfg.d_model;
+        n_ctx_train = t5w->cfg.n_ctx_train;
+        decoder_start = t5w->cfg.decoder_start;
+      }
       if (decoder_start < 0) decoder_start = llama_vocab_bos(vocab);
       if (decoder_start < 0) decoder_start = llama_vocab_pad(vocab);
       if (decoder_start < 0) decoder_start = 0;
@@ -188,8 +217,11 @@ LlamaRepairModel::~LlamaRepairModel() {
 std::string LlamaRepairModel::describe() const {
   char desc[128];
   llama_model_desc(model, desc, sizeof desc);
-  std::string s =
-      fmt::format("repair model {} ({}, {} tokens, context {})", desc, family(), n_vocab, n_ctx_train);
+  if (t5w)  // llama.cpp loaded the file vocab-only: it does not know the model's size
+    std::snprintf(desc, sizeof desc, "t5 d_model %d, %d+%d layers, %s", t5w->cfg.d_model, t5w->cfg.enc_layers,
+                  t5w->cfg.dec_layers, ggml_type_name(t5w->tok_embd->type));
+  std::string s = fmt::format("repair model {} ({}, {} tokens, context {}, {} engine)", desc, family(),
+                              n_vocab, n_ctx_train, engine == "ggml" ? "capforge's ggml T5" : "libllama");
   if (logit_scale != 1.0f)
     s += fmt::format(", output tied to the embeddings: logits scaled by 1/sqrt({}) as in Hugging Face's T5",
                      n_embd);

@@ -2,6 +2,7 @@
 // decoder-only), checked before llama.cpp sees the file.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -10,15 +11,25 @@
 
 namespace capforge::repair {
 
+class T5Weights;
+
+// "auto", "llama" or "ggml" (RepairParams::engine); throws std::invalid_argument otherwise.
+void check_engine_name(const std::string& engine);
+
 class LlamaRepairModel : public RepairModel {
  public:
-  // Throws std::runtime_error naming the file and the problem.
+  // Throws std::runtime_error naming the file and the problem; std::invalid_argument for a bad
+  // params.engine (or "ggml" for a model that is not a T5).
   explicit LlamaRepairModel(const RepairParams& params);
   ~LlamaRepairModel() override;
   std::string family() const override { return t5 ? "t5" : "decoder"; }
   std::string describe() const override;
 
   std::string path;
+  // "llama" (libllama runs the model) or "ggml" (capforge's T5 engine runs t5w; llama.cpp then
+  // loads the file vocab-only, for the tokenizer and hyperparameters)
+  std::string engine = "llama";
+  std::shared_ptr<const T5Weights> t5w;
   llama_model* model = nullptr;
   const llama_vocab* vocab = nullptr;
   int n_vocab = 0;

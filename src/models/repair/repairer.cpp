@@ -64,6 +64,11 @@ Repairer::Impl::Impl(std::shared_ptr<const RepairModel> m, const RepairParams& p
   if (params.threads < 0) throw std::invalid_argument("repair threads must be >= 0");
   if (params.kv_type != "f16" && params.kv_type != "f32")
     throw std::invalid_argument(fmt::format("repair KV type must be f16 or f32, not '{}'", params.kv_type));
+  check_engine_name(params.engine);  // throws invalid_argument
+  if (params.engine != "auto" && params.engine != model->engine)
+    throw std::invalid_argument(
+        fmt::format("repair engine {} asked, but the repair model {} was loaded for the {} engine",
+                    params.engine, model->path, model->engine));
   beam_cfg.num_beams = B;
   beam_cfg.length_penalty = params.length_penalty;
   beam_cfg.early_stopping = parse_early_stopping(params.early_stopping);  // throws invalid_argument
@@ -91,32 +96,25 @@ Repairer::Impl::Impl(std::shared_ptr<const RepairModel> m, const RepairParams& p
   }
   n_ctx = round_up(std::max(seqs * 128, job_cells_max), 256);
 
-  llama_context_params cp = llama_context_default_params();
-  cp.n_ctx = (uint32_t)n_ctx;
-  cp.n_batch = (uint32_t)n_batch;
-  cp.n_ubatch = (uint32_t)(model->t5 ? n_batch : std::min(n_batch, 512));
-  cp.n_seq_max = (uint32_t)(max_jobs * ids_per_job);
-  cp.kv_unified = true;  // seq_cp shares cells; T5's cross-attention needs unsplit ubatches
-  cp.type_k = cp.type_v = params.kv_type == "f32" ? GGML_TYPE_F32 : GGML_TYPE_F16;
-  cp.flash_attn_type = params.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
-  int threads = params.threads > 0 ? params.threads : (int)std::max(1u, std::thread::hardware_concurrency());
-  cp.n_threads = cp.n_threads_batch = threads;
-  cp.no_perf = true;
-  ctx = llama_init_from_model(model->model, cp);
-  if (!ctx)
-    throw std::runtime_error(
-        fmt::format("cannot create a llama context for repair model {} ({} cells)", model->path, n_ctx));
-  batch = llama_batch_init(n_batch, 0, ids_per_job);
-  spdlog::debug("repair: {} captions per wave, context {} cells, batch {}", max_jobs, n_ctx, n_batch);
+  if (model->engine == "ggml") {
+    backend = make_t5_backend(*model, params, ids_per_job, n_batch);
+  } else {
+    LlamaContextShape shape;
+    shape.n_ctx = n_ctx;
+    shape.n_batch = n_batch;
+    shape.n_ubatch = model->t5 ? n_batch : std::min(n_batch, 512);
+    shape.n_seq_max = max_jobs * ids_per_job;
+    shape.ids_per_entry = ids_per_job;
+    backend = make_llama_backend(*model, params, shape);
+  }
+  spdlog::debug("repair: {} engine, {} captions per wave, context {} cells, batch {}", model->engine,
+                max_jobs, n_ctx, n_batch);
 }
 
-Repairer::Impl::~Impl() {
-  llama_batch_free(batch);
-  if (ctx) llama_free(ctx);
-}
+Repairer::Impl::~Impl() = default;
 
 void Repairer::Impl::take_logits(int i, Job& job, int beam) const {
-  const float* l = llama_get_logits_ith(ctx, i);
+  const float* l = backend->logits(i);
   std::vector<float>& row = job.rows[(size_t)beam];
   row.resize((size_t)model->n_vocab);
   const float s = model->logit_scale;
@@ -149,8 +147,7 @@ std::string Repairer::Impl::detokenize(const std::vector<llama_token>& tokens) c
 }
 
 void Repairer::Impl::release(Job& job) {
-  llama_memory_t mem = llama_get_memory(ctx);
-  for (llama_seq_id id : job.ids) llama_memory_seq_rm(mem, id, -1, -1);
+  for (llama_seq_id id : job.ids) backend->seq_rm(id);
 }
 
 void Repairer::Impl::finish(Job& job, std::vector<llama_token> tokens, double score, RepairOutput& out) {
@@ -163,16 +160,10 @@ void Repairer::Impl::finish(Job& job, std::vector<llama_token> tokens, double sc
 
 bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& out, std::string& err) {
   const int V = model->n_vocab;
-  llama_memory_t mem = llama_get_memory(ctx);
-  batch.n_tokens = 0;
+  backend->begin();
   std::vector<std::pair<Job*, int>> entries;  // batch entry -> (job, beam)
   auto add = [&](Job& job, int beam, llama_token t, llama_seq_id id) {
-    int i = batch.n_tokens++;
-    batch.token[i] = t;
-    batch.pos[i] = job.pos;
-    batch.n_seq_id[i] = 1;
-    batch.seq_id[i][0] = id;
-    batch.logits[i] = true;
+    backend->add(t, job.pos, id, true);
     entries.emplace_back(&job, beam);
   };
   for (Job* jp : wave) {
@@ -228,24 +219,21 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
       if (now[j] >= 0) continue;
       for (llama_seq_id s : job.ids)
         if (!taken(s) && std::find(old.begin(), old.end(), s) == old.end()) {
-          llama_memory_seq_cp(mem, old[(size_t)next.parent[j]], s, -1, -1);
+          backend->seq_cp(old[(size_t)next.parent[j]], s);
           now[j] = s;
           break;
         }
       if (now[j] < 0) throw std::logic_error("repair: no spare sequence id");
     }
     for (llama_seq_id q : old)
-      if (!taken(q)) llama_memory_seq_rm(mem, q, -1, -1);
+      if (!taken(q)) backend->seq_rm(q);
     job.live = now;
     job.first = false;
     for (size_t j = 0; j < now.size(); ++j) add(job, (int)j, next.token[j], now[j]);
     job.pos++;
   }
-  if (batch.n_tokens == 0) return true;
-  if (int rc = llama_decode(ctx, batch); rc != 0) {
-    err = fmt::format("llama_decode failed ({})", rc);
-    return false;
-  }
+  if (backend->pending() == 0) return true;
+  if (!backend->decode(err)) return false;
   for (size_t i = 0; i < entries.size(); ++i) take_logits((int)i, *entries[i].first, entries[i].second);
   return true;
 }
@@ -267,7 +255,6 @@ std::vector<RepairOutput> Repairer::Impl::repair(const std::vector<std::string>&
   }
   const int B = params.beams;
   const int ids_per_job = B == 1 ? 1 : 2 * B;
-  llama_memory_t mem = llama_get_memory(ctx);
   size_t next = 0;
   auto interrupt_rest = [&](std::vector<Job*>& wave) {
     for (Job* j : wave)
@@ -319,7 +306,7 @@ std::vector<RepairOutput> Repairer::Impl::repair(const std::vector<std::string>&
       for (Job* j : wave)
         if (!j->finished) out[j->index].error = err, j->finished = true;
     }
-    llama_memory_clear(mem, false);  // metadata only: the cells are free again
+    backend->clear();  // every sequence empty again
     if (cancelled()) {
       interrupt_rest(wave);
       break;

@@ -1,0 +1,196 @@
+#include "models/repair/t5_graph.h"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+#include "ggml-alloc.h"
+
+namespace capforge::repair {
+
+namespace {
+
+ggml_tensor* rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, float eps) {
+  return ggml_mul(ctx, ggml_rms_norm(ctx, x, eps), w);
+}
+
+// HF's gelu_new, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), in f32 (ggml_gelu and
+// ggml_geglu_split, which llama.cpp uses, read an f16 table: ~1e-3 relative error)
+ggml_tensor* gelu_new(ggml_context* ctx, ggml_tensor* x) {
+  ggml_tensor* inner = ggml_mul(ctx, x, ggml_scale_bias(ctx, ggml_sqr(ctx, x), 0.044715f, 1.0f));
+  ggml_tensor* t = ggml_tanh(ctx, ggml_scale(ctx, inner, 0.7978845608028654f));
+  return ggml_mul(ctx, x, ggml_scale_bias(ctx, t, 0.5f, 0.5f));
+}
+
+ggml_tensor* ffn(ggml_context* ctx, ggml_tensor* x, const T5Layer& l) {
+  ggml_tensor* up = ggml_mul_mat(ctx, l.up, x);
+  ggml_tensor* h =
+      l.gate ? ggml_mul(ctx, gelu_new(ctx, ggml_mul_mat(ctx, l.gate, x)), up) : ggml_relu(ctx, up);
+  return ggml_mul_mat(ctx, l.down, h);
+}
+
+}  // namespace
+
+T5Cache::T5Cache(const T5Config& c, int caps, int per, int len, int enc, ggml_backend_t backend)
+    : captions(caps), per_caption(per), max_len(len), enc_len((enc + 31) / 32 * 32) {
+  const int L = c.dec_layers;
+  const int64_t A = c.inner(), H = c.n_head, hd = c.d_kv, P = slots(), Np = enc_len;
+  ctx = ggml_init({ggml_tensor_overhead() * (size_t)(4 * L + 4), nullptr, true});
+  for (int l = 0; l < L; ++l) {
+    k.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, A, (int64_t)max_len * P));
+    vt.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, max_len, A * P));
+    ck.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, Np, H, captions));
+    cv.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, Np, hd, H, captions));
+  }
+  buf = ggml_backend_alloc_ctx_tensors(ctx, backend);
+  if (!buf) {
+    ggml_free(ctx);
+    throw std::runtime_error(
+        fmt::format("cannot allocate the T5 caches ({} captions x {} sequences of up to {} tokens); lower "
+                    "--repair-parallel",
+                    captions, per_caption, max_len));
+  }
+  ggml_backend_buffer_clear(buf, 0);
+}
+
+size_t T5Cache::bytes(const T5Config& c, int caps, int per, int len, int enc) {
+  const size_t A = (size_t)c.inner(), Np = (size_t)(enc + 31) / 32 * 32;
+  return (size_t)c.dec_layers * sizeof(float) *
+         (2 * A * (size_t)len * (size_t)(caps * per) + 2 * A * Np * (size_t)caps);
+}
+
+T5Cache::~T5Cache() {
+  if (buf) ggml_backend_buffer_free(buf);
+  if (ctx) ggml_free(ctx);
+}
+
+size_t t5_encode_nodes(const T5Config& c, size_t captions) {
+  return 64 * (size_t)c.enc_layers + (16 + 8 * captions) * (size_t)c.dec_layers + 256;
+}
+
+T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int Le,
+                              const std::vector<int>& slots, const std::vector<int>& lens) {
+  const T5Config& c = w.cfg;
+  const int64_t B = (int64_t)slots.size(), A = c.inner(), H = c.n_head, hd = c.d_kv;
+  T5EncodeGraph g;
+  g.tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, Le * B);
+  g.bias = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, Le, Le, H);
+  g.pad = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, Le, Le, 1, B);
+  for (ggml_tensor* t : {g.tokens, g.bias, g.pad}) ggml_set_input(t);
+
+  ggml_tensor* x = ggml_reshape_3d(ctx, ggml_get_rows(ctx, w.tok_embd, g.tokens), c.d_model, Le, B);
+  for (const T5Layer& l : w.enc) {
+    ggml_tensor* h = rms_norm(ctx, x, l.attn_norm, c.eps);
+    auto heads = [&](ggml_tensor* W) {  // [hd, Le, H, B]
+      return ggml_permute(ctx, ggml_reshape_4d(ctx, ggml_mul_mat(ctx, W, h), hd, H, Le, B), 0, 2, 1, 3);
+    };
+    ggml_tensor* kq = ggml_mul_mat(ctx, heads(l.k), heads(l.q));  // [Le keys, Le queries, H, B]
+    kq = ggml_soft_max_ext(ctx, ggml_add(ctx, kq, g.bias), g.pad, 1.0f, 0.0f);
+    ggml_tensor* v = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, l.v, h), hd, H, Le, B);
+    v = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [Le, hd, H, B]
+    ggml_tensor* o = ggml_mul_mat(ctx, v, kq);             // [hd, Le, H, B]
+    o = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, o, 0, 2, 1, 3)), A, Le, B);
+    x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.o, o));
+    x = ggml_add(ctx, x, ffn(ctx, rms_norm(ctx, x, l.ffn_norm, c.eps), l));
+  }
+  x = rms_norm(ctx, x, w.enc_norm, c.eps);  // [D, Le, B]: the encoder's output
+
+  // every decoder layer's cross-attention keys [hd, Le, H, B] and values [Le, hd, H, B], each
+  // caption's own rows into its slot (not its padding: masked rows must stay finite, and padding
+  // could be NaN in a broken model whose padding token's embedding is)
+  for (size_t li = 0; li < w.dec.size(); ++li) {
+    const T5Layer& l = w.dec[li];
+    ggml_tensor* k = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, l.ck, x), hd, H, Le, B);
+    k = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));
+    ggml_tensor* v = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, l.cv, x), hd, H, Le, B);
+    v = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));
+    for (int64_t b = 0; b < B; ++b)
+      for (auto [src, dst] : {std::pair{k, cache.ck[li]}, std::pair{v, cache.cv[li]}}) {
+        const bool keys = src == k;  // keys: tokens along ne1; values: along ne0
+        const int64_t n = lens[(size_t)b];
+        const int64_t ne0 = keys ? src->ne[0] : n, ne1 = keys ? n : src->ne[1];
+        ggml_tensor* from = ggml_view_4d(ctx, src, ne0, ne1, src->ne[2], 1, src->nb[1], src->nb[2],
+                                         src->nb[3], (size_t)b * src->nb[3]);
+        ggml_tensor* to = ggml_view_4d(ctx, dst, ne0, ne1, src->ne[2], 1, dst->nb[1], dst->nb[2], dst->nb[3],
+                                       (size_t)slots[(size_t)b] * dst->nb[3]);
+        ggml_build_forward_expand(gf, ggml_cpy(ctx, from, to));
+      }
+  }
+  return g;
+}
+
+size_t t5_step_nodes(const T5Config& c) { return 80 * (size_t)c.dec_layers + 256; }
+
+T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int n,
+                          int span, int m) {
+  const T5Config& c = w.cfg;
+  const int64_t A = c.inner(), H = c.n_head, hd = c.d_kv;
+  const int64_t P = cache.slots(), C = cache.per_caption, S = cache.captions, Lmax = cache.max_len;
+  const size_t f = sizeof(float);
+  T5StepGraph g;
+  auto input = [&](ggml_type type, int64_t len) {
+    ggml_tensor* in = ggml_new_tensor_1d(ctx, type, len);
+    ggml_set_input(in);
+    return in;
+  };
+  g.tokens = input(GGML_TYPE_I32, n);
+  g.rows = input(GGML_TYPE_I64, n);
+  g.vrows = input(GGML_TYPE_I64, A * n);
+  g.live = input(GGML_TYPE_I32, n);
+  g.vlive = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, n, A);
+  ggml_set_input(g.vlive);
+  g.scatter = input(GGML_TYPE_I32, P);
+  g.out = input(GGML_TYPE_I32, m);
+  g.mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, span, 1, H, n);
+  ggml_set_input(g.mask);
+  g.cross_mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, cache.enc_len, C, 1, S);
+  ggml_set_input(g.cross_mask);
+
+  ggml_tensor* x = ggml_get_rows(ctx, w.tok_embd, g.tokens);  // [D, n]
+  for (size_t li = 0; li < w.dec.size(); ++li) {
+    const T5Layer& l = w.dec[li];
+    // causal self-attention over each sequence's own cache rows (this token's included)
+    ggml_tensor* h = rms_norm(ctx, x, l.attn_norm, c.eps);
+    ggml_tensor* kc = ggml_set_rows(ctx, cache.k[li], ggml_mul_mat(ctx, l.k, h), g.rows);
+    ggml_tensor* vflat = ggml_reshape_2d(ctx, cache.vt[li], 1, ggml_nelements(cache.vt[li]));
+    ggml_tensor* vnew = ggml_reshape_2d(ctx, ggml_mul_mat(ctx, l.v, h), 1, A * n);
+    ggml_tensor* vc = ggml_set_rows(ctx, vflat, vnew, g.vrows);
+    // the live sequences' first `span` rows only (not every slot's): keys [A * span] per slot,
+    // gathered to [hd, span, H, n]; transposed values [span] per (slot, feature), gathered to
+    // [span, n, A] and viewed as [span, hd, H, n]
+    ggml_tensor* Kg = ggml_get_rows(ctx, ggml_view_2d(ctx, kc, A * span, P, A * Lmax * f, 0), g.live);
+    ggml_tensor* K = ggml_view_4d(ctx, Kg, hd, span, H, n, A * f, hd * f, A * span * f, 0);
+    ggml_tensor* Vg =
+        ggml_get_rows(ctx, ggml_view_3d(ctx, vc, span, P, A, A * Lmax * f, Lmax * f, 0), g.vlive);
+    ggml_tensor* Vt = ggml_view_4d(ctx, Vg, span, hd, H, n, span * n * f, hd * span * n * f, span * f, 0);
+    ggml_tensor* Q = ggml_mul_mat(ctx, l.q, h);                                             // [A, n]
+    Q = ggml_permute(ctx, ggml_reshape_4d(ctx, Q, hd, H, 1, n), 0, 2, 1, 3);                // [hd, 1, H, n]
+    ggml_tensor* kq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, K, Q), g.mask, 1.0f, 0.0f);  // [span, 1, H, n]
+    ggml_tensor* att = ggml_reshape_2d(ctx, ggml_mul_mat(ctx, Vt, kq), A, n);               // [hd, 1, H, n]
+    x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.o, att));
+
+    // cross-attention: the sequences of caption slot i sit at slots i*C .. i*C+C-1, so queries
+    // laid out [hd, C, H, S] meet that caption's keys without copying them
+    h = rms_norm(ctx, x, l.cross_norm, c.eps);
+    ggml_tensor* q = ggml_get_rows(ctx, ggml_mul_mat(ctx, l.cq, h), g.scatter);  // [A, P]
+    // Both products take a non-contiguous right operand (batch dims swapped on both sides): ggml's
+    // CPU matmul then runs all (head, caption) pairs in one parallel loop instead of one small
+    // tiled GEMM call per pair, which costs more than the arithmetic at C = 2 x beams > 1.
+    q = ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, H, C, S), 0, 2, 1, 3);  // [hd, C, H, S], a view
+    ggml_tensor* ckq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, cache.ck[li], q), g.cross_mask, 1.0f, 0.0f);
+    ggml_tensor* co = ggml_mul_mat(ctx, ggml_permute(ctx, cache.cv[li], 0, 1, 3, 2),
+                                   ggml_permute(ctx, ckq, 0, 1, 3, 2));                  // [hd, C, S, H]
+    co = ggml_reshape_2d(ctx, ggml_cont(ctx, ggml_permute(ctx, co, 0, 2, 3, 1)), A, P);  // [hd, H, C, S]
+    co = ggml_get_rows(ctx, co, g.live);                                                 // [A, n]
+    x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.co, co));
+
+    x = ggml_add(ctx, x, ffn(ctx, rms_norm(ctx, x, l.ffn_norm, c.eps), l));
+  }
+  x = rms_norm(ctx, ggml_get_rows(ctx, x, g.out), w.dec_norm, c.eps);  // [D, m]
+  g.logits = ggml_mul_mat(ctx, w.output, x);                           // [V, m]
+  ggml_set_output(g.logits);
+  ggml_build_forward_expand(gf, g.logits);
+  return g;
+}
+
+}  // namespace capforge::repair

@@ -1,0 +1,77 @@
+// The ggml T5 engine's graphs (Hugging Face transformers 4.47 modeling_t5.py's math, logits as
+// llama.cpp's T5 graph gives them: a tied head is NOT scaled by d_model^-0.5).
+// - encode: a chunk of captions padded to its longest, then every decoder layer's cross-attention
+//   keys/values of each caption written into its caption slot of the Cache (computed once per wave,
+//   not at every decode step as llama.cpp does).
+// - step: one decoder token for each live sequence: causal self-attention over the sequence's own
+//   cache rows, cross-attention over its caption's slot, FFN; logits for the rows asked for.
+// Norms: RMS without mean or bias (ggml_rms_norm x weight); attention without 1/sqrt(d) scaling;
+// relative position biases (bucketed on the host) in self-attention only; FFN ReLU (T5 v1.0) or
+// gelu_new(x W_gate) * (x W_up) (gated, Flan-T5; computed in f32, where llama.cpp's
+// ggml_geglu_split reads an f16 table).
+#pragma once
+
+#include <vector>
+
+#include "ggml-backend.h"
+#include "ggml.h"
+#include "models/repair/t5_weights.h"
+
+namespace capforge::repair {
+
+// One wave's caches on the CPU backend (f32). Sequence slot s (= seq id) belongs to caption slot
+// s / per_caption.
+struct T5Cache {
+  // Throws std::runtime_error when the memory cannot be allocated. Zero-filled: masked rows that
+  // attention still reads must hold finite values (0 x NaN would poison a sum); a reused cache
+  // keeps the last wave's finite values there, or is cleared.
+  T5Cache(const T5Config& c, int captions, int per_caption, int max_len, int enc_len, ggml_backend_t backend);
+  ~T5Cache();
+  T5Cache(const T5Cache&) = delete;
+  T5Cache& operator=(const T5Cache&) = delete;
+
+  int captions, per_caption, max_len;
+  int enc_len;  // encoder tokens per caption slot, padded to a multiple of 32 (tiled GEMMs)
+  int slots() const { return captions * per_caption; }
+  // The caches' size in bytes for such a wave.
+  static size_t bytes(const T5Config& c, int captions, int per_caption, int max_len, int enc_len);
+  // Self-attention, per decoder layer: keys [A, max_len * slots] (row = slot * max_len + pos) and
+  // values transposed, [max_len, A * slots] (row = slot * A + feature, column = pos), so both
+  // products read the rows in place.
+  std::vector<ggml_tensor*> k, vt;
+  // Cross-attention, per decoder layer: keys [hd, enc_len, H, captions], values
+  // [enc_len, hd, H, captions]; a caption's padding is masked.
+  std::vector<ggml_tensor*> ck, cv;
+  ggml_context* ctx = nullptr;
+  ggml_backend_buffer_t buf = nullptr;
+};
+
+// Encoder inputs: tokens [Le * B] i32 (caption b at b * Le, padded with 0); bias [Le, Le, H] f32
+// (the encoder's position bias, key innermost); pad [Le, Le, 1, B] f32 (0 for keys of caption b,
+// -inf for its padding). Caption b's lens[b] keys/values go to caption slot slots[b].
+struct T5EncodeGraph {
+  ggml_tensor *tokens = nullptr, *bias = nullptr, *pad = nullptr;
+};
+T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int Le,
+                              const std::vector<int>& slots, const std::vector<int>& lens);
+size_t t5_encode_nodes(const T5Config& c, size_t captions);
+
+// Step inputs for n entries over the cache's P slots (all set by the caller):
+//   tokens [n] i32; rows [n] i64: slot * max_len + pos (key rows); vrows [A * n] i64: for entry i
+//   and feature j, (slot * A + j) * max_len + pos (transposed value elements);
+//   live [n] i32: each entry's slot; vlive [n, A] i32: live repeated for every feature;
+//   scatter [P] i32: for every slot, its entry (any for a slot without one: its result is
+//   ignored); mask [span, 1, H, n] f32: per entry the decoder position bias for keys <= its
+//   position, -inf beyond; cross_mask [enc_len, per_caption, 1, captions] f32: 0 for the
+//   caption's tokens, -inf beyond; out [m] i32: the entries whose logits are wanted.
+//   logits: [vocab, m]. Self-attention reads only the entries' own slots (gathered), so spare and
+//   finished slots cost nothing there.
+struct T5StepGraph {
+  ggml_tensor *tokens = nullptr, *rows = nullptr, *vrows = nullptr, *live = nullptr, *vlive = nullptr,
+              *scatter = nullptr, *mask = nullptr, *cross_mask = nullptr, *out = nullptr, *logits = nullptr;
+};
+T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int n,
+                          int span, int m);
+size_t t5_step_nodes(const T5Config& c);
+
+}  // namespace capforge::repair

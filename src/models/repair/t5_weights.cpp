@@ -1,0 +1,246 @@
+// Loading a T5 GGUF for the ggml T5 engine (see t5_weights.h).
+#include "models/repair/t5_weights.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+#include "ggml-alloc.h"
+#include "gguf.h"
+
+namespace capforge::repair {
+
+int t5_position_bucket(int x, int y, int n_buckets, bool bidirectional) {
+  // llama.cpp's llama_relative_position_bucket (src/llama-graph.cpp), float for float
+  const int64_t max_distance = 128;
+  if (bidirectional) n_buckets >>= 1;
+  const int64_t max_exact = n_buckets >> 1;
+  int32_t relative_position = x - y;
+  int32_t relative_bucket = 0;
+  if (bidirectional) {
+    relative_bucket += (relative_position > 0) * n_buckets;
+    relative_position = std::abs(relative_position);
+  } else {
+    relative_position = -std::min<int32_t>(relative_position, 0);
+  }
+  int32_t if_large =
+      (int32_t)floorf(max_exact + logf(1.0 * relative_position / max_exact) * (n_buckets - max_exact) /
+                                      log(1.0 * max_distance / max_exact));
+  if_large = std::min<int32_t>(if_large, n_buckets - 1);
+  relative_bucket += (relative_position < max_exact ? relative_position : if_large);
+  return relative_bucket;
+}
+
+namespace {
+
+struct GgufFree {
+  void operator()(gguf_context* g) const { gguf_free(g); }
+};
+
+class Loader {
+ public:
+  Loader(const std::string& path, gguf_context* g, ggml_context* meta, ggml_context* ctx)
+      : path_(path), g_(g), meta_(meta), ctx_(ctx) {}
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw std::runtime_error(fmt::format("T5 model {}: {}", path_, what));
+  }
+
+  int64_t key_int(const std::string& key, int64_t fallback = -1) const {
+    const int64_t k = gguf_find_key(g_, key.c_str());
+    if (k < 0) {
+      if (fallback >= 0) return fallback;
+      fail(fmt::format("missing key {}", key));
+    }
+    switch (gguf_get_kv_type(g_, k)) {
+      case GGUF_TYPE_UINT8:
+        return gguf_get_val_u8(g_, k);
+      case GGUF_TYPE_INT8:
+        return gguf_get_val_i8(g_, k);
+      case GGUF_TYPE_UINT16:
+        return gguf_get_val_u16(g_, k);
+      case GGUF_TYPE_INT16:
+        return gguf_get_val_i16(g_, k);
+      case GGUF_TYPE_UINT32:
+        return gguf_get_val_u32(g_, k);
+      case GGUF_TYPE_INT32:
+        return gguf_get_val_i32(g_, k);
+      case GGUF_TYPE_UINT64:
+        return (int64_t)gguf_get_val_u64(g_, k);
+      case GGUF_TYPE_INT64:
+        return gguf_get_val_i64(g_, k);
+      default:
+        fail(fmt::format("key {} is not an integer", key));
+    }
+  }
+  float key_float(const std::string& key) const {
+    const int64_t k = gguf_find_key(g_, key.c_str());
+    if (k < 0) fail(fmt::format("missing key {}", key));
+    if (gguf_get_kv_type(g_, k) == GGUF_TYPE_FLOAT32) return gguf_get_val_f32(g_, k);
+    if (gguf_get_kv_type(g_, k) == GGUF_TYPE_FLOAT64) return (float)gguf_get_val_f64(g_, k);
+    fail(fmt::format("key {} is not a float", key));
+  }
+
+  const ggml_tensor* stored(const std::string& name, std::vector<int64_t> shape, bool required) const {
+    const ggml_tensor* t = ggml_get_tensor(meta_, name.c_str());
+    if (!t) {
+      if (required) fail(fmt::format("missing tensor {}", name));
+      return nullptr;
+    }
+    shape.resize(GGML_MAX_DIMS, 1);
+    for (int d = 0; d < GGML_MAX_DIMS; ++d)
+      if (t->ne[d] != shape[(size_t)d])
+        fail(fmt::format("tensor {} has shape [{}, {}, {}, {}], expected [{}, {}, {}, {}] (ggml order)", name,
+                         t->ne[0], t->ne[1], t->ne[2], t->ne[3], shape[0], shape[1], shape[2], shape[3]));
+    if (t->type != GGML_TYPE_F32 && !ggml_get_type_traits(t->type)->to_float)
+      fail(fmt::format("tensor {} has type {}, which the ggml T5 engine cannot use", name,
+                       ggml_type_name(t->type)));
+    return t;
+  }
+
+  // Declares a tensor to load; `f32`: it must be stored as f32 (norm weights).
+  ggml_tensor* take(const std::string& name, std::vector<int64_t> shape, bool required = true,
+                    bool f32 = false) {
+    const ggml_tensor* t = stored(name, std::move(shape), required);
+    if (!t) return nullptr;
+    if (f32 && t->type != GGML_TYPE_F32)
+      fail(fmt::format("tensor {} has type {}; the ggml T5 engine needs f32 norm weights", name,
+                       ggml_type_name(t->type)));
+    ggml_tensor* mine = ggml_dup_tensor(ctx_, t);
+    ggml_set_name(mine, name.c_str());
+    todo_.push_back({mine, offset(name)});
+    return mine;
+  }
+
+  // A bias table [n_head, buckets] converted to f32 on the host.
+  std::vector<float> host(const std::string& name, std::vector<int64_t> shape) const {
+    const ggml_tensor* t = stored(name, std::move(shape), true);
+    std::vector<char> raw(ggml_nbytes(t));
+    read(offset(name), raw.data(), raw.size(), name);
+    std::vector<float> out((size_t)ggml_nelements(t));
+    if (t->type == GGML_TYPE_F32)
+      std::memcpy(out.data(), raw.data(), raw.size());
+    else
+      ggml_get_type_traits(t->type)->to_float(raw.data(), out.data(), (int64_t)out.size());
+    return out;
+  }
+
+  void load_all() const {
+    for (auto& [t, at] : todo_) read(at, t->data, ggml_nbytes(t), ggml_get_name(t));
+  }
+
+ private:
+  size_t offset(const std::string& name) const {
+    return gguf_get_data_offset(g_) + gguf_get_tensor_offset(g_, gguf_find_tensor(g_, name.c_str()));
+  }
+  void read(size_t at, void* dst, size_t n, const std::string& name) const {
+    std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path_.c_str(), "rb"), std::fclose);
+    if (!f || std::fseek(f.get(), (long)at, SEEK_SET) != 0 || std::fread(dst, 1, n, f.get()) != n)
+      fail(fmt::format("cannot read tensor {} (truncated file?)", name));
+  }
+
+  std::string path_;
+  gguf_context* g_;
+  ggml_context* meta_;
+  ggml_context* ctx_;
+  std::vector<std::pair<ggml_tensor*, size_t>> todo_;
+};
+
+}  // namespace
+
+T5Weights::T5Weights(const std::string& p) : path(p) {
+  ggml_context* meta = nullptr;
+  std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path.c_str(), gguf_init_params{true, &meta}));
+  if (!g) throw std::runtime_error(fmt::format("T5 model {}: not a valid GGUF file", path));
+  std::unique_ptr<ggml_context, void (*)(ggml_context*)> meta_owner(meta, ggml_free);
+  const int64_t n = gguf_get_n_tensors(g.get());
+  ctx_ = ggml_init({ggml_tensor_overhead() * (size_t)(n + 8), nullptr, true});
+  try {
+    Loader L(path, g.get(), meta, ctx_);
+    T5Config& c = cfg;
+    c.d_model = (int)L.key_int("t5.embedding_length");
+    c.n_head = (int)L.key_int("t5.attention.head_count");
+    if (c.d_model <= 0 || c.n_head <= 0) L.fail("embedding_length and head_count must be > 0");
+    c.d_kv = (int)L.key_int("t5.attention.key_length", c.d_model / c.n_head);
+    if (L.key_int("t5.attention.value_length", c.d_kv) != c.d_kv)
+      L.fail("value_length differs from key_length");
+    if (L.key_int("t5.attention.head_count_kv", c.n_head) != c.n_head)
+      L.fail("head_count_kv differs from head_count (not a T5)");
+    c.n_ff = (int)L.key_int("t5.feed_forward_length");
+    c.enc_layers = (int)L.key_int("t5.block_count");
+    c.dec_layers = (int)L.key_int("t5.decoder_block_count", c.enc_layers);
+    c.buckets = (int)L.key_int("t5.attention.relative_buckets_count");
+    c.eps = L.key_float("t5.attention.layer_norm_rms_epsilon");
+    c.n_ctx_train = (int)L.key_int("t5.context_length", 0);
+    if (gguf_find_key(g.get(), "t5.decoder_start_token_id") >= 0)
+      c.decoder_start = (int)L.key_int("t5.decoder_start_token_id");
+    if (c.d_kv <= 0 || c.n_ff <= 0 || c.enc_layers <= 0 || c.dec_layers <= 0 || c.buckets < 4)
+      L.fail("key_length, feed_forward_length, block counts must be > 0 and relative_buckets_count >= 4");
+    const ggml_tensor* emb = ggml_get_tensor(meta, "token_embd.weight");
+    if (!emb) L.fail("missing tensor token_embd.weight");
+    c.vocab = (int)emb->ne[1];
+    const int64_t D = c.d_model, A = c.inner(), F = c.n_ff, V = c.vocab, H = c.n_head, NB = c.buckets;
+    tok_embd = L.take("token_embd.weight", {D, V});
+    enc_norm = L.take("enc.output_norm.weight", {D}, true, true);
+    dec_norm = L.take("dec.output_norm.weight", {D}, true, true);
+    output = L.take("output.weight", {D, V}, false);
+    c.tied = output == nullptr;
+    if (c.tied) output = tok_embd;
+    c.gated = ggml_get_tensor(meta, "enc.blk.0.ffn_gate.weight") != nullptr;
+    auto block = [&](const std::string& p, bool decoder, T5Layer& l) {
+      l.attn_norm = L.take(p + "attn_norm.weight", {D}, true, true);
+      l.q = L.take(p + "attn_q.weight", {D, A});
+      l.k = L.take(p + "attn_k.weight", {D, A});
+      l.v = L.take(p + "attn_v.weight", {D, A});
+      l.o = L.take(p + "attn_o.weight", {A, D});
+      if (decoder) {
+        l.cross_norm = L.take(p + "cross_attn_norm.weight", {D}, true, true);
+        l.cq = L.take(p + "cross_attn_q.weight", {D, A});
+        l.ck = L.take(p + "cross_attn_k.weight", {D, A});
+        l.cv = L.take(p + "cross_attn_v.weight", {D, A});
+        l.co = L.take(p + "cross_attn_o.weight", {A, D});
+      }
+      l.ffn_norm = L.take(p + "ffn_norm.weight", {D}, true, true);
+      l.up = L.take(p + "ffn_up.weight", {D, F});
+      l.gate = L.take(p + "ffn_gate.weight", {D, F}, c.gated);
+      if (!c.gated && ggml_get_tensor(meta, (p + "ffn_gate.weight").c_str()))
+        L.fail(fmt::format("tensor {}ffn_gate.weight in a model whose first block has none", p));
+      l.down = L.take(p + "ffn_down.weight", {F, D});
+    };
+    enc.resize((size_t)c.enc_layers);
+    dec.resize((size_t)c.dec_layers);
+    for (int i = 0; i < c.enc_layers; ++i) block(fmt::format("enc.blk.{}.", i), false, enc[(size_t)i]);
+    for (int i = 0; i < c.dec_layers; ++i) block(fmt::format("dec.blk.{}.", i), true, dec[(size_t)i]);
+    // Hugging Face checkpoints hold the tables in block 0 only, shared by every block
+    enc_bias = L.host("enc.blk.0.attn_rel_b.weight", {H, NB});
+    dec_bias = L.host("dec.blk.0.attn_rel_b.weight", {H, NB});
+    for (auto [stack, layers] : {std::pair{"enc", c.enc_layers}, std::pair{"dec", c.dec_layers}})
+      for (int i = 1; i < layers; ++i)
+        if (std::string name = fmt::format("{}.blk.{}.attn_rel_b.weight", stack, i);
+            ggml_get_tensor(meta, name.c_str()))
+          L.fail(
+              fmt::format("tensor {}: per-block position biases are not supported by the ggml T5 engine "
+                          "(use --repair-engine llama)",
+                          name));
+    buf_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, ggml_backend_cpu_buffer_type());
+    if (!buf_) L.fail("cannot allocate memory for the weights");
+    ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    L.load_all();
+  } catch (...) {
+    if (buf_) ggml_backend_buffer_free(buf_);
+    ggml_free(ctx_);
+    throw;
+  }
+}
+
+T5Weights::~T5Weights() {
+  if (buf_) ggml_backend_buffer_free(buf_);
+  if (ctx_) ggml_free(ctx_);
+}
+
+}  // namespace capforge::repair

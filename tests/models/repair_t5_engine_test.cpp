@@ -1,0 +1,222 @@
+// capforge's ggml T5 engine (src/models/repair/t5_*.cpp) on its own: next-token logits step by
+// step against the independent float64 numpy T5 (tests/models/t5_reference.py, logits mode) and
+// against libllama's engine on the same file, for tied v1.0 and gated v1.1 models, f32 and f16
+// weights, and an attention width (heads x d_kv) unlike d_model with fewer decoder than encoder
+// layers; the engine choice; and T5 files with a missing or misshapen tensor.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+#include "capforge/io.h"
+#include "capforge/repair.h"
+#include "ggml.h"
+#include "gguf.h"
+#include "models/repair/model.h"
+#include "models/repair/seq_backend.h"
+#include "models/repair_test_support.h"
+
+using namespace capforge;
+using namespace capforge::test::repair_support;
+
+namespace {
+
+// Logits of one engine for every caption at each decoder prefix dec[0..t]: rows[c][t] (raw).
+std::vector<std::vector<std::vector<float>>> engine_logits(const std::string& engine,
+                                                           const std::string& model,
+                                                           const std::vector<std::vector<llama_token>>& enc,
+                                                           const std::vector<llama_token>& dec,
+                                                           float& scale) {
+  RepairParams p = params_for(model);
+  p.engine = engine;
+  repair::LlamaRepairModel m(p);
+  scale = m.logit_scale;
+  std::unique_ptr<repair::SeqBackend> b;
+  const int n = (int)enc.size();
+  if (engine == "ggml") {
+    b = repair::make_t5_backend(m, p, 1, 64);
+  } else {
+    repair::LlamaContextShape s;
+    s.n_ctx = 512, s.n_batch = s.n_ubatch = 512, s.n_seq_max = n;
+    b = repair::make_llama_backend(m, p, s);
+  }
+  std::vector<std::vector<llama_seq_id>> ids(enc.size());
+  std::vector<repair::EncodeItem> items;
+  for (int c = 0; c < n; ++c) {
+    ids[(size_t)c] = {c};
+    items.push_back({&enc[(size_t)c], &ids[(size_t)c], (int)dec.size()});
+  }
+  std::string err;
+  EXPECT_TRUE(b->encode(items, err)) << err;
+  std::vector<std::vector<std::vector<float>>> out((size_t)n);
+  for (size_t t = 0; t < dec.size(); ++t) {
+    b->begin();
+    for (int c = 0; c < n; ++c) b->add(dec[t], (llama_pos)t, c, true);
+    EXPECT_TRUE(b->decode(err)) << err;
+    for (int c = 0; c < n; ++c) out[(size_t)c].emplace_back(b->logits(c), b->logits(c) + m.n_vocab);
+  }
+  return out;
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, (double)std::abs(x));
+  return m;
+}
+
+// `tol`: against the reference, relative to the largest |logit|; `tol_llama`: against libllama,
+// whose gated GELU reads an f16 table (~1e-3 relative per activation; the ggml engine's is f32).
+void expect_logits_equal_reference(const std::string& model, double tol, double tol_llama) {
+  const std::string& py = test::numpy_python();
+  if (py.empty()) GTEST_SKIP() << "no python3 with numpy";
+  Vocab vocab(model);
+  std::vector<std::vector<llama_token>> enc;
+  for (int i : {0, 2, 4}) enc.push_back(vocab.tokenize(kCaptions[(size_t)i], true, false));
+  const std::vector<llama_token> dec = {0, 37, 5, 211, 9};
+  test::TempDir dir;
+  std::string requests;
+  for (auto& e : enc)
+    for (size_t t = 0; t < dec.size(); ++t)
+      requests +=
+          Json{{"enc", e}, {"dec", std::vector<llama_token>(dec.begin(), dec.begin() + (long)t + 1)}}.dump() +
+          "\n";
+  test::write_file(dir / "req.jsonl", requests);
+  auto r = test::run_process(
+      {py, CAPFORGE_TEST_SRC "/models/t5_reference.py", "logits", model, "--requests", dir / "req.jsonl"},
+      600);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto refs = test::json_lines(r.out);
+  ASSERT_EQ(refs.size(), enc.size() * dec.size());
+  float s_ggml = 0, s_llama = 0;
+  auto ours = engine_logits("ggml", model, enc, dec, s_ggml);
+  auto theirs = engine_logits("llama", model, enc, dec, s_llama);
+  EXPECT_EQ(s_ggml, s_llama);
+  for (size_t c = 0; c < enc.size(); ++c)
+    for (size_t t = 0; t < dec.size(); ++t) {
+      const auto want = refs[c * dec.size() + t]["logits"].get<std::vector<float>>();
+      const std::vector<float>& got = ours[c][t];
+      ASSERT_EQ(got.size(), want.size());
+      const double scale = max_abs(want);
+      double diff = 0, diff_llama = 0;
+      for (size_t v = 0; v < want.size(); ++v) {
+        diff = std::max(diff, std::abs((double)got[v] * s_ggml - want[v]));
+        diff_llama = std::max(diff_llama, std::abs((double)got[v] - theirs[c][t][v]) * s_ggml);
+      }
+      EXPECT_LT(diff, tol * scale) << model << " caption " << c << " step " << t << " (max |logit| " << scale
+                                   << ")";
+      EXPECT_LT(diff_llama, tol_llama * scale) << model << " vs libllama, caption " << c << " step " << t;
+    }
+}
+
+// GGUF copy of `src` without tensor `drop`, and with tensor `reshape` stored with its two dims swapped.
+void rewrite_gguf(const std::string& src, const std::string& dst, const std::string& drop,
+                  const std::string& reshape) {
+  ggml_context* data = nullptr;
+  gguf_context* in = gguf_init_from_file(src.c_str(), gguf_init_params{false, &data});
+  ASSERT_TRUE(in);
+  gguf_context* out = gguf_init_empty();
+  gguf_set_kv(out, in);
+  ggml_context* extra = ggml_init({64 * ggml_tensor_overhead() + (16 << 20), nullptr, false});
+  for (int64_t i = 0; i < gguf_get_n_tensors(in); ++i) {
+    const std::string name = gguf_get_tensor_name(in, i);
+    ggml_tensor* t = ggml_get_tensor(data, name.c_str());
+    if (name == drop) continue;
+    if (name == reshape) {
+      ggml_tensor* u = ggml_new_tensor_2d(extra, t->type, t->ne[1], t->ne[0]);
+      ggml_set_name(u, name.c_str());
+      std::memcpy(u->data, t->data, ggml_nbytes(t));
+      t = u;
+    }
+    gguf_add_tensor(out, t);
+  }
+  ASSERT_TRUE(gguf_write_to_file(out, dst.c_str(), false));
+  gguf_free(out);
+  gguf_free(in);
+  ggml_free(extra);
+  ggml_free(data);
+}
+
+}  // namespace
+
+TEST(T5GgmlEngine, LogitsEqualReferenceV10) { expect_logits_equal_reference(fx().t5_v1_0, 1e-3, 1e-3); }
+TEST(T5GgmlEngine, LogitsEqualReferenceV11) { expect_logits_equal_reference(fx().t5_v1_1, 1e-3, 3e-2); }
+
+// f16 weights: ggml multiplies them with f16-rounded activations (both engines), hence the tolerance.
+TEST(T5GgmlEngine, LogitsEqualReferenceF16) {
+  test::TempDir dir;
+  test::T5FixtureSpec s;
+  s.dtype = "F16";
+  write_t5_fixture(s, dir / "t5_f16.gguf");
+  expect_logits_equal_reference(dir / "t5_f16.gguf", 1e-2, 3e-2);
+}
+
+// heads x d_kv (4 x 8 = 32) unlike d_model (64), and 1 decoder layer after 2 encoder layers.
+TEST(T5GgmlEngine, LogitsEqualReferenceNarrowHeads) {
+  test::TempDir dir;
+  test::T5FixtureSpec s;
+  s.d_kv = 8;
+  s.decoder_layers = 1;
+  write_t5_fixture(s, dir / "t5_narrow.gguf");
+  expect_logits_equal_reference(dir / "t5_narrow.gguf", 1e-3, 3e-2);
+}
+
+// Beam search with the repetition penalty on f16 weights: the ggml engine picks what libllama does.
+TEST(T5GgmlEngine, F16BeamsEqualLlamaEngine) {
+  test::TempDir dir;
+  test::T5FixtureSpec s;
+  s.dtype = "F16";
+  write_t5_fixture(s, dir / "t5_f16.gguf");
+  std::vector<RepairOutput> outs[2];
+  for (int e = 0; e < 2; ++e) {
+    RepairParams p = params_for(dir / "t5_f16.gguf");
+    p.engine = kT5Engines[e];
+    p.beams = 2;
+    p.repetition_penalty = 2.5f;
+    outs[e] = run(p, kCaptions);
+  }
+  for (size_t i = 0; i < kCaptions.size(); ++i) {
+    ASSERT_EQ(outs[0][i].error, "") << i;
+    EXPECT_EQ(outs[0][i].text, outs[1][i].text) << i;
+    EXPECT_NEAR(outs[0][i].score, outs[1][i].score, 2e-2 * std::max(1.0, std::abs(outs[1][i].score))) << i;
+  }
+}
+
+TEST(T5GgmlEngine, EngineChoice) {
+  RepairParams p = params_for(fx().t5_v1_1);
+  auto m = load_repair_model(p);  // auto: the ggml engine for a T5
+  EXPECT_NE(m->describe().find("ggml T5 engine"), std::string::npos) << m->describe();
+  RepairParams q = p;
+  q.engine = "llama";
+  EXPECT_NE(load_repair_model(q)->describe().find("libllama engine"), std::string::npos);
+  EXPECT_THROW(Repairer(m, q), std::invalid_argument);  // a model loaded for the other engine
+  q.engine = "bogus";
+  EXPECT_THROW(load_repair_model(q), std::invalid_argument);
+  EXPECT_THROW(Repairer(m, q), std::invalid_argument);
+  RepairParams d = params_for(fx().llama);
+  EXPECT_NE(load_repair_model(d)->describe().find("libllama engine"), std::string::npos);
+  d.engine = "ggml";
+  EXPECT_THROW(load_repair_model(d), std::invalid_argument);
+}
+
+TEST(T5GgmlEngine, BadTensorsNameFileAndTensor) {
+  test::TempDir dir;
+  auto expect_error = [](const std::string& path, const std::string& what) {
+    RepairParams p = params_for(path);
+    p.engine = "ggml";
+    try {
+      load_repair_model(p);
+      ADD_FAILURE() << path << " loaded";
+    } catch (const std::runtime_error& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find(path), std::string::npos) << msg;
+      EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    }
+  };
+  rewrite_gguf(fx().t5_v1_1, dir / "missing.gguf", "dec.blk.1.cross_attn_k.weight", "");
+  expect_error(dir / "missing.gguf", "missing tensor dec.blk.1.cross_attn_k.weight");
+  rewrite_gguf(fx().t5_v1_1, dir / "shape.gguf", "", "enc.blk.0.ffn_up.weight");
+  expect_error(dir / "shape.gguf", "tensor enc.blk.0.ffn_up.weight has shape [160, 64");
+  rewrite_gguf(fx().t5_v1_1, dir / "nobias.gguf", "enc.blk.0.attn_rel_b.weight", "");
+  expect_error(dir / "nobias.gguf", "missing tensor enc.blk.0.attn_rel_b.weight");
+}
