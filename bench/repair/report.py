@@ -108,8 +108,11 @@ def capforge_text(row):
     return row["caption"] if row["status"] in ("repaired", "unchanged") else ""
 
 
-eq_cf, eq_torch = work / "texts-f32-greedy.jsonl", work / "torch-f32-greedy.jsonl"
-if eq_cf.exists() and eq_torch.exists():
+eq_torch = work / "torch-f32-greedy.jsonl"
+for eq_cf in sorted(work.glob("texts-*-f32-greedy.jsonl")):
+    if not eq_torch.exists():
+        break
+    engine = eq_cf.name.split("-")[1]
     tokens, types = read_vocab(models / "t5-base-v1_0-f32.gguf")
     ours = [capforge_text(json.loads(line)) for line in eq_cf.read_text().splitlines()]
     theirs = [json.loads(line) for line in eq_torch.read_text().splitlines()]
@@ -121,23 +124,25 @@ if eq_cf.exists() and eq_torch.exists():
             shown += 1
             print(f"  DIFFERENT: {t['caption']!r}: capforge {o!r} vs torch {text!r}")
     eos = sum(1 for t in theirs if t["ids"] and t["ids"][-1] == 1)
-    print(f"\ngreedy f32 (capforge f32 weights + f32 KV vs torch fp32): **{same} of {len(ours)}** outputs identical "
-          f"({eos} of {len(theirs)} ended with </s> before the limit)")
+    print(f"\ngreedy f32 (capforge --repair-engine {engine}, f32 weights + f32 caches, vs torch fp32): "
+          f"**{same} of {len(ours)}** outputs identical ({eos} of {len(theirs)} ended with </s> before the limit)")
 
 
 def cli_texts(path):
     return [json.loads(line).removesuffix("[end of text]").strip() for line in path.read_text().splitlines()]
 
 
-for dt, cf_file, cli_file in (("f16", "texts-f16-greedy.jsonl", "cli-texts.jsonl"),
-                              ("f32", "texts-f32-greedy.jsonl", "cli-texts-f32.jsonl")):
+checks = [(dt, f"texts-{eng}-{dt}-greedy.jsonl", cli_file, eng) for eng in ("ggml", "llama")
+          for dt, cli_file in (("f16", "cli-texts.jsonl"), ("f32", "cli-texts-f32.jsonl"))]
+for dt, cf_file, cli_file, engine in checks:
     if not (work / cli_file).exists() or not (work / cf_file).exists():
         continue
     ours = [capforge_text(json.loads(line)) for line in (work / cf_file).read_text().splitlines()]
     theirs = cli_texts(work / cli_file)
     same = sum(o == t for o, t in zip(ours, theirs))
-    kv = "f16 KV on both" if dt == "f16" else "capforge f32 KV, the CLI's f16 KV"
-    print(f"greedy {dt} weights (capforge, all captions in one run, vs llama-completion per caption; {kv}): "
+    kv = ("f16 KV on both" if engine == "llama" else "capforge f32 caches, the CLI's f16 KV") if dt == "f16" \
+        else "capforge f32 KV, the CLI's f16 KV"
+    print(f"greedy {dt} weights (capforge --repair-engine {engine}, all captions in one run, vs llama-completion per caption; {kv}): "
           f"{same} of {len(theirs)} outputs identical")
     for o, t in [(o, t) for o, t in zip(ours, theirs) if o != t][:2]:
         print(f"  DIFFERENT: capforge {o!r} vs cli {t!r}")
