@@ -9,6 +9,7 @@
 #include "capforge/clip.h"
 #include "cli/common.h"
 #include "coord/input_fingerprints.h"
+#include "core/cpus.h"
 #include "core/log.h"
 #include "core/text.h"
 #include "models/prompt_template.h"
@@ -46,7 +47,7 @@ void resolve_options(CaptionOptions& o, CLI::App* cmd) {
   if (o.repair == "model" && !o.rm.given()) throw UsageError("--repair model needs --repair-model FILE.gguf");
   if (o.rm.given()) o.repair = "model";
   if (o.repair.empty()) o.repair = o.preset == "recap" || o.preset == "recap-v2" ? "none" : "rules";
-  if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
+  if (o.threads <= 0) o.threads = available_cpus();
   resolve_repair_options(o.rm, cmd, o.preset, o.threads);
   o.c.params.threads = o.threads;
   build_schedule(o.c);

@@ -7,6 +7,7 @@
 #include "capforge/env.h"
 #include "cli/common.h"
 #include "cli/out_guard.h"
+#include "core/cpus.h"
 #include "core/log.h"
 #include "fetch/ssrf.h"
 #include "io/duckdb_util.h"
@@ -72,7 +73,7 @@ int run_download(DownloadOptions& o) {
   if (!o.bbox_col.empty() &&  // read like a saved column (and written too, as DataComp keeps it)
       std::find(o.reader.keep_cols.begin(), o.reader.keep_cols.end(), o.bbox_col) == o.reader.keep_cols.end())
     o.reader.keep_cols.push_back(o.bbox_col);
-  if (o.threads <= 0) o.threads = (int)std::max(1u, std::thread::hardware_concurrency());
+  if (o.threads <= 0) o.threads = available_cpus();
   if (o.fetch_workers <= 0) o.fetch_workers = std::max(2, o.threads);
   auto all = plan_shards(o);
   std::vector<std::string> exts;

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "capforge/env.h"
+#include "core/cpus.h"
 #include "core/log.h"
 
 namespace capforge::cli {
@@ -217,7 +218,7 @@ void add_progress_option(CLI::App* app, ProgressMode& mode) {
       ->default_str("auto");
 }
 
-int default_threads() { return std::max(1u, std::thread::hardware_concurrency()); }
+int default_threads() { return available_cpus(); }
 
 namespace {
 std::atomic<bool> g_interrupted{false};

@@ -11,6 +11,7 @@
 #include "cli/common.h"
 #include "cli/embed_options.h"
 #include "cli/filter_options.h"
+#include "core/cpus.h"
 #include "core/log.h"
 
 namespace {
@@ -80,6 +81,7 @@ int main(int argc, char** argv) {
   }
   logging::init(log_json ? logging::Format::json : logging::Format::text, verbose, quiet);
   cli::install_debug_faults();
+  spdlog::debug("CPUs for default thread counts: {}", describe_cpus());
   try {
     return action ? action() : 0;
   } catch (const cli::UsageError& e) {

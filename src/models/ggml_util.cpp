@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/cpus.h"
 #include "ggml-cpu.h"
 
 namespace capforge {
@@ -21,8 +22,7 @@ ggml_backend_t init_backend(ggml_backend_dev_t dev, int threads) {
   ggml_backend_t b = ggml_backend_dev_init(dev, nullptr);
   if (!b) throw std::runtime_error(fmt::format("cannot start the {} backend", ggml_backend_dev_name(dev)));
   if (ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU)
-    ggml_backend_cpu_set_n_threads(
-        b, threads > 0 ? threads : (int)std::max(1u, std::thread::hardware_concurrency()));
+    ggml_backend_cpu_set_n_threads(b, threads > 0 ? threads : available_cpus());
   return b;
 }
 

@@ -2,7 +2,11 @@
 // positionals, and stderr under --log-json. Bad usage exits 2 with a message naming the flag.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "capforge/sample.h"
@@ -309,6 +313,45 @@ TEST(UsageCli, MetricsBindLoopbackByDefault) {
     auto h = test::run_capforge({cmd, "--help"});
     EXPECT_NE(h.out.find("--metrics-host TEXT=127.0.0.1"), std::string::npos) << h.out;
   }
+}
+
+// Default thread counts follow the CPUs the process may use; CAPFORGE_CPUS overrides them and a
+// malformed value is ignored (the debug log says what was found).
+TEST(UsageCli, CpusOverrideAndLog) {
+  ::setenv("CAPFORGE_CPUS", "3", 1);
+  auto r = test::run_capforge({"-v", "sql", "SELECT 1 AS x"});
+  ::unsetenv("CAPFORGE_CPUS");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("CPUs for default thread counts: 3 (online"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("CAPFORGE_CPUS"), std::string::npos) << r.err;
+  ::setenv("CAPFORGE_CPUS", "lots", 1);
+  auto bad = test::run_capforge({"-v", "sql", "SELECT 1 AS x"});
+  ::unsetenv("CAPFORGE_CPUS");
+  EXPECT_EQ(bad.exit_code, 0) << bad.err;
+  EXPECT_NE(bad.err.find("CPUs for default thread counts:"), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.err.find("CAPFORGE_CPUS"), std::string::npos) << bad.err;
+}
+
+// A CPU quota (cgroup v1 cpu.cfs_quota_us; Kubernetes CPU limits, docker --cpus) caps the default
+// thread counts. Needs a writable cgroup v1 cpu hierarchy (root in a container); skipped otherwise.
+TEST(UsageCli, CpuQuotaCapsThreads) {
+  const std::string dir = "/sys/fs/cgroup/cpu/capforge-test-" + std::to_string(::getpid());
+  if (!fs::exists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") || ::mkdir(dir.c_str(), 0755) != 0)
+    GTEST_SKIP() << "no writable cgroup v1 cpu hierarchy";
+  {
+    std::ofstream(dir + "/cpu.cfs_period_us") << "100000";
+    std::ofstream q(dir + "/cpu.cfs_quota_us");
+    q << "100000";  // one CPU
+  }
+  auto r = test::run_process(
+      {"/bin/sh", "-c",
+       "echo $$ > " + dir + "/cgroup.procs && exec " + test::capforge_bin() + " -v sql 'SELECT 1 AS x'"});
+  ::rmdir(dir.c_str());
+  if (r.exit_code != 0 && r.err.find("cgroup.procs") != std::string::npos)
+    GTEST_SKIP() << "cannot move a process into the test cgroup: " << r.err;
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("CPUs for default thread counts: 1 ("), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("quota 1.00"), std::string::npos) << r.err;
 }
 
 }  // namespace capforge

@@ -311,6 +311,12 @@ int quantize_fixture(int argc, char** argv);  // quantize_fixture.cpp
 
 int main(int argc, char** argv) {
   std::string kind = argc > 1 ? argv[1] : "";
+  // `KIND --help` (or -h anywhere) prints the usage instead of writing a fixture named "--help"
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      usage(argv[0]);
+      return 0;
+    }
   if (kind == "quantize") return capforge::test::quantize_fixture(argc, argv);
   if (kind == "clip") return clip(argc, argv);
   if (kind == "open_clip") return open_clip(argc, argv);

@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/cpus.h"
 #include "core/log.h"
 #include "ggml-alloc.h"
 #include "models/blip/model.h"
@@ -84,7 +85,7 @@ class BlipEngine : public CaptionModel::Engine {
           fmt::format("the prompt ({} tokens with [DEC]) and --max-new-tokens {} exceed BLIP's {} positions",
                       prompt_.size(), max_new_, t.max_positions));
     backend_ = init_backend(model_->device, params_.threads);
-    threads_ = params_.threads > 0 ? params_.threads : (int)std::max(1u, std::thread::hardware_concurrency());
+    threads_ = params_.threads > 0 ? params_.threads : available_cpus();
     const int images = std::max(1, params_.parallel / params_.candidates);
     cache_ = std::make_unique<blip::Cache>(model_->config, images, params_.candidates, len, backend_,
                                            model_->graph.fast);

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/cpus.h"
 #include "models/repair/model.h"
 #include "models/repair/seq_backend.h"
 
@@ -25,8 +26,7 @@ class LlamaBackend : public SeqBackend {
     cp.kv_unified = true;  // seq_cp shares cells; T5's cross-attention needs unsplit ubatches
     cp.type_k = cp.type_v = params.kv_type == "f32" ? GGML_TYPE_F32 : GGML_TYPE_F16;
     cp.flash_attn_type = params.flash_attn ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    int threads =
-        params.threads > 0 ? params.threads : (int)std::max(1u, std::thread::hardware_concurrency());
+    int threads = params.threads > 0 ? params.threads : available_cpus();
     cp.n_threads = cp.n_threads_batch = threads;
     cp.no_perf = true;
     ctx_ = llama_init_from_model(m.model, cp);

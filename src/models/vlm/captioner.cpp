@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/cpus.h"
 #include "core/log.h"
 #include "models/vlm/candidate_text.h"
 #include "models/vlm/captioner_checks.h"
@@ -27,7 +28,7 @@ VlmEngine::VlmEngine(std::shared_ptr<const VlmModel> m, CaptionerParams p)
   // candidate instead, which costs far less.
   cp.kv_unified = params.kv_unified;
   seq_cells = params.kv_unified ? params.ctx_size : params.ctx_size / params.parallel;
-  int threads = params.threads > 0 ? params.threads : (int)std::max(1u, std::thread::hardware_concurrency());
+  int threads = params.threads > 0 ? params.threads : available_cpus();
   cp.n_threads = cp.n_threads_batch = threads;
   cp.no_perf = true;
   ctx = llama_init_from_model(model->model, cp);

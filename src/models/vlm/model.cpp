@@ -1,4 +1,5 @@
 #include "models/vlm/model.h"
+#include "core/cpus.h"
 
 #include <fmt/format.h>
 
@@ -9,7 +10,7 @@
 namespace capforge {
 
 namespace {
-int default_threads(int t) { return t > 0 ? t : (int)std::max(1u, std::thread::hardware_concurrency()); }
+int default_threads(int t) { return t > 0 ? t : available_cpus(); }
 
 std::string with_log(const std::string& msg) {
   std::string e = vlm::last_llama_error();
