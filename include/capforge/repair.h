@@ -64,7 +64,7 @@ struct RepairOutput {
   // An empty or blank caption: not repaired, text "" (the input, trimmed), no error.
   bool skipped = false;
   // The caption was cut to its first input tokens to fit the model's context (T5: prefix + caption
-  // + EOS within the model's training context, n_ctx_train, kept as the cap although T5's relative
+  // + EOS within min(n_ctx_train, 2048), the model's training context kept as the cap although T5's relative
   // positions make it a soft limit; decoder-only: prompt + new tokens within min(n_ctx_train,
   // 4096)); the prefix / chat template are kept whole. text is the repair of the cut caption.
   bool truncated = false;

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <memory>
 
 #include "capforge/io.h"
@@ -111,12 +112,13 @@ void expect_logits_equal_reference(const std::string& model, double tol, double 
 
 // GGUF copy of `src` without tensor `drop`, and with tensor `reshape` stored with its two dims swapped.
 void rewrite_gguf(const std::string& src, const std::string& dst, const std::string& drop,
-                  const std::string& reshape) {
+                  const std::string& reshape, const std::function<void(gguf_context*)>& patch = {}) {
   ggml_context* data = nullptr;
   gguf_context* in = gguf_init_from_file(src.c_str(), gguf_init_params{false, &data});
   ASSERT_TRUE(in);
   gguf_context* out = gguf_init_empty();
   gguf_set_kv(out, in);
+  if (patch) patch(out);
   ggml_context* extra = ggml_init({64 * ggml_tensor_overhead() + (16 << 20), nullptr, false});
   for (int64_t i = 0; i < gguf_get_n_tensors(in); ++i) {
     const std::string name = gguf_get_tensor_name(in, i);
@@ -219,4 +221,46 @@ TEST(T5GgmlEngine, BadTensorsNameFileAndTensor) {
   expect_error(dir / "shape.gguf", "tensor enc.blk.0.ffn_up.weight has shape [160, 64");
   rewrite_gguf(fx().t5_v1_1, dir / "nobias.gguf", "enc.blk.0.attn_rel_b.weight", "");
   expect_error(dir / "nobias.gguf", "missing tensor enc.blk.0.attn_rel_b.weight");
+}
+
+// Hostile hyperparameters: each is refused at load with the file and the key named, before it
+// sizes anything (no giant allocation, no ggml assertion at the first caption).
+TEST(T5GgmlEngine, BadHyperparametersNameFileAndKey) {
+  test::TempDir dir;
+  struct Case {
+    const char* file;
+    std::function<void(gguf_context*)> patch;
+    const char* what;
+  };
+  const Case cases[] = {
+      {"eps.gguf", [](gguf_context* g) { gguf_set_val_f32(g, "t5.attention.layer_norm_rms_epsilon", -1.0f); },
+       "layer_norm_rms_epsilon"},
+      {"nan_eps.gguf",
+       [](gguf_context* g) { gguf_set_val_f32(g, "t5.attention.layer_norm_rms_epsilon", NAN); },
+       "layer_norm_rms_epsilon"},
+      {"buckets.gguf",
+       [](gguf_context* g) { gguf_set_val_u32(g, "t5.attention.relative_buckets_count", 512); },
+       "relative_buckets_count = 512"},
+      {"layers.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.block_count", 2000000000u); },
+       "t5.block_count = 2000000000"},
+      {"heads.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.attention.head_count", 0); },
+       "t5.attention.head_count = 0"},
+      {"start.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.decoder_start_token_id", 99999); },
+       "decoder_start_token_id 99999"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file);
+    const std::string path = dir / c.file;
+    rewrite_gguf(fx().t5_v1_1, path, "", "", c.patch);
+    RepairParams p = params_for(path);
+    p.engine = "ggml";
+    try {
+      load_repair_model(p);
+      ADD_FAILURE() << path << " loaded";
+    } catch (const std::exception& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find(path), std::string::npos) << msg;
+      EXPECT_NE(msg.find(c.what), std::string::npos) << msg;
+    }
+  }
 }

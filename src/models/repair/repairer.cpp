@@ -85,7 +85,7 @@ Repairer::Impl::Impl(std::shared_ptr<const RepairModel> m, const RepairParams& p
   // the longest input one caption may have; its worst case must fit the context alone
   int job_cells_max = 0;
   if (model->t5) {
-    seq_limit = n_ctx_train;
+    seq_limit = std::min(n_ctx_train, 2048);  // a file's context_length is untrusted; captions are short
     job_cells_max = B * ((int)std::ceil(params.max_tokens_ratio * seq_limit) + params.max_tokens_extra + 1);
     // a wave's encoder tokens go through one ubatch
     n_batch = std::max({seq_limit, std::min(2048, max_jobs * 64), seqs});

@@ -83,10 +83,14 @@ class T5Backend : public SeqBackend {
     }
   }
   const float* logits(int i) const override {
+    if (i < 0 || (size_t)i >= row_of_.size() || row_of_[(size_t)i] < 0)
+      throw std::logic_error(fmt::format("T5 engine: no logits for entry {}", i));
     return logits_.data() + (size_t)row_of_[(size_t)i] * (size_t)w_->cfg.vocab;
   }
   void seq_cp(llama_seq_id src, llama_seq_id dst) override {
     if (!cache_ || src == dst) return;
+    if (src < 0 || dst < 0 || (size_t)src >= len_.size() || (size_t)dst >= len_.size())
+      throw std::logic_error(fmt::format("T5 engine: seq_cp({}, {}) outside the wave", src, dst));
     Timer t(copy_s_);
     ++copies_;
     const int n = len_[(size_t)src];
@@ -164,7 +168,7 @@ void T5Backend::encode_wave(const std::vector<EncodeItem>& wave) {
   // waves' values there, finite unless a step produced non-finite logits (then it is cleared; only
   // a caption's own rows are written, so NaN stays where it showed).
   captions = std::max(captions, 1);
-  max_len = (max_len + 31) / 32 * 32;  // fewer reallocations as waves' longest captions vary
+  max_len = round_up(max_len, kReducePad);  // and fewer reallocations as waves' lengths vary
   const size_t need = T5Cache::bytes(c, captions, per_, max_len, enc_max);
   if (cache_ && cache_->captions >= captions && cache_->max_len >= max_len && cache_->enc_len >= enc_max &&
       ggml_backend_buffer_get_size(cache_->buf) <= 2 * need + (16u << 20)) {
@@ -190,27 +194,32 @@ void T5Backend::encode_wave(const std::vector<EncodeItem>& wave) {
       Le = le;
       ++end;
     }
+    const int Lk = round_up(Le, kReducePad);  // keys padded: the attention sums (t5_graph.h)
     const int B = (int)(end - first);
     std::vector<int> slots(slot_of.begin() + (long)first, slot_of.begin() + (long)end), lens;
     for (size_t i = first; i < end; ++i) lens.push_back((int)wave[i].tokens->size());
     std::vector<int32_t> tokens((size_t)Le * B, 0);
-    std::vector<float> pad((size_t)Le * Le * B), bias((size_t)Le * Le * H);
+    std::vector<float> pad((size_t)Lk * Le * B), bias((size_t)Lk * Le * H, 0.0f);
     for (int b = 0; b < B; ++b) {
       const std::vector<llama_token>& t = *wave[first + (size_t)b].tokens;
       std::copy(t.begin(), t.end(), tokens.begin() + (long)b * Le);
+      // padding repeats the caption's last token (not token 0, whose embedding a broken model may
+      // hold non-finite: that would poison the caption's masked sums through 0 x NaN)
+      std::fill(tokens.begin() + (long)b * Le + (long)t.size(), tokens.begin() + (long)(b + 1) * Le,
+                t.back());
       for (int q = 0; q < Le; ++q)
-        for (int k = 0; k < Le; ++k)
-          pad[((size_t)b * Le + q) * Le + k] = k < (int)t.size() ? 0.0f : -INFINITY;
+        for (int k = 0; k < Lk; ++k)
+          pad[((size_t)b * Le + q) * Lk + k] = k < (int)t.size() ? 0.0f : -INFINITY;
     }
     for (int q = 0; q < Le; ++q)
       for (int k = 0; k < Le; ++k) {
         const size_t bucket = (size_t)t5_position_bucket(k, q, c.buckets, true);
-        for (int64_t h = 0; h < H; ++h) bias[((size_t)h * Le + q) * Le + k] = w_->enc_bias[bucket * H + h];
+        for (int64_t h = 0; h < H; ++h) bias[((size_t)h * Le + q) * Lk + k] = w_->enc_bias[bucket * H + h];
       }
     compute_graph(
         backend_, enc_graph_->alloc, enc_graph_->meta, t5_encode_nodes(c, slots.size()), "T5 encoder",
         [&](ggml_context* ctx, ggml_cgraph* gf) {
-          return build_t5_encode(ctx, gf, *w_, *cache_, Le, slots, lens);
+          return build_t5_encode(ctx, gf, *w_, *cache_, Le, Lk, slots, lens);
         },
         [&](T5EncodeGraph& g) {
           ggml_backend_tensor_set(g.tokens, tokens.data(), 0, ggml_nbytes(g.tokens));
@@ -224,6 +233,10 @@ void T5Backend::encode_wave(const std::vector<EncodeItem>& wave) {
 
 void T5Backend::step() {
   if (!cache_) throw std::logic_error("decode before encode");
+  if (entries_.empty()) {
+    row_of_.clear();
+    return;
+  }
   const T5Config& c = w_->cfg;
   const int P = cache_->slots(), Lmax = cache_->max_len, n = (int)entries_.size();
   const int64_t A = c.inner(), H = c.n_head, Np = cache_->enc_len, C = per_;
@@ -233,7 +246,13 @@ void T5Backend::step() {
   row_of_.assign((size_t)n, -1);
   for (int i = 0; i < n; ++i) {
     const Entry& e = entries_[(size_t)i];
-    if (e.id < 0 || e.id >= P) throw std::logic_error(fmt::format("seq id {} outside the wave", e.id));
+    if (e.id < 0 || e.id >= P || (size_t)e.id >= len_.size())
+      throw std::logic_error(fmt::format("seq id {} outside the wave", e.id));
+    // the next position of the sequence only: rows between its length and pos would be another
+    // caption's (the caches are reused across waves)
+    if (e.pos != len_[(size_t)e.id])
+      throw std::logic_error(fmt::format("seq {}: position {} where its cache holds {} tokens", e.id, e.pos,
+                                         len_[(size_t)e.id]));
     if (e.pos < 0 || e.pos >= Lmax)
       throw std::logic_error(fmt::format("decoder position {} beyond the cache ({})", e.pos, Lmax));
     if (pos_of[(size_t)e.id] >= 0) throw std::logic_error("two entries for one sequence in a step");
@@ -248,6 +267,7 @@ void T5Backend::step() {
     if (e.logits) row_of_[(size_t)i] = (int)want.size(), want.push_back(i);
     span = std::max(span, (int)e.pos + 1);
   }
+  span = std::min(Lmax, round_up(span, kReducePad));
   // self-attention: the decoder's position bias for keys up to the entry's position (f32, added
   // to the scores exactly), -inf beyond
   std::vector<float> mask((size_t)span * H * n, -INFINITY);

@@ -32,7 +32,7 @@ ggml_tensor* ffn(ggml_context* ctx, ggml_tensor* x, const T5Layer& l) {
 }  // namespace
 
 T5Cache::T5Cache(const T5Config& c, int caps, int per, int len, int enc, ggml_backend_t backend)
-    : captions(caps), per_caption(per), max_len(len), enc_len((enc + 31) / 32 * 32) {
+    : captions(caps), per_caption(per), max_len(len), enc_len(round_up(enc, kReducePad)) {
   const int L = c.dec_layers;
   const int64_t A = c.inner(), H = c.n_head, hd = c.d_kv, P = slots(), Np = enc_len;
   ctx = ggml_init({ggml_tensor_overhead() * (size_t)(4 * L + 4), nullptr, true});
@@ -54,7 +54,7 @@ T5Cache::T5Cache(const T5Config& c, int caps, int per, int len, int enc, ggml_ba
 }
 
 size_t T5Cache::bytes(const T5Config& c, int caps, int per, int len, int enc) {
-  const size_t A = (size_t)c.inner(), Np = (size_t)(enc + 31) / 32 * 32;
+  const size_t A = (size_t)c.inner(), Np = (size_t)round_up(enc, kReducePad);
   return (size_t)c.dec_layers * sizeof(float) *
          (2 * A * (size_t)len * (size_t)(caps * per) + 2 * A * Np * (size_t)caps);
 }
@@ -69,13 +69,13 @@ size_t t5_encode_nodes(const T5Config& c, size_t captions) {
 }
 
 T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int Le,
-                              const std::vector<int>& slots, const std::vector<int>& lens) {
+                              int Lk, const std::vector<int>& slots, const std::vector<int>& lens) {
   const T5Config& c = w.cfg;
   const int64_t B = (int64_t)slots.size(), A = c.inner(), H = c.n_head, hd = c.d_kv;
   T5EncodeGraph g;
   g.tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, Le * B);
-  g.bias = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, Le, Le, H);
-  g.pad = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, Le, Le, 1, B);
+  g.bias = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, Lk, Le, H);
+  g.pad = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, Lk, Le, 1, B);
   for (ggml_tensor* t : {g.tokens, g.bias, g.pad}) ggml_set_input(t);
 
   ggml_tensor* x = ggml_reshape_3d(ctx, ggml_get_rows(ctx, w.tok_embd, g.tokens), c.d_model, Le, B);
@@ -84,11 +84,13 @@ T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weight
     auto heads = [&](ggml_tensor* W) {  // [hd, Le, H, B]
       return ggml_permute(ctx, ggml_reshape_4d(ctx, ggml_mul_mat(ctx, W, h), hd, H, Le, B), 0, 2, 1, 3);
     };
-    ggml_tensor* kq = ggml_mul_mat(ctx, heads(l.k), heads(l.q));  // [Le keys, Le queries, H, B]
+    ggml_tensor* keys = ggml_pad(ctx, ggml_cont(ctx, heads(l.k)), 0, (int)(Lk - Le), 0, 0);  // [hd, Lk, H, B]
+    ggml_tensor* kq = ggml_mul_mat(ctx, keys, heads(l.q));  // [Lk keys, Le queries, H, B]
     kq = ggml_soft_max_ext(ctx, ggml_add(ctx, kq, g.bias), g.pad, 1.0f, 0.0f);
     ggml_tensor* v = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, l.v, h), hd, H, Le, B);
-    v = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [Le, hd, H, B]
-    ggml_tensor* o = ggml_mul_mat(ctx, v, kq);             // [hd, Le, H, B]
+    v = ggml_pad(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), (int)(Lk - Le), 0, 0,
+                 0);                            // [Lk, hd, H, B]
+    ggml_tensor* o = ggml_mul_mat(ctx, v, kq);  // [hd, Le, H, B]
     o = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, o, 0, 2, 1, 3)), A, Le, B);
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.o, o));
     x = ggml_add(ctx, x, ffn(ctx, rms_norm(ctx, x, l.ffn_norm, c.eps), l));

@@ -19,6 +19,14 @@
 
 namespace capforge::repair {
 
+// Every attention reduction (encoder keys, cross-attention keys, the decoder's self-attention
+// span) is padded to a multiple of this with masked, exactly-zero terms: ggml's vector sums (64
+// floats per step in ggml_vec_dot_f32, 16 in tinyBLAS and soft_max) then add the same terms in the
+// same order whatever the other captions of the wave or step are, so a caption's output does not
+// depend on its neighbours (without it f16 t5-base flipped near-ties between batch sizes).
+constexpr int kReducePad = 64;
+inline int round_up(int v, int to) { return (v + to - 1) / to * to; }
+
 // One wave's caches on the CPU backend (f32). Sequence slot s (= seq id) belongs to caption slot
 // s / per_caption.
 struct T5Cache {
@@ -46,14 +54,16 @@ struct T5Cache {
   ggml_backend_buffer_t buf = nullptr;
 };
 
-// Encoder inputs: tokens [Le * B] i32 (caption b at b * Le, padded with 0); bias [Le, Le, H] f32
-// (the encoder's position bias, key innermost); pad [Le, Le, 1, B] f32 (0 for keys of caption b,
-// -inf for its padding). Caption b's lens[b] keys/values go to caption slot slots[b].
+// Encoder inputs: tokens [Le * B] i32 (caption b at b * Le, padded with 0); bias [Lk, Le, H] f32
+// (the encoder's position bias, key innermost); pad [Lk, Le, 1, B] f32 (0 for keys of caption b,
+// -inf for its padding). Lk >= Le: the keys and values are zero-padded to Lk for the attention
+// sums (kReducePad), the per-token work runs on Le tokens. Caption b's lens[b] keys/values go to caption slot
+// slots[b].
 struct T5EncodeGraph {
   ggml_tensor *tokens = nullptr, *bias = nullptr, *pad = nullptr;
 };
 T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int Le,
-                              const std::vector<int>& slots, const std::vector<int>& lens);
+                              int Lk, const std::vector<int>& slots, const std::vector<int>& lens);
 size_t t5_encode_nodes(const T5Config& c, size_t captions);
 
 // Step inputs for n entries over the cache's P slots (all set by the caller):

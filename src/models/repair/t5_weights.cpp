@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -33,6 +34,8 @@ int t5_position_bucket(int x, int y, int n_buckets, bool bidirectional) {
                                       log(1.0 * max_distance / max_exact));
   if_large = std::min<int32_t>(if_large, n_buckets - 1);
   relative_bucket += (relative_position < max_exact ? relative_position : if_large);
+  if (relative_bucket < 0 || relative_bucket >= (bidirectional ? 2 * n_buckets : n_buckets))
+    throw std::runtime_error(fmt::format("T5 relative position bucket {} out of range", relative_bucket));
   return relative_bucket;
 }
 
@@ -163,27 +166,42 @@ T5Weights::T5Weights(const std::string& p) : path(p) {
   try {
     Loader L(path, g.get(), meta, ctx_);
     T5Config& c = cfg;
-    c.d_model = (int)L.key_int("t5.embedding_length");
-    c.n_head = (int)L.key_int("t5.attention.head_count");
-    if (c.d_model <= 0 || c.n_head <= 0) L.fail("embedding_length and head_count must be > 0");
-    c.d_kv = (int)L.key_int("t5.attention.key_length", c.d_model / c.n_head);
+    // every size read within sane bounds before it sizes anything (a hostile file must get an
+    // error naming it, not a giant allocation or an int overflow)
+    auto sized = [&](const char* key, int64_t hi, int64_t fallback = -1) {
+      const int64_t v = L.key_int(key, fallback);
+      if (v < 1 || v > hi) L.fail(fmt::format("{} = {} is outside 1..{}", key, v, hi));
+      return (int)v;
+    };
+    c.d_model = sized("t5.embedding_length", 65536);
+    c.n_head = sized("t5.attention.head_count", 1024);
+    c.d_kv = sized("t5.attention.key_length", 4096, std::max(1, c.d_model / c.n_head));
+    if ((int64_t)c.n_head * c.d_kv > 65536) L.fail("head_count x key_length is over 65536");
     if (L.key_int("t5.attention.value_length", c.d_kv) != c.d_kv)
       L.fail("value_length differs from key_length");
     if (L.key_int("t5.attention.head_count_kv", c.n_head) != c.n_head)
       L.fail("head_count_kv differs from head_count (not a T5)");
-    c.n_ff = (int)L.key_int("t5.feed_forward_length");
-    c.enc_layers = (int)L.key_int("t5.block_count");
-    c.dec_layers = (int)L.key_int("t5.decoder_block_count", c.enc_layers);
+    c.n_ff = sized("t5.feed_forward_length", 1 << 20);
+    c.enc_layers = sized("t5.block_count", 512);  // llama.cpp's own cap
+    c.dec_layers = sized("t5.decoder_block_count", 512, c.enc_layers);
+    // t5_position_bucket's log scale needs max_exact < max_distance (128) in both directions
     c.buckets = (int)L.key_int("t5.attention.relative_buckets_count");
+    if (c.buckets < 4 || c.buckets > 255)
+      L.fail(fmt::format("relative_buckets_count = {} is outside 4..255", c.buckets));
     c.eps = L.key_float("t5.attention.layer_norm_rms_epsilon");
-    c.n_ctx_train = (int)L.key_int("t5.context_length", 0);
+    if (!std::isfinite(c.eps) || c.eps < 0 || c.eps > 1)  // ggml's rms_norm asserts eps >= 0
+      L.fail(fmt::format("layer_norm_rms_epsilon = {} is not in [0, 1]", c.eps));
+    c.n_ctx_train = (int)std::min<int64_t>(L.key_int("t5.context_length", 0), 1 << 20);
     if (gguf_find_key(g.get(), "t5.decoder_start_token_id") >= 0)
-      c.decoder_start = (int)L.key_int("t5.decoder_start_token_id");
-    if (c.d_kv <= 0 || c.n_ff <= 0 || c.enc_layers <= 0 || c.dec_layers <= 0 || c.buckets < 4)
-      L.fail("key_length, feed_forward_length, block counts must be > 0 and relative_buckets_count >= 4");
+      c.decoder_start = (int)std::clamp<int64_t>(L.key_int("t5.decoder_start_token_id"), -1, INT32_MAX);
     const ggml_tensor* emb = ggml_get_tensor(meta, "token_embd.weight");
     if (!emb) L.fail("missing tensor token_embd.weight");
+    if (emb->ne[1] < 1 || emb->ne[1] > (1 << 22))
+      L.fail("token_embd.weight's vocabulary is outside 1..4194304");
     c.vocab = (int)emb->ne[1];
+    if (c.decoder_start >= c.vocab)
+      L.fail(
+          fmt::format("decoder_start_token_id {} is outside the vocabulary ({})", c.decoder_start, c.vocab));
     const int64_t D = c.d_model, A = c.inner(), F = c.n_ff, V = c.vocab, H = c.n_head, NB = c.buckets;
     tok_embd = L.take("token_embd.weight", {D, V});
     enc_norm = L.take("enc.output_norm.weight", {D}, true, true);
