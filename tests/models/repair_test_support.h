@@ -75,6 +75,22 @@ inline RepairParams params_for(const std::string& model) {
   return p;
 }
 
+// Loading `path` (params_for(path) on `engine`) fails with a std::runtime_error whose message names
+// the file and contains `what`.
+inline void expect_load_error(const std::string& path, const std::string& what,
+                              const std::string& engine = "auto") {
+  RepairParams p = params_for(path);
+  p.engine = engine;
+  try {
+    load_repair_model(p);
+    ADD_FAILURE() << path << " loaded";
+  } catch (const std::runtime_error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    EXPECT_NE(msg.find(what), std::string::npos) << msg;
+  }
+}
+
 inline std::vector<RepairOutput> run(const RepairParams& p, const std::vector<std::string>& captions,
                                      std::shared_ptr<const RepairModel> model = nullptr) {
   if (!model) model = load_repair_model(p);
