@@ -1,10 +1,5 @@
 #include "models/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -99,26 +94,16 @@ std::unique_ptr<SafetensorsModel> SafetensorsModel::open_dir(const std::string& 
 }
 
 void SafetensorsModel::map_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || st.st_size <= 0) {
-    ::close(fd);
-    throw std::runtime_error(fmt::format("{} is empty or unreadable", path));
-  }
-  size_t size = (size_t)st.st_size;
-  void* addr = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (addr == MAP_FAILED)
-    throw std::runtime_error(fmt::format("cannot map {}: {}", path, std::strerror(errno)));
-  maps_.push_back({addr, size});
+  maps_.push_back(std::make_unique<MappedFile>(path));
+  const uint8_t* addr = maps_.back()->data();
+  const size_t size = maps_.back()->size();
   SafetensorsHeader h;
   try {
-    h = parse_safetensors_header((const uint8_t*)addr, size, size);
+    h = parse_safetensors_header(addr, size, size);
   } catch (const std::exception& e) {
     throw std::runtime_error(fmt::format("{}: {}", path, e.what()));
   }
-  const uint8_t* base = (const uint8_t*)addr + h.data_offset;
+  const uint8_t* base = addr + h.data_offset;
   for (auto& [name, t] : h.tensors) {
     TensorView v = t;
     v.data = base + reinterpret_cast<uintptr_t>(t.data);
@@ -127,9 +112,7 @@ void SafetensorsModel::map_file(const std::string& path) {
   }
 }
 
-SafetensorsModel::~SafetensorsModel() {
-  for (auto& m : maps_) munmap(m.addr, m.size);
-}
+SafetensorsModel::~SafetensorsModel() = default;
 
 const TensorView* SafetensorsModel::find(const std::string& name) const {
   auto it = tensors_.find(name);

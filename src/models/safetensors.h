@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/mapped_file.h"
+
 namespace capforge {
 
 enum class TensorDType { f32, f16, bf16, i64 };  // i64: counters such as BatchNorm's num_batches_tracked
@@ -48,11 +50,7 @@ class SafetensorsModel {
  private:
   SafetensorsModel() = default;
   void map_file(const std::string& path);
-  struct Mapping {
-    void* addr = nullptr;
-    size_t size = 0;
-  };
-  std::vector<Mapping> maps_;
+  std::vector<std::unique_ptr<MappedFile>> maps_;
   std::map<std::string, TensorView> tensors_;
 };
 

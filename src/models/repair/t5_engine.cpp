@@ -183,25 +183,33 @@ void T5Backend::encode_wave(const std::vector<EncodeItem>& wave) {
   enc_len_.assign((size_t)cache_->captions, 1);  // a slot without a caption: one harmless key
   for (size_t i = 0; i < wave.size(); ++i) enc_len_[(size_t)slot_of[i]] = (int)wave[i].tokens->size();
 
+  // chunks of captions of similar length (sorted, stable), each padded to its longest: less
+  // padding to run through the encoder than the wave's order would give
+  std::vector<size_t> order(wave.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return wave[a].tokens->size() < wave[b].tokens->size(); });
   const int64_t H = c.n_head;
-  for (size_t first = 0; first < wave.size();) {
-    // a chunk of consecutive captions, padded to its longest
+  for (size_t first = 0; first < order.size();) {
     size_t end = first;
     int Le = 0;
-    while (end < wave.size()) {
-      const int le = std::max(Le, (int)wave[end].tokens->size());
+    while (end < order.size()) {
+      const int le = std::max(Le, (int)wave[order[end]].tokens->size());
       if (end > first && (int64_t)le * (int64_t)(end - first + 1) > kChunkTokens) break;
       Le = le;
       ++end;
     }
     const int Lk = round_up(Le, kReducePad);  // keys padded: the attention sums (t5_graph.h)
     const int B = (int)(end - first);
-    std::vector<int> slots(slot_of.begin() + (long)first, slot_of.begin() + (long)end), lens;
-    for (size_t i = first; i < end; ++i) lens.push_back((int)wave[i].tokens->size());
+    std::vector<int> slots, lens;
+    for (size_t i = first; i < end; ++i) {
+      slots.push_back(slot_of[order[i]]);
+      lens.push_back((int)wave[order[i]].tokens->size());
+    }
     std::vector<int32_t> tokens((size_t)Le * B, 0);
     std::vector<float> pad((size_t)Lk * Le * B), bias((size_t)Lk * Le * H, 0.0f);
     for (int b = 0; b < B; ++b) {
-      const std::vector<llama_token>& t = *wave[first + (size_t)b].tokens;
+      const std::vector<llama_token>& t = *wave[order[first + (size_t)b]].tokens;
       std::copy(t.begin(), t.end(), tokens.begin() + (long)b * Le);
       // padding repeats the caption's last token (not token 0, whose embedding a broken model may
       // hold non-finite: that would poison the caption's masked sums through 0 x NaN)

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <sys/mman.h>
+
 #include <stdexcept>
 
 #include "ggml-alloc.h"
@@ -9,6 +11,8 @@
 namespace capforge::repair {
 
 namespace {
+
+constexpr size_t kCacheAlign = 64;  // a multiple of ggml's TENSOR_ALIGNMENT (32)
 
 ggml_tensor* rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, float eps) {
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, eps), w);
@@ -20,6 +24,22 @@ ggml_tensor* gelu_new(ggml_context* ctx, ggml_tensor* x) {
   ggml_tensor* inner = ggml_mul(ctx, x, ggml_scale_bias(ctx, ggml_sqr(ctx, x), 0.044715f, 1.0f));
   ggml_tensor* t = ggml_tanh(ctx, ggml_scale(ctx, inner, 0.7978845608028654f));
   return ggml_mul(ctx, x, ggml_scale_bias(ctx, t, 0.5f, 0.5f));
+}
+
+// Zero-pads contiguous `x` along dim 0 or 1 to `to` elements. ggml_pad's CPU loop runs the outermost
+// dimension innermost (one float per step across the batch), so the tensor is first viewed with
+// the padded dimension's outer dimensions folded into one: then it writes whole rows in order.
+ggml_tensor* pad_dim(ggml_context* ctx, ggml_tensor* x, int dim, int64_t to) {
+  const int64_t add = to - x->ne[dim];
+  if (add == 0) return x;
+  if (dim == 0) {
+    ggml_tensor* p =
+        ggml_pad(ctx, ggml_reshape_2d(ctx, x, x->ne[0], ggml_nelements(x) / x->ne[0]), (int)add, 0, 0, 0);
+    return ggml_reshape_4d(ctx, p, to, x->ne[1], x->ne[2], x->ne[3]);
+  }
+  ggml_tensor* p =
+      ggml_pad(ctx, ggml_reshape_3d(ctx, x, x->ne[0], x->ne[1], x->ne[2] * x->ne[3]), 0, (int)add, 0, 0);
+  return ggml_reshape_4d(ctx, p, x->ne[0], to, x->ne[2], x->ne[3]);
 }
 
 ggml_tensor* ffn(ggml_context* ctx, ggml_tensor* x, const T5Layer& l) {
@@ -42,15 +62,27 @@ T5Cache::T5Cache(const T5Config& c, int caps, int per, int len, int enc, ggml_ba
     ck.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, Np, H, captions));
     cv.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, Np, hd, H, captions));
   }
-  buf = ggml_backend_alloc_ctx_tensors(ctx, backend);
-  if (!buf) {
+  // fresh anonymous pages are zero already, and only the pages a wave touches are ever faulted
+  // in (a cleared ggml buffer would write every byte of a cache sized for the longest sequence)
+  (void)backend;  // host memory: the engine runs on the CPU backend (t5_engine.cpp)
+  size_t total = 0;
+  for (ggml_tensor* t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t))
+    total += GGML_PAD(ggml_nbytes(t), kCacheAlign);
+  void* mem =
+      total ? mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+  if (mem == MAP_FAILED) {
     ggml_free(ctx);
     throw std::runtime_error(
         fmt::format("cannot allocate the T5 caches ({} captions x {} sequences of up to {} tokens); lower "
                     "--repair-parallel",
                     captions, per_caption, max_len));
   }
-  ggml_backend_buffer_clear(buf, 0);
+  map = mem;
+  map_size = total;
+  buf = ggml_backend_cpu_buffer_from_ptr(mem, total);
+  ggml_tallocr alloc = ggml_tallocr_new(buf);
+  for (ggml_tensor* t = ggml_get_first_tensor(ctx); t; t = ggml_get_next_tensor(ctx, t))
+    ggml_tallocr_alloc(&alloc, t);
 }
 
 size_t T5Cache::bytes(const T5Config& c, int caps, int per, int len, int enc) {
@@ -62,6 +94,7 @@ size_t T5Cache::bytes(const T5Config& c, int caps, int per, int len, int enc) {
 T5Cache::~T5Cache() {
   if (buf) ggml_backend_buffer_free(buf);
   if (ctx) ggml_free(ctx);
+  if (map) munmap(map, map_size);
 }
 
 size_t t5_encode_nodes(const T5Config& c, size_t captions) {
@@ -84,13 +117,12 @@ T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weight
     auto heads = [&](ggml_tensor* W) {  // [hd, Le, H, B]
       return ggml_permute(ctx, ggml_reshape_4d(ctx, ggml_mul_mat(ctx, W, h), hd, H, Le, B), 0, 2, 1, 3);
     };
-    ggml_tensor* keys = ggml_pad(ctx, ggml_cont(ctx, heads(l.k)), 0, (int)(Lk - Le), 0, 0);  // [hd, Lk, H, B]
-    ggml_tensor* kq = ggml_mul_mat(ctx, keys, heads(l.q));  // [Lk keys, Le queries, H, B]
+    ggml_tensor* keys = pad_dim(ctx, ggml_cont(ctx, heads(l.k)), 1, Lk);  // [hd, Lk, H, B]
+    ggml_tensor* kq = ggml_mul_mat(ctx, keys, heads(l.q));                // [Lk keys, Le queries, H, B]
     kq = ggml_soft_max_ext(ctx, ggml_add(ctx, kq, g.bias), g.pad, 1.0f, 0.0f);
     ggml_tensor* v = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, l.v, h), hd, H, Le, B);
-    v = ggml_pad(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), (int)(Lk - Le), 0, 0,
-                 0);                            // [Lk, hd, H, B]
-    ggml_tensor* o = ggml_mul_mat(ctx, v, kq);  // [hd, Le, H, B]
+    v = pad_dim(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), 0, Lk);  // [Lk, hd, H, B]
+    ggml_tensor* o = ggml_mul_mat(ctx, v, kq);                                  // [hd, Le, H, B]
     o = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, o, 0, 2, 1, 3)), A, Le, B);
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.o, o));
     x = ggml_add(ctx, x, ffn(ctx, rms_norm(ctx, x, l.ffn_norm, c.eps), l));

@@ -30,7 +30,7 @@ inline int round_up(int v, int to) { return (v + to - 1) / to * to; }
 // One wave's caches on the CPU backend (f32). Sequence slot s (= seq id) belongs to caption slot
 // s / per_caption.
 struct T5Cache {
-  // Throws std::runtime_error when the memory cannot be allocated. Zero-filled: masked rows that
+  // Throws std::runtime_error when the memory cannot be mapped. Zero-filled: masked rows that
   // attention still reads must hold finite values (0 x NaN would poison a sum); a reused cache
   // keeps the last wave's finite values there, or is cleared.
   T5Cache(const T5Config& c, int captions, int per_caption, int max_len, int enc_len, ggml_backend_t backend);
@@ -51,7 +51,9 @@ struct T5Cache {
   // [enc_len, hd, H, captions]; a caption's padding is masked.
   std::vector<ggml_tensor*> ck, cv;
   ggml_context* ctx = nullptr;
-  ggml_backend_buffer_t buf = nullptr;
+  ggml_backend_buffer_t buf = nullptr;  // over `map`, anonymous zero-filled pages
+  void* map = nullptr;
+  size_t map_size = 0;
 };
 
 // Encoder inputs: tokens [Le * B] i32 (caption b at b * Le, padded with 0); bias [Lk, Le, H] f32

@@ -16,6 +16,8 @@
 
 namespace capforge::repair {
 
+constexpr size_t kMapAlign = 32;  // ggml's TENSOR_ALIGNMENT, which a mapped tensor's data must keep
+
 int t5_position_bucket(int x, int y, int n_buckets, bool bidirectional) {
   // llama.cpp's llama_relative_position_bucket (src/llama-graph.cpp), float for float
   const int64_t max_distance = 128;
@@ -133,6 +135,34 @@ class Loader {
     return out;
   }
 
+  // Every declared tensor in place in a read-only map of the file (no copy: the pages are the
+  // page cache's) when all of them are aligned as ggml needs; nullptr (and nothing done) if not.
+  // Throws naming a tensor that reaches past the end of the file.
+  ggml_backend_buffer_t map_all(std::unique_ptr<MappedFile>& map) const {
+    try {
+      map = std::make_unique<MappedFile>(path_, /*populate=*/true);
+    } catch (const std::runtime_error&) {
+      return nullptr;  // read instead (that reports an unreadable file)
+    }
+    for (auto& [t, at] : todo_)
+      if (at > map->size() || ggml_nbytes(t) > map->size() - at)
+        fail(fmt::format("cannot read tensor {} (truncated file?)", ggml_get_name(t)));
+    for (auto& [t, at] : todo_)
+      if (at % kMapAlign != 0) {
+        map.reset();
+        return nullptr;
+      }
+    uint8_t* base = const_cast<uint8_t*>(map->data());  // ggml never writes a weight
+    ggml_backend_buffer_t buf = ggml_backend_cpu_buffer_from_ptr(base, map->size());
+    if (!buf) fail("cannot wrap the mapped file in a ggml buffer");
+    for (auto& [t, at] : todo_)
+      if (ggml_backend_tensor_alloc(buf, t, base + at) != GGML_STATUS_SUCCESS) {
+        ggml_backend_buffer_free(buf);
+        fail(fmt::format("cannot place tensor {} in the mapped file", ggml_get_name(t)));
+      }
+    return buf;
+  }
+
   void load_all() const {
     for (auto& [t, at] : todo_) read(at, t->data, ggml_nbytes(t), ggml_get_name(t));
   }
@@ -245,13 +275,19 @@ T5Weights::T5Weights(const std::string& p) : path(p) {
               fmt::format("tensor {}: per-block position biases are not supported by the ggml T5 engine "
                           "(use --repair-engine llama)",
                           name));
-    buf_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, ggml_backend_cpu_buffer_type());
-    if (!buf_) L.fail("cannot allocate memory for the weights");
+    // the weights in place in the mapped file (stored types are used as they are); copied into
+    // memory only when the file's alignment does not suit ggml or it cannot be mapped
+    buf_ = L.map_all(map_);
+    if (!buf_) {
+      buf_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, ggml_backend_cpu_buffer_type());
+      if (!buf_) L.fail("cannot allocate memory for the weights");
+      L.load_all();
+    }
     ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
-    L.load_all();
   } catch (...) {
     if (buf_) ggml_backend_buffer_free(buf_);
     ggml_free(ctx_);
+    map_.reset();
     throw;
   }
 }
@@ -259,6 +295,7 @@ T5Weights::T5Weights(const std::string& p) : path(p) {
 T5Weights::~T5Weights() {
   if (buf_) ggml_backend_buffer_free(buf_);
   if (ctx_) ggml_free(ctx_);
+  map_.reset();  // after the buffer that points into it
 }
 
 }  // namespace capforge::repair

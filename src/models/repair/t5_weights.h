@@ -8,9 +8,11 @@
 // dec.output_norm, output (absent: tied to token_embd).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/mapped_file.h"
 #include "ggml-backend.h"
 #include "ggml.h"
 
@@ -55,6 +57,7 @@ class T5Weights {
  private:
   ggml_context *ctx_ = nullptr;
   ggml_backend_buffer_t buf_ = nullptr;
+  std::unique_ptr<MappedFile> map_;  // the file, when the weights are used in place
 };
 
 }  // namespace capforge::repair
