@@ -81,7 +81,8 @@ ggml_tensor* conv1x1(ggml_context* ctx, ggml_tensor* x, const ConvBn& c) {
 
 // x [C, W, H, B] -> [Cout, W', H', B]: a 3x3 convolution (padding 1) with its folded bias.
 // `planar`: x is already [W, H, C, B] (the pixels). im2col runs in f16 with an f16 kernel (the
-// product converts its right side to the kernel's type anyway), else in f32.
+// product converts its right side to the kernel's type anyway), else in f32 (ggml's im2col writes
+// no bf16: a bf16 kernel's product converts the f32 columns).
 ggml_tensor* conv3x3(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, int stride, bool planar) {
   if (!planar) x = ggml_cont(ctx, ggml_permute(ctx, x, 2, 0, 1, 3));  // [W, H, C, B]
   const ggml_type col = c.w->type == GGML_TYPE_F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
@@ -121,9 +122,15 @@ void declare_resnet(nn::WeightSet& set, const std::string& prefix, const VisionC
   const ResnetConfig& r = v.resnet;
   const int64_t width = r.width, half = width / 2;
   if (width <= 0 || width % 2) throw std::runtime_error(fmt::format("ResNet width {} must be even", width));
-  conv_bn(set, prefix + "conv1.weight", prefix + "bn1", half, 3, 3, 1.0, conv, w.stem1);
-  conv_bn(set, prefix + "conv2.weight", prefix + "bn2", half, half, 3, 1.0, conv, w.stem2);
-  conv_bn(set, prefix + "conv3.weight", prefix + "bn3", width, half, 3, 1.0, conv, w.stem3);
+  // Every convolution is a matrix product: a 1x1 kernel takes the matrix type where its rows fit
+  // the type's blocks, a 3x3 kernel too unless that type is blocked (a q8_0 row cannot be cut into
+  // the 3-wide rows im2col's kernel view has; it takes `conv` then). So bf16 runs every product in
+  // bf16, where the CPU has the instructions for it.
+  const ggml_type k3 = ggml_blck_size(matrix) == 1 ? matrix : conv;
+  auto k1 = [&](int64_t cin) { return nn::WeightSet::fit(matrix, cin); };
+  conv_bn(set, prefix + "conv1.weight", prefix + "bn1", half, 3, 3, 1.0, k3, w.stem1);
+  conv_bn(set, prefix + "conv2.weight", prefix + "bn2", half, half, 3, 1.0, k3, w.stem2);
+  conv_bn(set, prefix + "conv3.weight", prefix + "bn3", width, half, 3, 1.0, k3, w.stem3);
 
   // the set keeps pointers to the blocks' slots: size the vector once, before declaring
   size_t total = 0;
@@ -141,13 +148,13 @@ void declare_resnet(nn::WeightSet& set, const std::string& prefix, const VisionC
       b.stride = i == 0 ? stage_stride : 1;
       b.has_down = b.stride > 1 || inplanes != planes * 4;
       const double pool = 1.0 / (b.stride * b.stride);
-      conv_bn(set, p + "conv1.weight", p + "bn1", planes, inplanes, 1, 1.0, conv, b.conv1);
-      conv_bn(set, p + "conv2.weight", p + "bn2", planes, planes, 3, 1.0, conv, b.conv2);
-      conv_bn(set, p + "conv3.weight", p + "bn3", planes * 4, planes, 1, pool, conv, b.conv3);
+      conv_bn(set, p + "conv1.weight", p + "bn1", planes, inplanes, 1, 1.0, k1(inplanes), b.conv1);
+      conv_bn(set, p + "conv2.weight", p + "bn2", planes, planes, 3, 1.0, k3, b.conv2);
+      conv_bn(set, p + "conv3.weight", p + "bn3", planes * 4, planes, 1, pool, k1(planes), b.conv3);
       // downsample = Sequential("-1": AvgPool2d, "0": Conv2d, "1": BatchNorm2d)
       if (b.has_down)
-        conv_bn(set, p + "downsample.0.weight", p + "downsample.1", planes * 4, inplanes, 1, pool, conv,
-                b.down);
+        conv_bn(set, p + "downsample.0.weight", p + "downsample.1", planes * 4, inplanes, 1, pool,
+                k1(inplanes), b.down);
       else if (set.find(p + "downsample.0.weight"))
         throw std::runtime_error(
             fmt::format("tensor '{}downsample.0.weight': block {} of {}layer{} has no "

@@ -288,11 +288,12 @@ void T5Backend::step() {
   }
   std::vector<int32_t> vlive((size_t)n * A);
   for (int64_t j = 0; j < A; ++j) std::copy(live.begin(), live.end(), vlive.begin() + j * n);
-  std::vector<float> cross((size_t)Np * C * cache_->captions);
+  const ggml_fp16_t zero = ggml_fp32_to_fp16(0.0f), minus_inf = ggml_fp32_to_fp16(-INFINITY);
+  std::vector<ggml_fp16_t> cross((size_t)Np * C * cache_->captions);
   for (int s = 0; s < cache_->captions; ++s)
     for (int64_t q = 0; q < C; ++q)
       for (int64_t k = 0; k < Np; ++k)
-        cross[((size_t)s * C + q) * Np + k] = k < enc_len_[(size_t)s] ? 0.0f : -INFINITY;
+        cross[((size_t)s * C + q) * Np + k] = k < enc_len_[(size_t)s] ? zero : minus_inf;
   const int m = (int)want.size();
   if (m == 0) want.push_back(0);  // the graph always computes one row; none is read then
   compute_graph(

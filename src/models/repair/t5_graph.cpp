@@ -60,7 +60,7 @@ T5Cache::T5Cache(const T5Config& c, int caps, int per, int len, int enc, ggml_ba
     k.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, A, (int64_t)max_len * P));
     vt.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, max_len, A * P));
     ck.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, Np, H, captions));
-    cv.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, Np, hd, H, captions));
+    cv.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, Np, H, captions));
   }
   // fresh anonymous pages are zero already, and only the pages a wave touches are ever faulted
   // in (a cleared ggml buffer would write every byte of a cache sized for the longest sequence)
@@ -129,26 +129,23 @@ T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weight
   }
   x = rms_norm(ctx, x, w.enc_norm, c.eps);  // [D, Le, B]: the encoder's output
 
-  // every decoder layer's cross-attention keys [hd, Le, H, B] and values [Le, hd, H, B], each
-  // caption's own rows into its slot (not its padding: masked rows must stay finite, and padding
-  // could be NaN in a broken model whose padding token's embedding is)
+  // every decoder layer's cross-attention keys and values [hd, Le, H, B], each caption's own rows
+  // into its slot (not its padding: masked rows must stay finite, and padding could be NaN in a
+  // broken model whose padding token's embedding is)
   for (size_t li = 0; li < w.dec.size(); ++li) {
     const T5Layer& l = w.dec[li];
-    ggml_tensor* k = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, l.ck, x), hd, H, Le, B);
-    k = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));
-    ggml_tensor* v = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, l.cv, x), hd, H, Le, B);
-    v = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));
-    for (int64_t b = 0; b < B; ++b)
-      for (auto [src, dst] : {std::pair{k, cache.ck[li]}, std::pair{v, cache.cv[li]}}) {
-        const bool keys = src == k;  // keys: tokens along ne1; values: along ne0
+    for (auto [W, dst] : {std::pair{l.ck, cache.ck[li]}, std::pair{l.cv, cache.cv[li]}}) {
+      ggml_tensor* src = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, W, x), hd, H, Le, B);
+      src = ggml_cont(ctx, ggml_permute(ctx, src, 0, 2, 1, 3));
+      for (int64_t b = 0; b < B; ++b) {
         const int64_t n = lens[(size_t)b];
-        const int64_t ne0 = keys ? src->ne[0] : n, ne1 = keys ? n : src->ne[1];
-        ggml_tensor* from = ggml_view_4d(ctx, src, ne0, ne1, src->ne[2], 1, src->nb[1], src->nb[2],
-                                         src->nb[3], (size_t)b * src->nb[3]);
-        ggml_tensor* to = ggml_view_4d(ctx, dst, ne0, ne1, src->ne[2], 1, dst->nb[1], dst->nb[2], dst->nb[3],
+        ggml_tensor* from =
+            ggml_view_4d(ctx, src, hd, n, H, 1, src->nb[1], src->nb[2], src->nb[3], (size_t)b * src->nb[3]);
+        ggml_tensor* to = ggml_view_4d(ctx, dst, hd, n, H, 1, dst->nb[1], dst->nb[2], dst->nb[3],
                                        (size_t)slots[(size_t)b] * dst->nb[3]);
         ggml_build_forward_expand(gf, ggml_cpy(ctx, from, to));
       }
+    }
   }
   return g;
 }
@@ -177,7 +174,7 @@ T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w
   g.out = input(GGML_TYPE_I32, m);
   g.mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, span, 1, H, n);
   ggml_set_input(g.mask);
-  g.cross_mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, cache.enc_len, C, 1, S);
+  g.cross_mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, cache.enc_len, C, 1, S);
   ggml_set_input(g.cross_mask);
 
   ggml_tensor* x = ggml_get_rows(ctx, w.tok_embd, g.tokens);  // [D, n]
@@ -204,18 +201,16 @@ T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.o, att));
 
     // cross-attention: the sequences of caption slot i sit at slots i*C .. i*C+C-1, so queries
-    // laid out [hd, C, H, S] meet that caption's keys without copying them
+    // laid out [hd, C, H, S] meet that caption's keys without copying them. One fused op per
+    // layer (ggml_flash_attn_ext, f32 throughout here): it skips the masked keys, so a caption
+    // costs its own length, not the wave's longest, and its result does not depend on the
+    // padding (each query row runs alone over its caption's keys in order).
     h = rms_norm(ctx, x, l.cross_norm, c.eps);
     ggml_tensor* q = ggml_get_rows(ctx, ggml_mul_mat(ctx, l.cq, h), g.scatter);  // [A, P]
-    // Both products take a non-contiguous right operand (batch dims swapped on both sides): ggml's
-    // CPU matmul then runs all (head, caption) pairs in one parallel loop instead of one small
-    // tiled GEMM call per pair, which costs more than the arithmetic at C = 2 x beams > 1.
-    q = ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, H, C, S), 0, 2, 1, 3);  // [hd, C, H, S], a view
-    ggml_tensor* ckq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, cache.ck[li], q), g.cross_mask, 1.0f, 0.0f);
-    ggml_tensor* co = ggml_mul_mat(ctx, ggml_permute(ctx, cache.cv[li], 0, 1, 3, 2),
-                                   ggml_permute(ctx, ckq, 0, 1, 3, 2));                  // [hd, C, S, H]
-    co = ggml_reshape_2d(ctx, ggml_cont(ctx, ggml_permute(ctx, co, 0, 2, 3, 1)), A, P);  // [hd, H, C, S]
-    co = ggml_get_rows(ctx, co, g.live);                                                 // [A, n]
+    q = ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, H, C, S), 0, 2, 1, 3);     // [hd, C, H, S], a view
+    ggml_tensor* co = ggml_flash_attn_ext(ctx, q, cache.ck[li], cache.cv[li], g.cross_mask, 1.0f, 0.0f, 0.0f);
+    ggml_flash_attn_ext_set_prec(co, GGML_PREC_F32);
+    co = ggml_get_rows(ctx, ggml_reshape_2d(ctx, co, A, P), g.live);  // [hd, H, C, S] -> [A, n]
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.co, co));
 
     x = ggml_add(ctx, x, ffn(ctx, rms_norm(ctx, x, l.ffn_norm, c.eps), l));

@@ -47,8 +47,8 @@ struct T5Cache {
   // values transposed, [max_len, A * slots] (row = slot * A + feature, column = pos), so both
   // products read the rows in place.
   std::vector<ggml_tensor*> k, vt;
-  // Cross-attention, per decoder layer: keys [hd, enc_len, H, captions], values
-  // [enc_len, hd, H, captions]; a caption's padding is masked.
+  // Cross-attention, per decoder layer: keys and values [hd, enc_len, H, captions]; a caption's
+  // padding is masked.
   std::vector<ggml_tensor*> ck, cv;
   ggml_context* ctx = nullptr;
   ggml_backend_buffer_t buf = nullptr;  // over `map`, anonymous zero-filled pages
@@ -74,7 +74,7 @@ size_t t5_encode_nodes(const T5Config& c, size_t captions);
 //   live [n] i32: each entry's slot; vlive [n, A] i32: live repeated for every feature;
 //   scatter [P] i32: for every slot, its entry (any for a slot without one: its result is
 //   ignored); mask [span, 1, H, n] f32: per entry the decoder position bias for keys <= its
-//   position, -inf beyond; cross_mask [enc_len, per_caption, 1, captions] f32: 0 for the
+//   position, -inf beyond; cross_mask [enc_len, per_caption, 1, captions] f16: 0 for the
 //   caption's tokens, -inf beyond; out [m] i32: the entries whose logits are wanted.
 //   logits: [vocab, m]. Self-attention reads only the entries' own slots (gathered), so spare and
 //   finished slots cost nothing there.
