@@ -95,14 +95,11 @@ class T5Backend : public SeqBackend {
     ++copies_;
     const int n = len_[(size_t)src];
     const size_t A = (size_t)w_->cfg.inner(), L = (size_t)cache_->max_len;
-    for (size_t l = 0; l < cache_->k.size(); ++l) {
-      float* k = (float*)cache_->k[l]->data;  // host memory: the CPU backend's buffer
-      std::memcpy(k + (size_t)dst * L * A, k + (size_t)src * L * A, (size_t)n * A * sizeof(float));
-      float* vt = (float*)cache_->vt[l]->data;
-      for (size_t j = 0; j < A; ++j)
-        std::memcpy(vt + ((size_t)dst * A + j) * L, vt + ((size_t)src * A + j) * L,
-                    (size_t)n * sizeof(float));
-    }
+    for (size_t l = 0; l < cache_->k.size(); ++l)
+      for (ggml_tensor* t : {cache_->k[l], cache_->v[l]}) {
+        float* d = (float*)t->data;  // host memory: the CPU backend's buffer
+        std::memcpy(d + (size_t)dst * L * A, d + (size_t)src * L * A, (size_t)n * A * sizeof(float));
+      }
     len_[(size_t)dst] = n;
   }
   void seq_rm(llama_seq_id id) override {
@@ -249,7 +246,7 @@ void T5Backend::step() {
   const int P = cache_->slots(), Lmax = cache_->max_len, n = (int)entries_.size();
   const int64_t A = c.inner(), H = c.n_head, Np = cache_->enc_len, C = per_;
   std::vector<int32_t> tokens, live, want, scatter((size_t)P, 0), pos_of((size_t)P, -1);
-  std::vector<int64_t> rows, vrows;
+  std::vector<int64_t> rows;
   int span = 1;
   row_of_.assign((size_t)n, -1);
   for (int i = 0; i < n; ++i) {
@@ -271,7 +268,6 @@ void T5Backend::step() {
     live.push_back(e.id);
     scatter[(size_t)e.id] = i;
     rows.push_back((int64_t)e.id * Lmax + e.pos);
-    for (int64_t j = 0; j < A; ++j) vrows.push_back(((int64_t)e.id * A + j) * Lmax + e.pos);
     if (e.logits) row_of_[(size_t)i] = (int)want.size(), want.push_back(i);
     span = std::max(span, (int)e.pos + 1);
   }
@@ -286,8 +282,6 @@ void T5Backend::step() {
       for (int64_t h = 0; h < H; ++h) mask[((size_t)i * H + h) * span + k] = w_->dec_bias[bucket * H + h];
     }
   }
-  std::vector<int32_t> vlive((size_t)n * A);
-  for (int64_t j = 0; j < A; ++j) std::copy(live.begin(), live.end(), vlive.begin() + j * n);
   const ggml_fp16_t zero = ggml_fp32_to_fp16(0.0f), minus_inf = ggml_fp32_to_fp16(-INFINITY);
   std::vector<ggml_fp16_t> cross((size_t)Np * C * cache_->captions);
   for (int s = 0; s < cache_->captions; ++s)
@@ -304,9 +298,7 @@ void T5Backend::step() {
       [&](T5StepGraph& g) {
         ggml_backend_tensor_set(g.tokens, tokens.data(), 0, ggml_nbytes(g.tokens));
         ggml_backend_tensor_set(g.rows, rows.data(), 0, ggml_nbytes(g.rows));
-        ggml_backend_tensor_set(g.vrows, vrows.data(), 0, ggml_nbytes(g.vrows));
         ggml_backend_tensor_set(g.live, live.data(), 0, ggml_nbytes(g.live));
-        ggml_backend_tensor_set(g.vlive, vlive.data(), 0, ggml_nbytes(g.vlive));
         ggml_backend_tensor_set(g.scatter, scatter.data(), 0, ggml_nbytes(g.scatter));
         ggml_backend_tensor_set(g.mask, mask.data(), 0, ggml_nbytes(g.mask));
         ggml_backend_tensor_set(g.cross_mask, cross.data(), 0, ggml_nbytes(g.cross_mask));

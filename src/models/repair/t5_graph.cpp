@@ -58,7 +58,7 @@ T5Cache::T5Cache(const T5Config& c, int caps, int per, int len, int enc, ggml_ba
   ctx = ggml_init({ggml_tensor_overhead() * (size_t)(4 * L + 4), nullptr, true});
   for (int l = 0; l < L; ++l) {
     k.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, A, (int64_t)max_len * P));
-    vt.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, max_len, A * P));
+    v.push_back(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, A, (int64_t)max_len * P));
     ck.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, Np, H, captions));
     cv.push_back(ggml_new_tensor_4d(ctx, GGML_TYPE_F32, hd, Np, H, captions));
   }
@@ -166,10 +166,7 @@ T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w
   };
   g.tokens = input(GGML_TYPE_I32, n);
   g.rows = input(GGML_TYPE_I64, n);
-  g.vrows = input(GGML_TYPE_I64, A * n);
   g.live = input(GGML_TYPE_I32, n);
-  g.vlive = ggml_new_tensor_2d(ctx, GGML_TYPE_I32, n, A);
-  ggml_set_input(g.vlive);
   g.scatter = input(GGML_TYPE_I32, P);
   g.out = input(GGML_TYPE_I32, m);
   g.mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, span, 1, H, n);
@@ -183,21 +180,22 @@ T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w
     // causal self-attention over each sequence's own cache rows (this token's included)
     ggml_tensor* h = rms_norm(ctx, x, l.attn_norm, c.eps);
     ggml_tensor* kc = ggml_set_rows(ctx, cache.k[li], ggml_mul_mat(ctx, l.k, h), g.rows);
-    ggml_tensor* vflat = ggml_reshape_2d(ctx, cache.vt[li], 1, ggml_nelements(cache.vt[li]));
-    ggml_tensor* vnew = ggml_reshape_2d(ctx, ggml_mul_mat(ctx, l.v, h), 1, A * n);
-    ggml_tensor* vc = ggml_set_rows(ctx, vflat, vnew, g.vrows);
-    // the live sequences' first `span` rows only (not every slot's): keys [A * span] per slot,
-    // gathered to [hd, span, H, n]; transposed values [span] per (slot, feature), gathered to
-    // [span, n, A] and viewed as [span, hd, H, n]
-    ggml_tensor* Kg = ggml_get_rows(ctx, ggml_view_2d(ctx, kc, A * span, P, A * Lmax * f, 0), g.live);
-    ggml_tensor* K = ggml_view_4d(ctx, Kg, hd, span, H, n, A * f, hd * f, A * span * f, 0);
-    ggml_tensor* Vg =
-        ggml_get_rows(ctx, ggml_view_3d(ctx, vc, span, P, A, A * Lmax * f, Lmax * f, 0), g.vlive);
-    ggml_tensor* Vt = ggml_view_4d(ctx, Vg, span, hd, H, n, span * n * f, hd * span * n * f, span * f, 0);
-    ggml_tensor* Q = ggml_mul_mat(ctx, l.q, h);                                             // [A, n]
-    Q = ggml_permute(ctx, ggml_reshape_4d(ctx, Q, hd, H, 1, n), 0, 2, 1, 3);                // [hd, 1, H, n]
-    ggml_tensor* kq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, K, Q), g.mask, 1.0f, 0.0f);  // [span, 1, H, n]
-    ggml_tensor* att = ggml_reshape_2d(ctx, ggml_mul_mat(ctx, Vt, kq), A, n);               // [hd, 1, H, n]
+    ggml_tensor* vc = ggml_set_rows(ctx, cache.v[li], ggml_mul_mat(ctx, l.v, h), g.rows);
+    // the live sequences' first `span` rows only (not every slot's): [A * span] per slot, one
+    // whole row per live sequence gathered to [hd, span, H, n]
+    auto gather = [&](ggml_tensor* cached) {
+      ggml_tensor* g3 = ggml_get_rows(ctx, ggml_view_2d(ctx, cached, A * span, P, A * Lmax * f, 0), g.live);
+      return ggml_view_4d(ctx, g3, hd, span, H, n, A * f, hd * f, A * span * f, 0);
+    };
+    ggml_tensor* Q = ggml_mul_mat(ctx, l.q, h);                               // [A, n]
+    Q = ggml_permute(ctx, ggml_reshape_4d(ctx, Q, hd, H, 1, n), 0, 2, 1, 3);  // [hd, 1, H, n]
+    ggml_tensor* kq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, gather(kc), Q), g.mask, 1.0f,
+                                        0.0f);  // [span, 1, H, n]
+    // the weighted sum of the values, key by key in order for each output element (ggml_out_prod:
+    // the masked keys add exact zeros, so the span a step pads to does not change the sum)
+    ggml_tensor* att =
+        ggml_out_prod(ctx, gather(vc), ggml_reshape_4d(ctx, kq, 1, span, H, n));  // [hd, 1, H, n]
+    att = ggml_reshape_2d(ctx, att, A, n);
     x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.o, att));
 
     // cross-attention: the sequences of caption slot i sit at slots i*C .. i*C+C-1, so queries

@@ -19,11 +19,14 @@
 
 namespace capforge::repair {
 
-// Every attention reduction (encoder keys, cross-attention keys, the decoder's self-attention
-// span) is padded to a multiple of this with masked, exactly-zero terms: ggml's vector sums (64
-// floats per step in ggml_vec_dot_f32, 16 in tinyBLAS and soft_max) then add the same terms in the
-// same order whatever the other captions of the wave or step are, so a caption's output does not
-// depend on its neighbours (without it f16 t5-base flipped near-ties between batch sizes).
+// The attention reductions over keys that ggml vectorises (the encoder's, and the softmax over
+// the decoder's self-attention span) are padded to a multiple of this with masked, exactly-zero
+// terms: ggml's vector sums (64 floats per step in ggml_vec_dot_f32, 16 in tinyBLAS and soft_max)
+// then add the same terms in the same order whatever the other captions of the wave or step are,
+// so a caption's output does not depend on its neighbours (without it f16 t5-base flipped
+// near-ties between batch sizes). The decoder's weighted sums of values (ggml_out_prod, key by
+// key) and its cross-attention (ggml_flash_attn_ext, which skips masked keys) do not depend on
+// the padding at all.
 constexpr int kReducePad = 64;
 inline int round_up(int v, int to) { return (v + to - 1) / to * to; }
 
@@ -43,10 +46,9 @@ struct T5Cache {
   int slots() const { return captions * per_caption; }
   // The caches' size in bytes for such a wave.
   static size_t bytes(const T5Config& c, int captions, int per_caption, int max_len, int enc_len);
-  // Self-attention, per decoder layer: keys [A, max_len * slots] (row = slot * max_len + pos) and
-  // values transposed, [max_len, A * slots] (row = slot * A + feature, column = pos), so both
-  // products read the rows in place.
-  std::vector<ggml_tensor*> k, vt;
+  // Self-attention, per decoder layer: keys and values [A, max_len * slots] (row = slot *
+  // max_len + pos), so a sequence's first rows are one contiguous block.
+  std::vector<ggml_tensor*> k, v;
   // Cross-attention, per decoder layer: keys and values [hd, enc_len, H, captions]; a caption's
   // padding is masked.
   std::vector<ggml_tensor*> ck, cv;
@@ -69,9 +71,8 @@ T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weight
 size_t t5_encode_nodes(const T5Config& c, size_t captions);
 
 // Step inputs for n entries over the cache's P slots (all set by the caller):
-//   tokens [n] i32; rows [n] i64: slot * max_len + pos (key rows); vrows [A * n] i64: for entry i
-//   and feature j, (slot * A + j) * max_len + pos (transposed value elements);
-//   live [n] i32: each entry's slot; vlive [n, A] i32: live repeated for every feature;
+//   tokens [n] i32; rows [n] i64: slot * max_len + pos (the entry's key/value row);
+//   live [n] i32: each entry's slot;
 //   scatter [P] i32: for every slot, its entry (any for a slot without one: its result is
 //   ignored); mask [span, 1, H, n] f32: per entry the decoder position bias for keys <= its
 //   position, -inf beyond; cross_mask [enc_len, per_caption, 1, captions] f16: 0 for the
@@ -79,8 +80,8 @@ size_t t5_encode_nodes(const T5Config& c, size_t captions);
 //   logits: [vocab, m]. Self-attention reads only the entries' own slots (gathered), so spare and
 //   finished slots cost nothing there.
 struct T5StepGraph {
-  ggml_tensor *tokens = nullptr, *rows = nullptr, *vrows = nullptr, *live = nullptr, *vlive = nullptr,
-              *scatter = nullptr, *mask = nullptr, *cross_mask = nullptr, *out = nullptr, *logits = nullptr;
+  ggml_tensor *tokens = nullptr, *rows = nullptr, *live = nullptr, *scatter = nullptr, *mask = nullptr,
+              *cross_mask = nullptr, *out = nullptr, *logits = nullptr;
 };
 T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int n,
                           int span, int m);
