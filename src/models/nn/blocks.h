@@ -37,6 +37,7 @@ ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, f
 ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const Linear& l);
 // Exact activations unless `fast` (ggml's table-based GELUs, which round through f16; for exact
 // GELU that is the tanh form, within 1e-3 of erf's, below bf16's rounding of the activations).
+// quick_gelu is exact (to float rounding) on both paths.
 ggml_tensor* activation(ggml_context* ctx, ggml_tensor* x, Activation act, bool fast);
 
 // Scaled dot-product attention: q [hd, H, Tq, B], k and v [hd, H, Tk, B] -> [hd*H, Tq, B].
