@@ -12,10 +12,12 @@
 
 #include "capforge/io.h"
 #include "capforge/repair.h"
+#include "ggml-backend.h"
 #include "ggml.h"
 #include "gguf.h"
 #include "models/repair/model.h"
 #include "models/repair/seq_backend.h"
+#include "models/repair/t5_weights.h"
 #include "models/repair_test_support.h"
 
 using namespace capforge;
@@ -151,6 +153,52 @@ TEST(T5GgmlEngine, LogitsEqualReferenceF16) {
   s.dtype = "F16";
   write_t5_fixture(s, dir / "t5_f16.gguf");
   expect_logits_equal_reference(dir / "t5_f16.gguf", 1e-2, 3e-2);
+}
+
+// The weights used in place from the mapped file are the bytes the read-into-memory path loads
+// (f32 v1.0 tied, f16 v1.1 gated).
+TEST(T5GgmlEngine, MappedWeightsEqualReadWeights) {
+  test::TempDir dir;
+  test::T5FixtureSpec s;
+  s.dtype = "F16";
+  write_t5_fixture(s, dir / "t5_f16.gguf");
+  for (const std::string path : {fx().t5_v1_0, dir / "t5_f16.gguf"}) {
+    repair::T5Weights mapped(path), read(path, /*map=*/false);
+    auto bytes = [](const ggml_tensor* t) {
+      std::string b(ggml_nbytes(t), '\0');
+      ggml_backend_tensor_get(t, b.data(), 0, b.size());
+      return b;
+    };
+    auto same = [&](const ggml_tensor* a, const ggml_tensor* b) {
+      ASSERT_TRUE(a && b);
+      EXPECT_EQ(a->type, b->type) << ggml_get_name(a);
+      EXPECT_TRUE(bytes(a) == bytes(b)) << path << ": " << ggml_get_name(a);
+    };
+    same(mapped.tok_embd, read.tok_embd);
+    same(mapped.enc_norm, read.enc_norm);
+    same(mapped.dec_norm, read.dec_norm);
+    same(mapped.output, read.output);
+    ASSERT_EQ(mapped.enc.size(), read.enc.size());
+    ASSERT_EQ(mapped.dec.size(), read.dec.size());
+    for (auto [a, b] : {std::pair{&mapped.enc, &read.enc}, std::pair{&mapped.dec, &read.dec}})
+      for (size_t i = 0; i < a->size(); ++i) {
+        const repair::T5Layer &x = (*a)[i], &y = (*b)[i];
+        for (auto [p, q] : {std::pair{x.q, y.q},
+                            {x.k, y.k},
+                            {x.v, y.v},
+                            {x.o, y.o},
+                            {x.up, y.up},
+                            {x.down, y.down},
+                            {x.attn_norm, y.attn_norm},
+                            {x.ffn_norm, y.ffn_norm}})
+          same(p, q);
+        if (x.gate || y.gate) same(x.gate, y.gate);
+        if (x.cq || y.cq)
+          for (auto [p, q] : {std::pair{x.cq, y.cq}, {x.ck, y.ck}, {x.cv, y.cv}, {x.co, y.co}}) same(p, q);
+      }
+    EXPECT_EQ(mapped.enc_bias, read.enc_bias);
+    EXPECT_EQ(mapped.dec_bias, read.dec_bias);
+  }
 }
 
 // heads x d_kv (4 x 8 = 32) unlike d_model (64), and 1 decoder layer after 2 encoder layers.

@@ -186,7 +186,7 @@ class Loader {
 
 }  // namespace
 
-T5Weights::T5Weights(const std::string& p) : path(p) {
+T5Weights::T5Weights(const std::string& p, bool map) : path(p) {
   ggml_context* meta = nullptr;
   std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path.c_str(), gguf_init_params{true, &meta}));
   if (!g) throw std::runtime_error(fmt::format("T5 model {}: not a valid GGUF file", path));
@@ -277,7 +277,7 @@ T5Weights::T5Weights(const std::string& p) : path(p) {
                           name));
     // the weights in place in the mapped file (stored types are used as they are); copied into
     // memory only when the file's alignment does not suit ggml or it cannot be mapped
-    buf_ = L.map_all(map_);
+    if (map) buf_ = L.map_all(map_);
     if (!buf_) {
       buf_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, ggml_backend_cpu_buffer_type());
       if (!buf_) L.fail("cannot allocate memory for the weights");

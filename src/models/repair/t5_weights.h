@@ -41,8 +41,9 @@ int t5_position_bucket(int key, int query, int n_buckets, bool bidirectional);
 class T5Weights {
  public:
   // Throws std::runtime_error naming the file and the tensor or key that is missing, misshapen or
-  // of a type the engine cannot use.
-  explicit T5Weights(const std::string &path);
+  // of a type the engine cannot use. `map`: use the tensors in place from a read-only map of the
+  // file where its alignment allows (false: always read them into memory; the same values).
+  explicit T5Weights(const std::string &path, bool map = true);
   ~T5Weights();
   T5Weights(const T5Weights &) = delete;
   T5Weights &operator=(const T5Weights &) = delete;
