@@ -112,9 +112,11 @@ void expect_logits_equal_reference(const std::string& model, double tol, double 
     }
 }
 
-// GGUF copy of `src` without tensor `drop`, and with tensor `reshape` stored with its two dims swapped.
+// GGUF copy of `src` without tensor `drop`, and with tensor `reshape` stored with its two dims swapped;
+// `copy` {from, to}: tensor `from` also stored as `to`.
 void rewrite_gguf(const std::string& src, const std::string& dst, const std::string& drop,
-                  const std::string& reshape, const std::function<void(gguf_context*)>& patch = {}) {
+                  const std::string& reshape, const std::function<void(gguf_context*)>& patch = {},
+                  const std::pair<std::string, std::string>& copy = {}) {
   ggml_context* data = nullptr;
   gguf_context* in = gguf_init_from_file(src.c_str(), gguf_init_params{false, &data});
   ASSERT_TRUE(in);
@@ -133,6 +135,12 @@ void rewrite_gguf(const std::string& src, const std::string& dst, const std::str
       t = u;
     }
     gguf_add_tensor(out, t);
+    if (name == copy.first) {
+      ggml_tensor* u = ggml_dup_tensor(extra, t);
+      ggml_set_name(u, copy.second.c_str());
+      std::memcpy(u->data, t->data, ggml_nbytes(t));
+      gguf_add_tensor(out, u);
+    }
   }
   ASSERT_TRUE(gguf_write_to_file(out, dst.c_str(), false));
   gguf_free(out);
@@ -260,6 +268,29 @@ TEST(T5GgmlEngine, BadTensorsNameFileAndTensor) {
   expect_error(dir / "shape.gguf", "tensor enc.blk.0.ffn_up.weight has shape [160, 64");
   rewrite_gguf(fx().t5_v1_1, dir / "nobias.gguf", "enc.blk.0.attn_rel_b.weight", "");
   expect_error(dir / "nobias.gguf", "missing tensor enc.blk.0.attn_rel_b.weight");
+}
+
+// A T5 with a position-bias table in every block (valid, and llama.cpp runs it; Hugging Face's
+// checkpoints have one, in block 0): the ggml engine refuses it naming the tensor, and `auto` runs
+// it on libllama with the same outputs as asking for libllama.
+TEST(T5GgmlEngine, AutoFallsBackToLibllamaForPerBlockBiases) {
+  test::TempDir dir;
+  const std::string path = dir / "per_block.gguf";
+  rewrite_gguf(fx().t5_v1_1, path, "", "", {},
+               {"enc.blk.0.attn_rel_b.weight", "enc.blk.1.attn_rel_b.weight"});
+  expect_load_error(path, "enc.blk.1.attn_rel_b.weight: per-block position biases", "ggml");
+  RepairParams p = params_for(path);
+  auto m = load_repair_model(p);  // auto
+  EXPECT_NE(m->describe().find("libllama engine"), std::string::npos) << m->describe();
+  const std::vector<std::string> captions = {"a cat on the the mat", "two dogs playing in park"};
+  const auto fell_back = run(p, captions, m);
+  p.engine = "llama";
+  const auto asked = run(p, captions);
+  ASSERT_EQ(fell_back.size(), asked.size());
+  for (size_t i = 0; i < asked.size(); ++i) {
+    EXPECT_EQ(fell_back[i].error, "") << i;
+    EXPECT_EQ(fell_back[i].text, asked[i].text) << i;
+  }
 }
 
 // Hostile hyperparameters: each is refused at load with the file and the key named, before it

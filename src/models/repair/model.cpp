@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/log.h"
 #include "ggml.h"
 #include "gguf.h"
 #include "models/repair/t5_weights.h"
@@ -175,8 +176,26 @@ LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
       t5 = true;
       decoder_start = llama_model_decoder_start_token(model);
       if (engine == "ggml") {
+        try {
+          t5w = std::make_shared<const T5Weights>(path);  // throws naming the tensor
+        } catch (const T5Unsupported& e) {
+          if (p.engine != "auto") throw;
+          // a T5 this engine does not run, which libllama does: load it whole there instead
+          spdlog::warn("{}; running it on libllama", e.what());
+          engine = "llama";
+          llama_model_free(model);
+          model = nullptr;
+          mp.vocab_only = false;
+          model = llama_model_load_from_file(path.c_str(), mp);
+          if (!model) throw std::runtime_error(with_log(fmt::format("cannot load repair model {}", path)));
+          vocab = llama_model_get_vocab(model);
+          n_embd = llama_model_n_embd(model);
+          n_ctx_train = llama_model_n_ctx_train(model);
+          decoder_start = llama_model_decoder_start_token(model);
+        }
+      }
+      if (t5w) {
         // llama.cpp loaded the file vocab-only (no hyperparameters): they come from our loader
-        t5w = std::make_shared<const T5Weights>(path);  // throws naming the tensor
         if (t5w->cfg.vocab != n_vocab)
           throw std::runtime_error(fmt::format("repair model {}: token_embd.weight has {} rows for {} tokens",
                                                path, t5w->cfg.vocab, n_vocab));

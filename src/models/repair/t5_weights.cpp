@@ -271,10 +271,10 @@ T5Weights::T5Weights(const std::string& p, bool map) : path(p) {
       for (int i = 1; i < layers; ++i)
         if (std::string name = fmt::format("{}.blk.{}.attn_rel_b.weight", stack, i);
             ggml_get_tensor(meta, name.c_str()))
-          L.fail(
-              fmt::format("tensor {}: per-block position biases are not supported by the ggml T5 engine "
-                          "(use --repair-engine llama)",
-                          name));
+          throw T5Unsupported(
+              fmt::format("T5 model {}: tensor {}: per-block position biases are not supported by the ggml "
+                          "T5 engine (use --repair-engine llama)",
+                          path, name));
     // the weights in place in the mapped file (stored types are used as they are); copied into
     // memory only when the file's alignment does not suit ggml or it cannot be mapped
     if (map) buf_ = L.map_all(map_);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,11 @@ struct T5Config {
   bool gated = false;      // gated-GELU FFN (ffn_gate present), else ReLU
   bool tied = false;       // no output.weight: the LM head is token_embd (raw logits, no d_model^-0.5)
   int inner() const { return n_head * d_kv; }  // attention width (may differ from d_model)
+};
+
+// A well-formed T5 that this engine does not run (libllama does: --repair-engine auto falls back).
+struct T5Unsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 struct T5Layer {
