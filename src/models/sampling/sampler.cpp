@@ -1,8 +1,8 @@
 #include "models/sampling/sampler.h"
 
 #include <algorithm>
-#include <functional>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 
@@ -45,7 +45,8 @@ size_t filter(std::vector<int>& ids, const std::vector<float>& l, const Sampling
     auto kth = vals.begin() + (p.top_k - 1);
     std::nth_element(vals.begin(), kth, vals.end(), std::greater<float>());
     const float cutoff = *kth;
-    ids.erase(std::remove_if(ids.begin(), ids.end(), [&](int i) { return l[(size_t)i] < cutoff; }), ids.end());
+    ids.erase(std::remove_if(ids.begin(), ids.end(), [&](int i) { return l[(size_t)i] < cutoff; }),
+              ids.end());
     // top-k alone: sort the survivors (at most k + ties) for a portable sampling order; else the
     // partial sort below orders as much as the nucleus needs.
     if (!top_p && !min_p) std::sort(ids.begin(), ids.end(), order);
@@ -108,8 +109,12 @@ Choice choose(const float* logits, int n, const std::vector<int>& generated, int
   const int raw_best = argmax(l);
   const float mx = l[(size_t)raw_best];
   double sum = 0;
-  if (mx != kBanned)  // float exponentials (several times cheaper over a 30k vocabulary), summed in double
-    for (float v : l) sum += (double)std::exp(v - mx);
+  // float exponentials (several times cheaper over a 30k vocabulary), summed in double. Terms below
+  // e^-87 (under 1.7e-38, where expf leaves the normal range for its slow underflow path) are left
+  // out: the sum holds e^0 = 1, so together they are far below its last bit.
+  if (mx != kBanned)
+    for (float v : l)
+      if (const float d = v - mx; d > -87.0f) sum += (double)std::exp(d);
   const double lse = mx != kBanned ? mx + std::log(sum) : 0.0;
   std::vector<int> ends;
   for (int e : eog)
