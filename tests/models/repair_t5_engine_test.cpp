@@ -270,6 +270,27 @@ TEST(T5GgmlEngine, BadTensorsNameFileAndTensor) {
   expect_error(dir / "nobias.gguf", "missing tensor enc.blk.0.attn_rel_b.weight");
 }
 
+// A caption of 512+ encoder tokens alone in its wave, at 4 threads, gives the very output (text and
+// score, bit for bit) it gives next to another caption at 1 thread: ggml_flash_attn_ext's split-KV
+// path (one caption, one query row, 512+ keys) would cut its keys per thread and round otherwise.
+TEST(T5GgmlEngine, LongCaptionAloneEqualsBatchedAtAnyThreads) {
+  std::string long_caption;
+  for (int i = 0; i < 70; ++i) long_caption += "a red square above a blue circle ";
+  RepairParams p = params_for(fx().t5_v1_1);
+  p.engine = "ggml";
+  p.max_tokens_ratio = 0.02f;
+  p.max_tokens_extra = 4;
+  auto m = load_repair_model(p);
+  RepairParams alone = p, pair = p;
+  alone.parallel = 1, alone.threads = 4;
+  pair.parallel = 2, pair.threads = 1;
+  const RepairOutput a = Repairer(m, alone).repair({long_caption})[0];
+  const RepairOutput b = Repairer(m, pair).repair({long_caption, "two dogs"})[0];
+  ASSERT_EQ(a.error, "");
+  EXPECT_EQ(a.text, b.text);
+  EXPECT_EQ(a.score, b.score);
+}
+
 // A T5 with a position-bias table in every block (valid, and llama.cpp runs it; Hugging Face's
 // checkpoints have one, in block 0): the ggml engine refuses it naming the tensor, and `auto` runs
 // it on libllama with the same outputs as asking for libllama.

@@ -24,6 +24,7 @@ namespace capforge::repair {
 namespace {
 
 constexpr int kChunkTokens = 2048;  // padded encoder tokens per encoder graph (more than one caption)
+constexpr int kMinRows = 2;         // rows per decode step at least (ggml's tiled GEMM needs 2)
 
 struct Graph {  // a graph context's metadata arena and its allocator, reused across calls
   explicit Graph(ggml_backend_t backend)
@@ -164,12 +165,16 @@ void T5Backend::encode_wave(const std::vector<EncodeItem>& wave) {
   // mapped ones). Attention reads masked rows, which must be finite: a reused cache holds the last
   // waves' values there, finite unless a step produced non-finite logits (then it is cleared; only
   // a caption's own rows are written, so NaN stays where it showed).
-  captions = std::max(captions, 1);
+  // at least two caption slots: with one, a long caption (512+ encoder keys) alone in its wave
+  // would send ggml_flash_attn_ext down its split-KV path, whose per-thread partial sums round
+  // otherwise than the path every multi-caption wave takes (outputs would then depend on the
+  // batching and the thread count); the spare slot is one masked key
+  captions = std::max(captions, 2);
   max_len = round_up(max_len, kReducePad);  // and fewer reallocations as waves' lengths vary
   const size_t need = T5Cache::bytes(c, captions, per_, max_len, enc_max);
   if (cache_ && cache_->captions >= captions && cache_->max_len >= max_len && cache_->enc_len >= enc_max &&
       ggml_backend_buffer_get_size(cache_->buf) <= 2 * need + (16u << 20)) {
-    if (dirty_) ggml_backend_buffer_clear(cache_->buf, 0);
+    if (dirty_) cache_->clear();
   } else {
     cache_.reset();
     cache_ = std::make_unique<T5Cache>(c, captions, per_, max_len, enc_max, backend_);
@@ -272,11 +277,21 @@ void T5Backend::step() {
     span = std::max(span, (int)e.pos + 1);
   }
   span = std::min(Lmax, round_up(span, kReducePad));
+  // A lone entry runs as two identical rows (the second writes the same cache row with the same
+  // values and is never read): ggml's matrix products take another path, which rounds otherwise,
+  // for a single row than for several, and a sequence's output must not depend on whether it
+  // decodes alone (the end of a wave, --repair-parallel 1). The logits likewise.
+  const int rows_n = std::max(n, kMinRows);
+  for (int i = n; i < rows_n; ++i) {
+    tokens.push_back(tokens[0]);
+    live.push_back(live[0]);
+    rows.push_back(rows[0]);
+  }
   // self-attention: the decoder's position bias for keys up to the entry's position (f32, added
   // to the scores exactly), -inf beyond
-  std::vector<float> mask((size_t)span * H * n, -INFINITY);
-  for (int i = 0; i < n; ++i) {
-    const int qp = entries_[(size_t)i].pos;
+  std::vector<float> mask((size_t)span * H * rows_n, -INFINITY);
+  for (int i = 0; i < rows_n; ++i) {
+    const int qp = entries_[(size_t)(i < n ? i : 0)].pos;
     for (int k = 0; k <= qp; ++k) {
       const size_t bucket = (size_t)t5_position_bucket(k, qp, c.buckets, false);
       for (int64_t h = 0; h < H; ++h) mask[((size_t)i * H + h) * span + k] = w_->dec_bias[bucket * H + h];
@@ -289,11 +304,11 @@ void T5Backend::step() {
       for (int64_t k = 0; k < Np; ++k)
         cross[((size_t)s * C + q) * Np + k] = k < enc_len_[(size_t)s] ? zero : minus_inf;
   const int m = (int)want.size();
-  if (m == 0) want.push_back(0);  // the graph always computes one row; none is read then
+  while ((int)want.size() < kMinRows) want.push_back(m ? want[0] : 0);  // none read beyond m
   compute_graph(
       backend_, step_graph_->alloc, step_graph_->meta, t5_step_nodes(c), "T5 decoder",
       [&](ggml_context* ctx, ggml_cgraph* gf) {
-        return build_t5_step(ctx, gf, *w_, *cache_, n, span, (int)want.size());
+        return build_t5_step(ctx, gf, *w_, *cache_, rows_n, span, (int)want.size());
       },
       [&](T5StepGraph& g) {
         ggml_backend_tensor_set(g.tokens, tokens.data(), 0, ggml_nbytes(g.tokens));

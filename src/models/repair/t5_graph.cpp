@@ -91,6 +91,11 @@ size_t T5Cache::bytes(const T5Config& c, int caps, int per, int len, int enc) {
          (2 * A * (size_t)len * (size_t)(caps * per) + 2 * A * Np * (size_t)caps);
 }
 
+void T5Cache::clear() {
+  // a private anonymous mapping reads as zeros again after MADV_DONTNEED
+  if (madvise(map, map_size, MADV_DONTNEED) != 0) ggml_backend_buffer_clear(buf, 0);
+}
+
 T5Cache::~T5Cache() {
   if (buf) ggml_backend_buffer_free(buf);
   if (ctx) ggml_free(ctx);

@@ -25,8 +25,10 @@ namespace capforge::repair {
 // then add the same terms in the same order whatever the other captions of the wave or step are,
 // so a caption's output does not depend on its neighbours (without it f16 t5-base flipped
 // near-ties between batch sizes). The decoder's weighted sums of values (ggml_out_prod, key by
-// key) and its cross-attention (ggml_flash_attn_ext, which skips masked keys) do not depend on
-// the padding at all.
+// key) and its cross-attention (ggml_flash_attn_ext, which skips masked keys; the engine keeps two
+// caption slots at least so that it never takes its split-KV path) do not depend on the padding at
+// all. Every matrix product has two rows at least (the engine doubles a lone decode entry): ggml
+// computes a single row on another path.
 constexpr int kReducePad = 64;
 inline int round_up(int v, int to) { return (v + to - 1) / to * to; }
 
@@ -44,6 +46,8 @@ struct T5Cache {
   int captions, per_caption, max_len;
   int enc_len;  // encoder tokens per caption slot, padded to a multiple of 32 (tiled GEMMs)
   int slots() const { return captions * per_caption; }
+  // Back to all zeros (fresh pages: only those touched again are faulted in).
+  void clear();
   // The caches' size in bytes for such a wave.
   static size_t bytes(const T5Config& c, int captions, int per_caption, int max_len, int enc_len);
   // Self-attention, per decoder layer: keys and values [A, max_len * slots] (row = slot *

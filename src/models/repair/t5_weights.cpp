@@ -139,6 +139,8 @@ class Loader {
   // page cache's) when all of them are aligned as ggml needs; nullptr (and nothing done) if not.
   // Throws naming a tensor that reaches past the end of the file.
   ggml_backend_buffer_t map_all(std::unique_ptr<MappedFile>& map) const {
+    for (auto& [t, at] : todo_)
+      if (at % kMapAlign != 0) return nullptr;  // before mapping: MAP_POPULATE reads the whole file
     try {
       map = std::make_unique<MappedFile>(path_, /*populate=*/true);
     } catch (const std::runtime_error&) {
@@ -147,11 +149,6 @@ class Loader {
     for (auto& [t, at] : todo_)
       if (at > map->size() || ggml_nbytes(t) > map->size() - at)
         fail(fmt::format("cannot read tensor {} (truncated file?)", ggml_get_name(t)));
-    for (auto& [t, at] : todo_)
-      if (at % kMapAlign != 0) {
-        map.reset();
-        return nullptr;
-      }
     uint8_t* base = const_cast<uint8_t*>(map->data());  // ggml never writes a weight
     ggml_backend_buffer_t buf = ggml_backend_cpu_buffer_from_ptr(base, map->size());
     if (!buf) fail("cannot wrap the mapped file in a ggml buffer");
