@@ -116,6 +116,8 @@ std::vector<std::vector<float>> ClipContext::Impl::run_vision(const std::vector<
         if (pixels.size() != (size_t)ggml_nelements(g.pixels))
           throw std::logic_error("pixel buffer size mismatch");
         ggml_backend_tensor_set(g.pixels, pixels.data(), 0, ggml_nbytes(g.pixels));
+        for (const clip::IndexInput& in : g.indices)
+          ggml_backend_tensor_set(in.tensor, in.values.data(), 0, ggml_nbytes(in.tensor));
       },
       [&](clip::VisionGraph& g) {
         out = read_columns(g.embedding);

@@ -15,7 +15,7 @@ VisionGraph build_vision(ggml_context* ctx, ggml_cgraph* gf, const ClipConfig& c
   ggml_set_name(g.pixels, "pixels");
   ggml_set_input(g.pixels);
   if (v.arch == VisionArch::resnet) {
-    g.embedding = build_resnet(ctx, g.pixels, v, w.resnet, o.fast);
+    g.embedding = build_resnet(ctx, g.pixels, v, w.resnet, o.fast, g.indices);
   } else {
     ggml_tensor* x = nn::build_vit(ctx, g.pixels, v, w.vit, o.fast);
     g.hidden = x;

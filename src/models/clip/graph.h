@@ -18,7 +18,8 @@ struct VisionGraph {
   ggml_tensor* pixels;  // input [S, S, 3, B] f32, normalised, planar RGB per image
   ggml_tensor*
       hidden;  // ViT towers: the last encoder layer's output [D, T, B] (class token first); else null
-  ggml_tensor* embedding;  // projected, not yet normalised [E, B]
+  ggml_tensor* embedding;           // projected, not yet normalised [E, B]
+  std::vector<IndexInput> indices;  // more inputs to set (ResNet towers)
 };
 
 struct TextGraph {

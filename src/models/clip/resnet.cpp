@@ -1,9 +1,11 @@
 // OpenAI CLIP's ModifiedResNet (clip/model.py: ModifiedResNet, Bottleneck, AttentionPool2d) on ggml.
 //
 // Layout: the graph keeps activations channel-innermost, [C, W, H, B], so that the 1x1
-// convolutions (most of a bottleneck) are plain matrix products with no im2col and no copy; a 3x3
-// convolution permutes its input to [W, H, C, B] for ggml_im2col, whose output [C*9, W', H', B] is
-// channel-innermost again after the product.
+// convolutions (most of a bottleneck) are plain matrix products with no im2col and no copy; a
+// stride-1 3x3 convolution gathers each output pixel's nine input pixels as whole rows of C
+// (ggml_get_rows over a row-index input, a zero row for the padding) against a kernel stored taps
+// outermost, [C, 3, 3, Cout], and its product is channel-innermost again. Only the stem's first
+// convolution (stride 2, on the planar pixels) goes through ggml_im2col.
 //
 // Load-time folding (every stored value stays exact in f32):
 //   - BatchNorm (eval): s = gamma / sqrt(var + 1e-5); W' = W * s per output channel;
@@ -11,12 +13,13 @@
 //   - An AvgPool2d(k) directly before a convolution (a bottleneck's conv3 and its downsample
 //     branch when stride k > 1): the pool is computed as a sum of the k*k taps and 1/k^2 is folded
 //     into the kernel (exact for k = 2, the only stride CLIP uses).
-// 1x1 kernels are stored 2-D as [Cin, Cout] (the same memory as [1, 1, Cin, Cout]); 3x3 kernels
-// as [3, 3, Cin, Cout].
+// 1x1 kernels are stored 2-D as [Cin, Cout] (the same memory as [1, 1, Cin, Cout]); the stem's first
+// 3x3 kernel as [3, 3, Cin, Cout], the other 3x3 kernels as [Cin, 3, 3, Cout] (ggml order).
 #include "models/clip/resnet.h"
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cmath>
 #include <stdexcept>
 
@@ -32,8 +35,10 @@ constexpr double kBnEps = 1e-5;
 // Declares conv `conv_name` ([cout, cin, k, k] in the file, no bias) folded with the BatchNorm
 // under `bn` (bn.weight, bn.bias, bn.running_mean, bn.running_var: all required). `scale`
 // multiplies the kernel only (a folded average pool).
+// `taps`: a 3x3 kernel stored [Cin, 3, 3, Cout] (ggml order; conv3x3_taps' layout) rather than
+// [3, 3, Cin, Cout].
 void conv_bn(nn::WeightSet& set, const std::string& conv_name, const std::string& bn, int64_t cout,
-             int64_t cin, int64_t k, double scale, ggml_type type, ConvBn& out) {
+             int64_t cin, int64_t k, double scale, ggml_type type, ConvBn& out, bool taps = false) {
   const TensorView* w = &set.need(conv_name, {cout, cin, k, k});
   const TensorView* gamma = &set.need(bn + ".weight", {cout});
   const TensorView* beta = &set.need(bn + ".bias", {cout});
@@ -50,15 +55,24 @@ void conv_bn(nn::WeightSet& set, const std::string& conv_name, const std::string
     }
     return s;
   };
-  std::vector<int64_t> shape =
-      k == 1 ? std::vector<int64_t>{cout, cin} : std::vector<int64_t>{cout, cin, k, k};
-  set.derive(&out.w, conv_name + "+bn", shape, type, [w, factors, scale] {
+  taps = taps && k > 1;
+  std::vector<int64_t> shape = k == 1 ? std::vector<int64_t>{cout, cin}
+                               : taps ? std::vector<int64_t>{cout, k, k, cin}
+                                      : std::vector<int64_t>{cout, cin, k, k};
+  set.derive(&out.w, conv_name + "+bn", shape, type, [w, factors, scale, taps, cin, k] {
     std::vector<float> kern = w->to_f32();
     std::vector<double> s = factors();
     const size_t per = kern.size() / s.size();
     for (size_t o = 0; o < s.size(); ++o)
       for (size_t i = 0; i < per; ++i) kern[o * per + i] = (float)(kern[o * per + i] * s[o] * scale);
-    return kern;
+    if (!taps) return kern;
+    // [cout][cin][ky][kx] -> [cout][ky][kx][cin]
+    std::vector<float> t(kern.size());
+    const size_t kk = (size_t)(k * k);
+    for (size_t o = 0; o < s.size(); ++o)
+      for (size_t c = 0; c < (size_t)cin; ++c)
+        for (size_t p = 0; p < kk; ++p) t[o * per + p * (size_t)cin + c] = kern[o * per + c * kk + p];
+    return t;
   });
   set.derive(&out.b, bn + ".folded_bias", {cout}, GGML_TYPE_F32, [beta, mean, factors] {
     std::vector<float> b = beta->to_f32(), m = mean->to_f32();
@@ -79,16 +93,60 @@ ggml_tensor* conv1x1(ggml_context* ctx, ggml_tensor* x, const ConvBn& c) {
   return ggml_add(ctx, ggml_mul_mat(ctx, c.w, x), c.b);
 }
 
-// x [C, W, H, B] -> [Cout, W', H', B]: a 3x3 convolution (padding 1) with its folded bias.
-// `planar`: x is already [W, H, C, B] (the pixels). im2col runs in f16 with an f16 kernel (the
-// product converts its right side to the kernel's type anyway), else in f32 (ggml's im2col writes
-// no bf16: a bf16 kernel's product converts the f32 columns).
-ggml_tensor* conv3x3(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, int stride, bool planar) {
-  if (!planar) x = ggml_cont(ctx, ggml_permute(ctx, x, 2, 0, 1, 3));  // [W, H, C, B]
+// pixels [W, H, C, B] (planar) -> [Cout, W', H', B]: a 3x3 convolution (padding 1) with its folded
+// bias (the stem's first, stride 2). im2col runs in f16 with an f16 kernel (the product converts
+// its right side to the kernel's type anyway), else in f32 (ggml's im2col writes no bf16: a bf16
+// kernel's product converts the f32 columns).
+ggml_tensor* conv3x3_planar(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, int stride) {
   const ggml_type col = c.w->type == GGML_TYPE_F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
   ggml_tensor* cols = ggml_im2col(ctx, c.w, x, stride, stride, 1, 1, 1, 1, true, col);  // [9C, W', H', B]
   ggml_tensor* k = ggml_reshape_2d(ctx, c.w, c.w->ne[0] * c.w->ne[1] * c.w->ne[2], c.w->ne[3]);
   return ggml_add(ctx, ggml_mul_mat(ctx, k, cols), c.b);
+}
+
+// The taps of a stride-1, padding-1 3x3 convolution over [C, W, H, B] activations, as row indices
+// into the activations viewed as rows of C (pixel b*W*H + y*W + x), with the row after the last
+// pixel standing for the zero padding: for output pixel p and tap t = ky*3 + kx, entry p*9 + t.
+// One index tensor per resolution, shared by the graph's convolutions at it.
+class TapIndex {
+ public:
+  explicit TapIndex(std::vector<IndexInput>& inputs) : inputs_(inputs) {}
+  ggml_tensor* get(ggml_context* ctx, int64_t W, int64_t H, int64_t B) {
+    for (auto& [dims, t] : made_)
+      if (dims == std::array<int64_t, 3>{W, H, B}) return t;
+    IndexInput in;
+    const int64_t N = W * H * B;
+    in.tensor = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, 9 * N);
+    ggml_set_input(in.tensor);
+    in.values.resize((size_t)(9 * N));
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t y = 0; y < H; ++y)
+        for (int64_t x = 0; x < W; ++x)
+          for (int64_t t = 0; t < 9; ++t) {
+            const int64_t sy = y + t / 3 - 1, sx = x + t % 3 - 1;
+            const bool inside = sy >= 0 && sy < H && sx >= 0 && sx < W;
+            in.values[(size_t)(((b * H + y) * W + x) * 9 + t)] =
+                (int32_t)(inside ? (b * H + sy) * W + sx : N);
+          }
+    made_.emplace_back(std::array<int64_t, 3>{W, H, B}, in.tensor);
+    inputs_.push_back(std::move(in));
+    return made_.back().second;
+  }
+
+ private:
+  std::vector<IndexInput>& inputs_;
+  std::vector<std::pair<std::array<int64_t, 3>, ggml_tensor*>> made_;
+};
+
+// x [C, W, H, B] contiguous -> [Cout, W, H, B]: a stride-1 3x3 convolution (padding 1) whose kernel is
+// [C, 3, 3, Cout]: each output pixel's nine input pixels gathered as whole rows of C (no permute,
+// no element-by-element im2col), then one matrix product.
+ggml_tensor* conv3x3_taps(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, TapIndex& taps) {
+  const int64_t C = x->ne[0], W = x->ne[1], H = x->ne[2], B = x->ne[3], N = W * H * B;
+  ggml_tensor* table = ggml_pad(ctx, ggml_reshape_2d(ctx, x, C, N), 0, 1, 0, 0);  // [C, N + 1], zero last
+  ggml_tensor* cols = ggml_reshape_2d(ctx, ggml_get_rows(ctx, table, taps.get(ctx, W, H, B)), 9 * C, N);
+  ggml_tensor* k = ggml_reshape_2d(ctx, c.w, 9 * C, c.w->ne[3]);
+  return ggml_add(ctx, ggml_reshape_4d(ctx, ggml_mul_mat(ctx, k, cols), c.w->ne[3], W, H, B), c.b);
 }
 
 // x [C, W, H, B] contiguous -> [C, W/k, H/k, B]: the SUM of each k x k window (stride k); the
@@ -105,9 +163,9 @@ ggml_tensor* pool_sum(ggml_context* ctx, ggml_tensor* x, int k) {
   return sum;
 }
 
-ggml_tensor* bottleneck(ggml_context* ctx, ggml_tensor* x, const Bottleneck& b) {
+ggml_tensor* bottleneck(ggml_context* ctx, ggml_tensor* x, const Bottleneck& b, TapIndex& taps) {
   ggml_tensor* out = ggml_relu(ctx, conv1x1(ctx, x, b.conv1));
-  out = ggml_relu(ctx, conv3x3(ctx, out, b.conv2, 1, false));
+  out = ggml_relu(ctx, conv3x3_taps(ctx, out, b.conv2, taps));
   if (b.stride > 1) out = pool_sum(ctx, out, b.stride);  // 1/stride^2 is in conv3
   out = conv1x1(ctx, out, b.conv3);
   ggml_tensor* identity = x;
@@ -129,8 +187,8 @@ void declare_resnet(nn::WeightSet& set, const std::string& prefix, const VisionC
   const ggml_type k3 = ggml_blck_size(matrix) == 1 ? matrix : conv;
   auto k1 = [&](int64_t cin) { return nn::WeightSet::fit(matrix, cin); };
   conv_bn(set, prefix + "conv1.weight", prefix + "bn1", half, 3, 3, 1.0, k3, w.stem1);
-  conv_bn(set, prefix + "conv2.weight", prefix + "bn2", half, half, 3, 1.0, k3, w.stem2);
-  conv_bn(set, prefix + "conv3.weight", prefix + "bn3", width, half, 3, 1.0, k3, w.stem3);
+  conv_bn(set, prefix + "conv2.weight", prefix + "bn2", half, half, 3, 1.0, k3, w.stem2, true);
+  conv_bn(set, prefix + "conv3.weight", prefix + "bn3", width, half, 3, 1.0, k3, w.stem3, true);
 
   // the set keeps pointers to the blocks' slots: size the vector once, before declaring
   size_t total = 0;
@@ -149,7 +207,7 @@ void declare_resnet(nn::WeightSet& set, const std::string& prefix, const VisionC
       b.has_down = b.stride > 1 || inplanes != planes * 4;
       const double pool = 1.0 / (b.stride * b.stride);
       conv_bn(set, p + "conv1.weight", p + "bn1", planes, inplanes, 1, 1.0, k1(inplanes), b.conv1);
-      conv_bn(set, p + "conv2.weight", p + "bn2", planes, planes, 3, 1.0, k3, b.conv2);
+      conv_bn(set, p + "conv2.weight", p + "bn2", planes, planes, 3, 1.0, k3, b.conv2, true);
       conv_bn(set, p + "conv3.weight", p + "bn3", planes * 4, planes, 1, pool, k1(planes), b.conv3);
       // downsample = Sequential("-1": AvgPool2d, "0": Conv2d, "1": BatchNorm2d)
       if (b.has_down)
@@ -181,14 +239,15 @@ void declare_resnet(nn::WeightSet& set, const std::string& prefix, const VisionC
 }
 
 ggml_tensor* build_resnet(ggml_context* ctx, ggml_tensor* pixels, const VisionConfig& v,
-                          const ResnetWeights& w, bool fast) {
+                          const ResnetWeights& w, bool fast, std::vector<IndexInput>& inputs) {
+  TapIndex taps(inputs);
   const int64_t B = pixels->ne[3], C = v.resnet.embed_dim(), heads = v.resnet.heads, hd = C / heads;
   // stem: three 3x3 convolutions (the first with stride 2), then AvgPool2d(2)
-  ggml_tensor* x = ggml_relu(ctx, conv3x3(ctx, pixels, w.stem1, 2, true));
-  x = ggml_relu(ctx, conv3x3(ctx, x, w.stem2, 1, false));
-  x = ggml_relu(ctx, conv3x3(ctx, x, w.stem3, 1, false));
+  ggml_tensor* x = ggml_relu(ctx, conv3x3_planar(ctx, pixels, w.stem1, 2));
+  x = ggml_relu(ctx, conv3x3_taps(ctx, x, w.stem2, taps));
+  x = ggml_relu(ctx, conv3x3_taps(ctx, x, w.stem3, taps));
   x = ggml_scale(ctx, pool_sum(ctx, x, 2), 0.25f);
-  for (const Bottleneck& b : w.blocks) x = bottleneck(ctx, x, b);  // [C, G, G, B]
+  for (const Bottleneck& b : w.blocks) x = bottleneck(ctx, x, b, taps);  // [C, G, G, B]
 
   // attention pool: the mean token first, + positions; only the mean token queries
   const int64_t T = x->ne[1] * x->ne[2];

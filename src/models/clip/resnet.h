@@ -4,6 +4,7 @@
 // BatchNorm (eval, running statistics) is folded into each convolution at load.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,8 @@ namespace capforge::clip {
 
 struct VisionConfig;
 
-// A convolution with its BatchNorm folded in: kernel [k, k, Cin, Cout] (ggml order) and bias [Cout].
+// A convolution with its BatchNorm folded in: kernel [k, k, Cin, Cout] (ggml order; a stride-1 3x3
+// kernel on channel-innermost activations [Cin, 3, 3, Cout], taps outermost) and bias [Cout].
 struct ConvBn {
   ggml_tensor *w = nullptr, *b = nullptr;
 };
@@ -41,8 +43,15 @@ struct ResnetWeights {
 void declare_resnet(nn::WeightSet& set, const std::string& prefix, const VisionConfig& v, int out_dim,
                     ggml_type matrix, ggml_type conv, ResnetWeights& w);
 
-// pixels [S, S, 3, B] f32 -> the attention pool's output [out_dim, B].
+// An i32 graph input and the values to set before computing.
+struct IndexInput {
+  ggml_tensor* tensor = nullptr;
+  std::vector<int32_t> values;
+};
+
+// pixels [S, S, 3, B] f32 -> the attention pool's output [out_dim, B]. The row indices the 3x3
+// convolutions gather their taps with are appended to `inputs`.
 ggml_tensor* build_resnet(ggml_context* ctx, ggml_tensor* pixels, const VisionConfig& v,
-                          const ResnetWeights& w, bool fast);
+                          const ResnetWeights& w, bool fast, std::vector<IndexInput>& inputs);
 
 }  // namespace capforge::clip
