@@ -2,6 +2,7 @@
 
 #include "models/clip/resnet.h"
 #include "models/clip/siglip_head.h"
+#include "models/nn/dense.h"
 #include "models/nn/vit.h"
 
 namespace capforge::clip {
@@ -26,7 +27,7 @@ VisionGraph build_vision(ggml_context* ctx, ggml_cgraph* gf, const ClipConfig& c
       const int64_t D = v.hidden;
       ggml_tensor* pooled = ggml_cont(ctx, ggml_view_2d(ctx, x, D, B, x->nb[2], 0));  // token 0 of each image
       pooled = nn::layer_norm(ctx, pooled, w.post_ln, v.ln_eps);
-      g.embedding = ggml_mul_mat(ctx, w.proj, pooled);
+      g.embedding = nn::dense(ctx, w.proj, pooled);
     }
     ggml_set_output(g.hidden);
     ggml_build_forward_expand(gf, g.hidden);

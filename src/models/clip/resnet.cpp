@@ -24,6 +24,7 @@
 #include <stdexcept>
 
 #include "models/clip/config.h"
+#include "models/nn/dense.h"
 #include "models/safetensors.h"
 
 namespace capforge::clip {
@@ -90,7 +91,7 @@ void linear(nn::WeightSet& set, const std::string& name, int64_t out, int64_t in
 
 // x [C, W, H, B] -> [Cout, W, H, B]: a 1x1 convolution with its folded bias.
 ggml_tensor* conv1x1(ggml_context* ctx, ggml_tensor* x, const ConvBn& c) {
-  return ggml_add(ctx, ggml_mul_mat(ctx, c.w, x), c.b);
+  return ggml_add(ctx, nn::dense(ctx, c.w, x), c.b);
 }
 
 // pixels [W, H, C, B] (planar) -> [Cout, W', H', B]: a 3x3 convolution (padding 1) with its folded
@@ -101,7 +102,7 @@ ggml_tensor* conv3x3_planar(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, 
   const ggml_type col = c.w->type == GGML_TYPE_F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
   ggml_tensor* cols = ggml_im2col(ctx, c.w, x, stride, stride, 1, 1, 1, 1, true, col);  // [9C, W', H', B]
   ggml_tensor* k = ggml_reshape_2d(ctx, c.w, c.w->ne[0] * c.w->ne[1] * c.w->ne[2], c.w->ne[3]);
-  return ggml_add(ctx, ggml_mul_mat(ctx, k, cols), c.b);
+  return ggml_add(ctx, nn::dense(ctx, k, cols), c.b);
 }
 
 // The taps of a stride-1, padding-1 3x3 convolution over [C, W, H, B] activations, as row indices
@@ -140,13 +141,14 @@ class TapIndex {
 
 // x [C, W, H, B] contiguous -> [Cout, W, H, B]: a stride-1 3x3 convolution (padding 1) whose kernel is
 // [C, 3, 3, Cout]: each output pixel's nine input pixels gathered as whole rows of C (no permute,
-// no element-by-element im2col), then one matrix product.
+// no element-by-element im2col) and multiplied in one op (nn::dense_gathered: on oneDNN a block of
+// pixels at a time, so the [9C, W*H*B] matrix never exists whole).
 ggml_tensor* conv3x3_taps(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, TapIndex& taps) {
-  const int64_t C = x->ne[0], W = x->ne[1], H = x->ne[2], B = x->ne[3], N = W * H * B;
-  ggml_tensor* table = ggml_pad(ctx, ggml_reshape_2d(ctx, x, C, N), 0, 1, 0, 0);  // [C, N + 1], zero last
-  ggml_tensor* cols = ggml_reshape_2d(ctx, ggml_get_rows(ctx, table, taps.get(ctx, W, H, B)), 9 * C, N);
+  const int64_t C = x->ne[0], W = x->ne[1], H = x->ne[2], B = x->ne[3];
   ggml_tensor* k = ggml_reshape_2d(ctx, c.w, 9 * C, c.w->ne[3]);
-  return ggml_add(ctx, ggml_reshape_4d(ctx, ggml_mul_mat(ctx, k, cols), c.w->ne[3], W, H, B), c.b);
+  ggml_tensor* y =
+      nn::dense_gathered(ctx, k, ggml_reshape_2d(ctx, x, C, W * H * B), taps.get(ctx, W, H, B), 9);
+  return ggml_add(ctx, ggml_reshape_4d(ctx, y, c.w->ne[3], W, H, B), c.b);
 }
 
 // x [C, W, H, B] contiguous -> [C, W/k, H/k, B]: the SUM of each k x k window (stride k); the

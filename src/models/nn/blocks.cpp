@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "models/nn/dense.h"
+
 namespace capforge::nn {
 
 ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, float eps) {
@@ -9,7 +11,7 @@ ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, f
 }
 
 ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const Linear& l) {
-  ggml_tensor* y = ggml_mul_mat(ctx, l.w, x);
+  ggml_tensor* y = dense(ctx, l.w, x);
   return l.b ? ggml_add(ctx, y, l.b) : y;
 }
 

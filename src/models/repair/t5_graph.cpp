@@ -7,12 +7,17 @@
 #include <stdexcept>
 
 #include "ggml-alloc.h"
+#include "models/nn/dense.h"
 
 namespace capforge::repair {
 
 namespace {
 
 constexpr size_t kCacheAlign = 64;  // a multiple of ggml's TENSOR_ALIGNMENT (32)
+
+// A product with a weight matrix: f32 weights on ggml's kernels (greedy output must equal
+// llama.cpp's on the same f32 model, near-ties included), reduced types wherever is fastest.
+ggml_tensor* mm(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) { return nn::dense(ctx, w, x, true); }
 
 ggml_tensor* rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, float eps) {
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, eps), w);
@@ -43,10 +48,9 @@ ggml_tensor* pad_dim(ggml_context* ctx, ggml_tensor* x, int dim, int64_t to) {
 }
 
 ggml_tensor* ffn(ggml_context* ctx, ggml_tensor* x, const T5Layer& l) {
-  ggml_tensor* up = ggml_mul_mat(ctx, l.up, x);
-  ggml_tensor* h =
-      l.gate ? ggml_mul(ctx, gelu_new(ctx, ggml_mul_mat(ctx, l.gate, x)), up) : ggml_relu(ctx, up);
-  return ggml_mul_mat(ctx, l.down, h);
+  ggml_tensor* up = mm(ctx, l.up, x);
+  ggml_tensor* h = l.gate ? ggml_mul(ctx, gelu_new(ctx, mm(ctx, l.gate, x)), up) : ggml_relu(ctx, up);
+  return mm(ctx, l.down, h);
 }
 
 }  // namespace
@@ -120,16 +124,16 @@ T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weight
   for (const T5Layer& l : w.enc) {
     ggml_tensor* h = rms_norm(ctx, x, l.attn_norm, c.eps);
     auto heads = [&](ggml_tensor* W) {  // [hd, Le, H, B]
-      return ggml_permute(ctx, ggml_reshape_4d(ctx, ggml_mul_mat(ctx, W, h), hd, H, Le, B), 0, 2, 1, 3);
+      return ggml_permute(ctx, ggml_reshape_4d(ctx, mm(ctx, W, h), hd, H, Le, B), 0, 2, 1, 3);
     };
     ggml_tensor* keys = pad_dim(ctx, ggml_cont(ctx, heads(l.k)), 1, Lk);  // [hd, Lk, H, B]
     ggml_tensor* kq = ggml_mul_mat(ctx, keys, heads(l.q));                // [Lk keys, Le queries, H, B]
     kq = ggml_soft_max_ext(ctx, ggml_add(ctx, kq, g.bias), g.pad, 1.0f, 0.0f);
-    ggml_tensor* v = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, l.v, h), hd, H, Le, B);
+    ggml_tensor* v = ggml_reshape_4d(ctx, mm(ctx, l.v, h), hd, H, Le, B);
     v = pad_dim(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), 0, Lk);  // [Lk, hd, H, B]
     ggml_tensor* o = ggml_mul_mat(ctx, v, kq);                                  // [hd, Le, H, B]
     o = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, o, 0, 2, 1, 3)), A, Le, B);
-    x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.o, o));
+    x = ggml_add(ctx, x, mm(ctx, l.o, o));
     x = ggml_add(ctx, x, ffn(ctx, rms_norm(ctx, x, l.ffn_norm, c.eps), l));
   }
   x = rms_norm(ctx, x, w.enc_norm, c.eps);  // [D, Le, B]: the encoder's output
@@ -140,7 +144,7 @@ T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weight
   for (size_t li = 0; li < w.dec.size(); ++li) {
     const T5Layer& l = w.dec[li];
     for (auto [W, dst] : {std::pair{l.ck, cache.ck[li]}, std::pair{l.cv, cache.cv[li]}}) {
-      ggml_tensor* src = ggml_reshape_4d(ctx, ggml_mul_mat(ctx, W, x), hd, H, Le, B);
+      ggml_tensor* src = ggml_reshape_4d(ctx, mm(ctx, W, x), hd, H, Le, B);
       src = ggml_cont(ctx, ggml_permute(ctx, src, 0, 2, 1, 3));
       for (int64_t b = 0; b < B; ++b) {
         const int64_t n = lens[(size_t)b];
@@ -184,15 +188,15 @@ T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w
     const T5Layer& l = w.dec[li];
     // causal self-attention over each sequence's own cache rows (this token's included)
     ggml_tensor* h = rms_norm(ctx, x, l.attn_norm, c.eps);
-    ggml_tensor* kc = ggml_set_rows(ctx, cache.k[li], ggml_mul_mat(ctx, l.k, h), g.rows);
-    ggml_tensor* vc = ggml_set_rows(ctx, cache.v[li], ggml_mul_mat(ctx, l.v, h), g.rows);
+    ggml_tensor* kc = ggml_set_rows(ctx, cache.k[li], mm(ctx, l.k, h), g.rows);
+    ggml_tensor* vc = ggml_set_rows(ctx, cache.v[li], mm(ctx, l.v, h), g.rows);
     // the live sequences' first `span` rows only (not every slot's): [A * span] per slot, one
     // whole row per live sequence gathered to [hd, span, H, n]
     auto gather = [&](ggml_tensor* cached) {
       ggml_tensor* g3 = ggml_get_rows(ctx, ggml_view_2d(ctx, cached, A * span, P, A * Lmax * f, 0), g.live);
       return ggml_view_4d(ctx, g3, hd, span, H, n, A * f, hd * f, A * span * f, 0);
     };
-    ggml_tensor* Q = ggml_mul_mat(ctx, l.q, h);                               // [A, n]
+    ggml_tensor* Q = mm(ctx, l.q, h);                                         // [A, n]
     Q = ggml_permute(ctx, ggml_reshape_4d(ctx, Q, hd, H, 1, n), 0, 2, 1, 3);  // [hd, 1, H, n]
     ggml_tensor* kq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, gather(kc), Q), g.mask, 1.0f,
                                         0.0f);  // [span, 1, H, n]
@@ -201,7 +205,7 @@ T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w
     ggml_tensor* att =
         ggml_out_prod(ctx, gather(vc), ggml_reshape_4d(ctx, kq, 1, span, H, n));  // [hd, 1, H, n]
     att = ggml_reshape_2d(ctx, att, A, n);
-    x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.o, att));
+    x = ggml_add(ctx, x, mm(ctx, l.o, att));
 
     // cross-attention: the sequences of caption slot i sit at slots i*C .. i*C+C-1, so queries
     // laid out [hd, C, H, S] meet that caption's keys without copying them. One fused op per
@@ -209,17 +213,17 @@ T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w
     // costs its own length, not the wave's longest, and its result does not depend on the
     // padding (each query row runs alone over its caption's keys in order).
     h = rms_norm(ctx, x, l.cross_norm, c.eps);
-    ggml_tensor* q = ggml_get_rows(ctx, ggml_mul_mat(ctx, l.cq, h), g.scatter);  // [A, P]
-    q = ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, H, C, S), 0, 2, 1, 3);     // [hd, C, H, S], a view
+    ggml_tensor* q = ggml_get_rows(ctx, mm(ctx, l.cq, h), g.scatter);         // [A, P]
+    q = ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, H, C, S), 0, 2, 1, 3);  // [hd, C, H, S], a view
     ggml_tensor* co = ggml_flash_attn_ext(ctx, q, cache.ck[li], cache.cv[li], g.cross_mask, 1.0f, 0.0f, 0.0f);
     ggml_flash_attn_ext_set_prec(co, GGML_PREC_F32);
     co = ggml_get_rows(ctx, ggml_reshape_2d(ctx, co, A, P), g.live);  // [hd, H, C, S] -> [A, n]
-    x = ggml_add(ctx, x, ggml_mul_mat(ctx, l.co, co));
+    x = ggml_add(ctx, x, mm(ctx, l.co, co));
 
     x = ggml_add(ctx, x, ffn(ctx, rms_norm(ctx, x, l.ffn_norm, c.eps), l));
   }
   x = rms_norm(ctx, ggml_get_rows(ctx, x, g.out), w.dec_norm, c.eps);  // [D, m]
-  g.logits = ggml_mul_mat(ctx, w.output, x);                           // [V, m]
+  g.logits = mm(ctx, w.output, x);                                     // [V, m]
   ggml_set_output(g.logits);
   ggml_build_forward_expand(gf, g.logits);
   return g;

@@ -1,0 +1,35 @@
+// Matrix products against a weight matrix, y [N, M...] = W [K, N] x [K, M...], for every tower
+// (ViT, ResNet, text, T5). On a CPU backend with bf16 or f32 weights they run on oneDNN's matmul
+// (its brgemm kernels reach 2-20x ggml's bf16/f32 products at the towers' shapes); anything else
+// (other weight types, weights off the host, a build without oneDNN, a CPU oneDNN cannot serve)
+// takes ggml_mul_mat.
+//
+// Contract on the oneDNN path: each output row depends only on its input row and W, never on how
+// many rows run together or on the thread count (ggml threads split the rows; each thread's
+// product is one oneDNN call on its rows alone, which oneDNN computes row by row in a fixed
+// order; tests/models/dense_test.cpp holds it to that). ggml's own product differs for a lone row.
+// bf16 weights take their input rounded to bf16 (as ggml's product does), f32 weights take it as is.
+#pragma once
+
+#include "ggml.h"
+
+namespace capforge::nn {
+
+// `f32_on_ggml`: f32 weights keep ggml's product, for a graph whose f32 results must equal another
+// ggml program's bit for bit (the T5 engine against llama.cpp's).
+ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, bool f32_on_ggml = false);
+
+// y [N, P] = W [G*C, N] x cols, where column p of cols is the G rows ([C] each) of `table` (f32,
+// contiguous, viewed as rows of C) at idx[p*G .. p*G+G-1] (i32) side by side, an index outside the
+// table standing for a zero row: a convolution's taps gathered and multiplied in one op. On
+// oneDNN the [G*C, P] matrix never exists whole (each thread gathers a block of rows at a time, in
+// W's type); otherwise ggml_get_rows over the table with a zero row appended (the index of the
+// padding must then be exactly the table's row count) and ggml_mul_mat. Same contract as dense().
+ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
+                            int groups);
+
+// Whether dense() may use oneDNN for this weight type on this build and CPU. CAPFORGE_ONEDNN=0 in
+// the environment turns it off (read once), for A/B runs and for bisecting numeric differences.
+bool dense_uses_onednn(ggml_type weight_type);
+
+}  // namespace capforge::nn

@@ -1,0 +1,195 @@
+// nn::dense: the towers' weight products (oneDNN where available, ggml otherwise) against a plain
+// double-precision product of the same (rounded) inputs, and the contract that a row's result
+// depends on nothing but that row: not on the rows beside it, their count, or the thread count.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+#include "models/nn/dense.h"
+
+namespace capforge::nn {
+namespace {
+
+constexpr int64_t K = 800, N = 72;  // K past one of oneDNN's K blocks, N a tail
+
+struct Weights {
+  ggml_backend_t backend = ggml_backend_cpu_init();
+  ggml_context* ctx = nullptr;
+  ggml_backend_buffer_t buf = nullptr;
+  ggml_tensor* w = nullptr;
+  std::vector<float> values;  // as stored (rounded to the weight type)
+
+  explicit Weights(ggml_type type) {
+    ggml_init_params p{ggml_tensor_overhead() * 4, nullptr, true};
+    ctx = ggml_init(p);
+    w = ggml_new_tensor_2d(ctx, type, K, N);
+    buf = ggml_backend_alloc_ctx_tensors(ctx, backend);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> d;
+    values.resize(K * N);
+    std::vector<uint8_t> raw(ggml_nbytes(w));
+    for (int64_t i = 0; i < K * N; ++i) {
+      const float v = d(rng);
+      if (type == GGML_TYPE_F32) {
+        ((float*)raw.data())[i] = values[i] = v;
+      } else if (type == GGML_TYPE_BF16) {
+        ((ggml_bf16_t*)raw.data())[i] = ggml_fp32_to_bf16(v);
+        values[i] = ggml_bf16_to_fp32(((ggml_bf16_t*)raw.data())[i]);
+      } else {
+        ((ggml_fp16_t*)raw.data())[i] = ggml_fp32_to_fp16(v);
+        values[i] = ggml_fp16_to_fp32(((ggml_fp16_t*)raw.data())[i]);
+      }
+    }
+    ggml_backend_tensor_set(w, raw.data(), 0, raw.size());
+  }
+  ~Weights() {
+    ggml_backend_buffer_free(buf);
+    ggml_free(ctx);
+    ggml_backend_free(backend);
+  }
+
+  // dense(w, x) for x = `rows` rows of K, computed with `threads` threads
+  std::vector<float> run(const std::vector<float>& x, int threads) {
+    const int64_t M = (int64_t)x.size() / K;
+    ggml_init_params p{ggml_tensor_overhead() * 16 + ggml_graph_overhead(), nullptr, true};
+    ggml_context* g = ggml_init(p);
+    ggml_tensor* in = ggml_new_tensor_2d(g, GGML_TYPE_F32, K, M);
+    ggml_set_input(in);
+    ggml_tensor* out = dense(g, w, in);
+    ggml_set_output(out);
+    ggml_cgraph* gf = ggml_new_graph(g);
+    ggml_build_forward_expand(gf, out);
+    ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
+    EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
+    ggml_backend_tensor_set(in, x.data(), 0, x.size() * sizeof(float));
+    ggml_backend_cpu_set_n_threads(backend, threads);
+    EXPECT_EQ(ggml_backend_graph_compute(backend, gf), GGML_STATUS_SUCCESS);
+    std::vector<float> y((size_t)(M * N));
+    ggml_backend_tensor_get(out, y.data(), 0, y.size() * sizeof(float));
+    ggml_gallocr_free(alloc);
+    ggml_free(g);
+    return y;
+  }
+};
+
+std::vector<float> inputs(int64_t rows, unsigned seed);
+
+// dense_gathered(w, table, idx, G) on `table` (rows of K / G), computed with `threads` threads
+std::vector<float> run_gathered(Weights& w, const std::vector<float>& table, const std::vector<int32_t>& idx,
+                                int groups, int threads) {
+  const int64_t C = K / groups, T = (int64_t)table.size() / C, P = (int64_t)idx.size() / groups;
+  ggml_init_params p{ggml_tensor_overhead() * 32 + ggml_graph_overhead(), nullptr, true};
+  ggml_context* g = ggml_init(p);
+  ggml_tensor* tab = ggml_new_tensor_2d(g, GGML_TYPE_F32, C, T);
+  ggml_tensor* ids = ggml_new_tensor_1d(g, GGML_TYPE_I32, (int64_t)idx.size());
+  ggml_set_input(tab);
+  ggml_set_input(ids);
+  ggml_tensor* out = dense_gathered(g, w.w, tab, ids, groups);
+  ggml_set_output(out);
+  ggml_cgraph* gf = ggml_new_graph(g);
+  ggml_build_forward_expand(gf, out);
+  ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(w.backend));
+  EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
+  ggml_backend_tensor_set(tab, table.data(), 0, table.size() * sizeof(float));
+  ggml_backend_tensor_set(ids, idx.data(), 0, idx.size() * sizeof(int32_t));
+  ggml_backend_cpu_set_n_threads(w.backend, threads);
+  EXPECT_EQ(ggml_backend_graph_compute(w.backend, gf), GGML_STATUS_SUCCESS);
+  std::vector<float> y((size_t)(P * N));
+  ggml_backend_tensor_get(out, y.data(), 0, y.size() * sizeof(float));
+  ggml_gallocr_free(alloc);
+  ggml_free(g);
+  return y;
+}
+
+std::vector<float> inputs(int64_t rows, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d;
+  std::vector<float> x((size_t)(rows * K));
+  for (float& v : x) v = d(rng);
+  return x;
+}
+
+class DenseTest : public ::testing::TestWithParam<ggml_type> {};
+
+TEST_P(DenseTest, MatchesAPlainProduct) {
+  const ggml_type type = GetParam();
+  Weights w(type);
+  const auto x = inputs(37, 1);
+  const auto y = w.run(x, 2);
+  // bf16 weights take their input rounded to bf16, f32 weights take it as is; f16 goes to ggml,
+  // which rounds its input to f16
+  const auto rounded = [&](float v) {
+    if (type == GGML_TYPE_BF16) return ggml_bf16_to_fp32(ggml_fp32_to_bf16(v));
+    if (type == GGML_TYPE_F16) return ggml_fp16_to_fp32(ggml_fp32_to_fp16(v));
+    return v;
+  };
+  double worst = 0;
+  for (int64_t r = 0; r < 37; ++r)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = 0, scale = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double t = (double)rounded(x[(size_t)(r * K + k)]) * w.values[(size_t)(n * K + k)];
+        s += t;
+        scale += std::fabs(t);
+      }
+      worst = std::max(worst, std::fabs(s - y[(size_t)(r * N + n)]) / scale);
+    }
+  EXPECT_LT(worst, 1e-6) << "relative to sum |x_k w_k|";
+  std::printf("%s weights (oneDNN: %s): max error relative to sum|x w| %.2g\n", ggml_type_name(type),
+              dense_uses_onednn(type) ? "yes" : "no", worst);
+}
+
+// Gathered rows multiply exactly as the same rows laid out by hand do (index T: a zero row), at
+// any thread count.
+TEST_P(DenseTest, GatheredEqualsDenseOverTheGatheredRows) {
+  Weights w(GetParam());
+  const int groups = 4;
+  const int64_t C = K / groups, T = 32, P = 300;  // P past one gathered block (256 rows)
+  const auto table = inputs(T * C / K, 3);        // T rows of C
+  ASSERT_EQ((int64_t)table.size(), T * C);
+  std::vector<int32_t> idx((size_t)(P * groups));
+  std::mt19937 rng(4);
+  for (auto& i : idx) i = (int32_t)(rng() % (T + 1));  // T: the zero row
+  std::vector<float> cols((size_t)(P * K), 0.0f);
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t g = 0; g < groups; ++g)
+      if (int32_t i = idx[(size_t)(p * groups + g)]; i < T)
+        std::copy_n(table.begin() + i * C, C, cols.begin() + p * K + g * C);
+  const auto want = w.run(cols, 2);
+  for (int threads : {1, 2, 3})
+    EXPECT_EQ(run_gathered(w, table, idx, groups, threads), want) << threads << " threads";
+}
+
+class DenseOneDnnTest : public ::testing::TestWithParam<ggml_type> {};
+
+TEST_P(DenseOneDnnTest, EachRowIndependentOfItsBatchAndThreads) {
+  if (!dense_uses_onednn(GetParam())) GTEST_SKIP() << "no oneDNN in this build or for this CPU";
+  Weights w(GetParam());
+  const int64_t M = 45;
+  const auto x = inputs(M, 2);
+  const auto all = w.run(x, 2);
+  for (int threads : {1, 3}) EXPECT_EQ(w.run(x, threads), all) << threads << " threads";
+  // the rows [from, from + n) alone give the same bits as in the whole batch
+  for (auto [from, n] : {std::pair<int64_t, int64_t>{0, 1}, {7, 1}, {3, 17}, {20, 25}}) {
+    std::vector<float> part(x.begin() + from * K, x.begin() + (from + n) * K);
+    const auto y = w.run(part, 2);
+    EXPECT_EQ(0, std::memcmp(y.data(), all.data() + from * N, y.size() * sizeof(float)))
+        << "rows " << from << ".." << from + n << " alone";
+  }
+}
+
+const auto kTypeName = [](const auto& info) { return std::string(ggml_type_name(info.param)); };
+INSTANTIATE_TEST_SUITE_P(Types, DenseTest, ::testing::Values(GGML_TYPE_F32, GGML_TYPE_BF16, GGML_TYPE_F16),
+                         kTypeName);
+// the types dense() gives oneDNN
+INSTANTIATE_TEST_SUITE_P(Types, DenseOneDnnTest, ::testing::Values(GGML_TYPE_F32, GGML_TYPE_BF16), kTypeName);
+
+}  // namespace
+}  // namespace capforge::nn
