@@ -29,10 +29,11 @@ namespace {
 std::vector<std::vector<std::vector<float>>> engine_logits(const std::string& engine,
                                                            const std::string& model,
                                                            const std::vector<std::vector<llama_token>>& enc,
-                                                           const std::vector<llama_token>& dec,
-                                                           float& scale) {
+                                                           const std::vector<llama_token>& dec, float& scale,
+                                                           const std::string& weights = "stored") {
   RepairParams p = params_for(model);
   p.engine = engine;
+  p.weights = weights;
   repair::LlamaRepairModel m(p);
   scale = m.logit_scale;
   std::unique_ptr<repair::SeqBackend> b;
@@ -70,7 +71,9 @@ double max_abs(const std::vector<float>& v) {
 
 // `tol`: against the reference, relative to the largest |logit|; `tol_llama`: against libllama,
 // whose gated GELU reads an f16 table (~1e-3 relative per activation; the ggml engine's is f32).
-void expect_logits_equal_reference(const std::string& model, double tol, double tol_llama) {
+// `weights`: the ggml engine's RepairParams::weights.
+void expect_logits_equal_reference(const std::string& model, double tol, double tol_llama,
+                                   const std::string& weights = "stored") {
   const std::string& py = test::numpy_python();
   if (py.empty()) GTEST_SKIP() << "no python3 with numpy";
   Vocab vocab(model);
@@ -92,7 +95,7 @@ void expect_logits_equal_reference(const std::string& model, double tol, double 
   auto refs = test::json_lines(r.out);
   ASSERT_EQ(refs.size(), enc.size() * dec.size());
   float s_ggml = 0, s_llama = 0;
-  auto ours = engine_logits("ggml", model, enc, dec, s_ggml);
+  auto ours = engine_logits("ggml", model, enc, dec, s_ggml, weights);
   auto theirs = engine_logits("llama", model, enc, dec, s_llama);
   EXPECT_EQ(s_ggml, s_llama);
   for (size_t c = 0; c < enc.size(); ++c)
@@ -206,6 +209,24 @@ TEST(T5GgmlEngine, MappedWeightsEqualReadWeights) {
       }
     EXPECT_EQ(mapped.enc_bias, read.enc_bias);
     EXPECT_EQ(mapped.dec_bias, read.dec_bias);
+  }
+}
+
+// --repair-dtype bf16: the f16/f32 matrices are converted to bf16 at load (norms stay f32), and the
+// logits stay within bf16's rounding of the reference's (weights and each product's input: up to
+// ~4% of the largest logit on these random models; a wrong conversion would be ~100%).
+TEST(T5GgmlEngine, Bf16WeightsNearReference) {
+  test::TempDir dir;
+  test::T5FixtureSpec s;
+  s.dtype = "F16";
+  write_t5_fixture(s, dir / "t5_f16.gguf");
+  for (const std::string path : {fx().t5_v1_0, dir / "t5_f16.gguf"}) {
+    repair::T5Weights w(path, true, /*bf16=*/true);
+    EXPECT_EQ(w.output->type, GGML_TYPE_BF16) << path;
+    EXPECT_EQ(w.enc[0].q->type, GGML_TYPE_BF16) << path;
+    EXPECT_EQ(w.dec[0].down->type, GGML_TYPE_BF16) << path;
+    EXPECT_EQ(w.enc[0].attn_norm->type, GGML_TYPE_F32) << path;
+    expect_logits_equal_reference(path, 6e-2, 8e-2, "bf16");  // bf16: 8x f16's rounding
   }
 }
 

@@ -44,6 +44,11 @@ void check_engine_name(const std::string& engine) {
     throw std::invalid_argument(fmt::format("repair engine must be auto, llama or ggml, not '{}'", engine));
 }
 
+void check_weights_name(const std::string& weights) {
+  if (weights != "stored" && weights != "bf16")
+    throw std::invalid_argument(fmt::format("repair weights must be stored or bf16, not '{}'", weights));
+}
+
 void init_llama_once() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -130,6 +135,7 @@ bool output_tied_to_embeddings(const std::string& path) {
 
 LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
   check_engine_name(p.engine);
+  check_weights_name(p.weights);
   init_llama_once();
   check_repair_gguf(path);
   std::string arch;
@@ -177,7 +183,8 @@ LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
       decoder_start = llama_model_decoder_start_token(model);
       if (engine == "ggml") {
         try {
-          t5w = std::make_shared<const T5Weights>(path);  // throws naming the tensor
+          t5w =
+              std::make_shared<const T5Weights>(path, true, p.weights == "bf16");  // throws naming the tensor
         } catch (const T5Unsupported& e) {
           if (p.engine != "auto") throw;
           // a T5 this engine does not run, which libllama does: load it whole there instead

@@ -15,6 +15,8 @@ class T5Weights;
 
 // "auto", "llama" or "ggml" (RepairParams::engine); throws std::invalid_argument otherwise.
 void check_engine_name(const std::string& engine);
+// "stored" or "bf16" (RepairParams::weights); throws std::invalid_argument otherwise.
+void check_weights_name(const std::string& weights);
 
 class LlamaRepairModel : public RepairModel {
  public:

@@ -49,8 +49,8 @@ struct GgufFree {
 
 class Loader {
  public:
-  Loader(const std::string& path, gguf_context* g, ggml_context* meta, ggml_context* ctx)
-      : path_(path), g_(g), meta_(meta), ctx_(ctx) {}
+  Loader(const std::string& path, gguf_context* g, ggml_context* meta, ggml_context* ctx, bool bf16)
+      : path_(path), g_(g), meta_(meta), ctx_(ctx), bf16_(bf16) {}
 
   [[noreturn]] void fail(const std::string& what) const {
     throw std::runtime_error(fmt::format("T5 model {}: {}", path_, what));
@@ -116,9 +116,11 @@ class Loader {
     if (f32 && t->type != GGML_TYPE_F32)
       fail(fmt::format("tensor {} has type {}; the ggml T5 engine needs f32 norm weights", name,
                        ggml_type_name(t->type)));
-    ggml_tensor* mine = ggml_dup_tensor(ctx_, t);
+    const bool convert = bf16_ && !f32 && (t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_F32);
+    ggml_tensor* mine =
+        convert ? ggml_new_tensor(ctx_, GGML_TYPE_BF16, GGML_MAX_DIMS, t->ne) : ggml_dup_tensor(ctx_, t);
     ggml_set_name(mine, name.c_str());
-    todo_.push_back({mine, offset(name)});
+    todo_.push_back({mine, offset(name), t->type});
     return mine;
   }
 
@@ -139,20 +141,21 @@ class Loader {
   // page cache's) when all of them are aligned as ggml needs; nullptr (and nothing done) if not.
   // Throws naming a tensor that reaches past the end of the file.
   ggml_backend_buffer_t map_all(std::unique_ptr<MappedFile>& map) const {
-    for (auto& [t, at] : todo_)
-      if (at % kMapAlign != 0) return nullptr;  // before mapping: MAP_POPULATE reads the whole file
+    for (auto& [t, at, stored] : todo_)
+      if (at % kMapAlign != 0 || t->type != stored)
+        return nullptr;  // before mapping: MAP_POPULATE reads the whole file
     try {
       map = std::make_unique<MappedFile>(path_, /*populate=*/true);
     } catch (const std::runtime_error&) {
       return nullptr;  // read instead (that reports an unreadable file)
     }
-    for (auto& [t, at] : todo_)
+    for (auto& [t, at, stored] : todo_)
       if (at > map->size() || ggml_nbytes(t) > map->size() - at)
         fail(fmt::format("cannot read tensor {} (truncated file?)", ggml_get_name(t)));
     uint8_t* base = const_cast<uint8_t*>(map->data());  // ggml never writes a weight
     ggml_backend_buffer_t buf = ggml_backend_cpu_buffer_from_ptr(base, map->size());
     if (!buf) fail("cannot wrap the mapped file in a ggml buffer");
-    for (auto& [t, at] : todo_)
+    for (auto& [t, at, stored] : todo_)
       if (ggml_backend_tensor_alloc(buf, t, base + at) != GGML_STATUS_SUCCESS) {
         ggml_backend_buffer_free(buf);
         fail(fmt::format("cannot place tensor {} in the mapped file", ggml_get_name(t)));
@@ -160,8 +163,26 @@ class Loader {
     return buf;
   }
 
+  // Reads every declared tensor into its memory, converting to bf16 the ones declared so.
   void load_all() const {
-    for (auto& [t, at] : todo_) read(at, t->data, ggml_nbytes(t), ggml_get_name(t));
+    std::vector<char> raw;
+    std::vector<float> f32;
+    for (auto& [t, at, stored] : todo_) {
+      if (t->type == stored) {
+        read(at, t->data, ggml_nbytes(t), ggml_get_name(t));
+        continue;
+      }
+      const int64_t n = ggml_nelements(t);
+      raw.resize((size_t)n * ggml_type_size(stored));
+      read(at, raw.data(), raw.size(), ggml_get_name(t));
+      const float* from = (const float*)raw.data();
+      if (stored == GGML_TYPE_F16) {
+        f32.resize((size_t)n);
+        ggml_fp16_to_fp32_row((const ggml_fp16_t*)raw.data(), f32.data(), n);
+        from = f32.data();
+      }
+      ggml_fp32_to_bf16_row(from, (ggml_bf16_t*)t->data, n);
+    }
   }
 
  private:
@@ -178,12 +199,18 @@ class Loader {
   gguf_context* g_;
   ggml_context* meta_;
   ggml_context* ctx_;
-  std::vector<std::pair<ggml_tensor*, size_t>> todo_;
+  bool bf16_;
+  struct Todo {
+    ggml_tensor* t;
+    size_t at;         // file offset
+    ggml_type stored;  // the file's type (t's own unless converted)
+  };
+  std::vector<Todo> todo_;
 };
 
 }  // namespace
 
-T5Weights::T5Weights(const std::string& p, bool map) : path(p) {
+T5Weights::T5Weights(const std::string& p, bool map, bool bf16) : path(p) {
   ggml_context* meta = nullptr;
   std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path.c_str(), gguf_init_params{true, &meta}));
   if (!g) throw std::runtime_error(fmt::format("T5 model {}: not a valid GGUF file", path));
@@ -191,7 +218,7 @@ T5Weights::T5Weights(const std::string& p, bool map) : path(p) {
   const int64_t n = gguf_get_n_tensors(g.get());
   ctx_ = ggml_init({ggml_tensor_overhead() * (size_t)(n + 8), nullptr, true});
   try {
-    Loader L(path, g.get(), meta, ctx_);
+    Loader L(path, g.get(), meta, ctx_, bf16);
     T5Config& c = cfg;
     // every size read within sane bounds before it sizes anything (a hostile file must get an
     // error naming it, not a giant allocation or an int overflow)
