@@ -172,12 +172,14 @@ class DenseOneDnnTest : public ::testing::TestWithParam<ggml_type> {};
 TEST_P(DenseOneDnnTest, EachRowIndependentOfItsBatchAndThreads) {
   if (!dense_uses_onednn(GetParam())) GTEST_SKIP() << "no oneDNN in this build or for this CPU";
   Weights w(GetParam());
-  const int64_t M = 45;
+  // 300 rows: 150 per thread, in oneDNN calls of 152 (rounded up) rows; alone, calls of 8 to 200
+  const int64_t M = 300;
   const auto x = inputs(M, 2);
   const auto all = w.run(x, 2);
   for (int threads : {1, 3}) EXPECT_EQ(w.run(x, threads), all) << threads << " threads";
   // the rows [from, from + n) alone give the same bits as in the whole batch
-  for (auto [from, n] : {std::pair<int64_t, int64_t>{0, 1}, {7, 1}, {3, 17}, {20, 25}}) {
+  for (auto [from, n] :
+       {std::pair<int64_t, int64_t>{0, 1}, {7, 1}, {3, 17}, {20, 25}, {0, 128}, {1, 129}, {40, 200}}) {
     std::vector<float> part(x.begin() + from * K, x.begin() + (from + n) * K);
     const auto y = w.run(part, 2);
     EXPECT_EQ(0, std::memcmp(y.data(), all.data() + from * N, y.size() * sizeof(float)))

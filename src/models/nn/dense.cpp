@@ -54,6 +54,7 @@ dnnl::matmul::primitive_desc product(dt type, int64_t M, int64_t K, int64_t N, i
 struct ThreadState {
   dnnl::stream stream{engine()};
   std::vector<char> buf;
+  std::vector<char> pad_a, pad_y;            // a last block rounded up to kRowQuantum rows, and its result
   ThreadState() { omp_set_num_threads(1); }  // oneDNN runs inside ggml's threads, never spawns its own
   void* scratch(size_t bytes) {
     if (buf.size() < bytes) buf.resize(bytes);
@@ -66,62 +67,106 @@ ThreadState& thread_state() {
   return s;
 }
 
+// Columns [n0, n0 + n) of a weight matrix: n rows of K in ggml's layout, ldw elements apart.
+struct WeightCols {
+  const char* data;
+  int64_t K, n, ldw;
+  bool bf16;
+};
+
+WeightCols columns(const ggml_tensor* w, int64_t n0, int64_t n1) {
+  return {(const char*)w->data + n0 * w->nb[1], w->ne[0], n1 - n0,
+          (int64_t)(w->nb[1] / ggml_type_size(w->type)), w->type == GGML_TYPE_BF16};
+}
+
 // The plain product, for the (never expected) case of oneDNN failing at run time: same inputs,
 // f32 accumulation.
-void fallback(const void* a, int64_t lda, bool bf16, const ggml_tensor* w, int64_t mm, float* y) {
-  const int64_t K = w->ne[0], N = w->ne[1];
+void fallback(const void* a, int64_t lda, const WeightCols& w, int64_t mm, float* y, int64_t ldc) {
   const auto val = [&](const void* base, int64_t i) {
-    return bf16 ? ggml_bf16_to_fp32(((const ggml_bf16_t*)base)[i]) : ((const float*)base)[i];
+    return w.bf16 ? ggml_bf16_to_fp32(((const ggml_bf16_t*)base)[i]) : ((const float*)base)[i];
   };
   for (int64_t r = 0; r < mm; ++r)
-    for (int64_t n = 0; n < N; ++n) {
-      const char* wr = (const char*)w->data + n * w->nb[1];
+    for (int64_t n = 0; n < w.n; ++n) {
+      const char* wr = w.data + n * w.ldw * (w.bf16 ? 2 : 4);
       float s = 0;
-      for (int64_t k = 0; k < K; ++k) s += val(a, r * lda + k) * val(wr, k);
-      y[r * N + n] = s;
+      for (int64_t k = 0; k < w.K; ++k) s += val(a, r * lda + k) * val(wr, k);
+      y[r * ldc + n] = s;
     }
 }
 
-// y [mm, N] (row-major, contiguous) = a [mm, K] (rows lda elements apart; w's type) x w [K, N].
-void product_rows(const void* a, int64_t lda, const ggml_tensor* w, int64_t mm, float* y, ThreadState& ts) {
-  const bool bf16 = w->type == GGML_TYPE_BF16;
-  const int64_t K = w->ne[0], N = w->ne[1], ldw = w->nb[1] / ggml_type_size(w->type);
+// One oneDNN call: y [mm, w.n] (rows ldc apart) = a [mm, K] (rows lda elements apart; w's type) x w.
+void product_call(const void* a, int64_t lda, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
+                  ThreadState& ts) {
   try {
-    const auto pd = product(bf16 ? dt::bf16 : dt::f32, mm, K, N, lda, ldw);
-    dnnl::memory am(pd.src_desc(), engine(), const_cast<void*>(a));
-    dnnl::memory bm(pd.weights_desc(), engine(), w->data);
-    dnnl::memory cm(pd.dst_desc(), engine(), y);
+    const dt type = w.bf16 ? dt::bf16 : dt::f32;
+    const dnnl::memory::desc ad({mm, w.K}, type, {lda, 1}), bd({w.K, w.n}, type, {1, w.ldw}),
+        cd({mm, w.n}, dt::f32, {ldc, 1});
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, cd), engine());
+    dnnl::memory am(ad, engine(), const_cast<void*>(a));
+    dnnl::memory bm(bd, engine(), const_cast<char*>(w.data));
+    dnnl::memory cm(cd, engine(), y);
     dnnl::matmul(pd).execute(ts.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
     ts.stream.wait();
   } catch (const dnnl::error& e) {
     static std::once_flag warned;
     std::call_once(warned, [&] { warn("oneDNN matmul failed ({}); using a plain product", e.what()); });
-    fallback(a, lda, bf16, w, mm, y);
+    fallback(a, lda, w, mm, y, ldc);
+  }
+}
+
+// oneDNN compiles a kernel for each new shape (0.5-2 ms; then cached): rows go in blocks of
+// kBlockRows, and a last partial block is rounded up to kRowQuantum rows (zero rows, results
+// dropped), so that a weight meets at most kBlockRows / kRowQuantum + 1 shapes whatever the batch.
+constexpr int64_t kBlockRows = 256, kRowQuantum = 8;
+
+// y [mm, w.n] (rows ldc apart) = a [mm, K] (rows lda elements apart; w's type) x w.
+void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
+                  ThreadState& ts) {
+  const size_t es = w.bf16 ? 2 : 4;
+  for (int64_t b = 0; b < mm; b += kBlockRows) {
+    const int64_t rb = std::min(kBlockRows, mm - b);
+    const char* ab = (const char*)a + (size_t)(b * lda) * es;
+    if (rb % kRowQuantum == 0) {
+      product_call(ab, lda, w, rb, y + b * ldc, ldc, ts);
+      continue;
+    }
+    const int64_t rp = (rb + kRowQuantum - 1) / kRowQuantum * kRowQuantum;
+    ts.pad_a.assign((size_t)(rp * w.K) * es, 0);
+    for (int64_t r = 0; r < rb; ++r)
+      std::memcpy(ts.pad_a.data() + (size_t)(r * w.K) * es, ab + (size_t)(r * lda) * es, (size_t)w.K * es);
+    ts.pad_y.resize((size_t)(rp * w.n) * sizeof(float));
+    product_call(ts.pad_a.data(), w.K, w, rp, (float*)ts.pad_y.data(), w.n, ts);
+    for (int64_t r = 0; r < rb; ++r)
+      std::memcpy(y + (b + r) * ldc, (const float*)ts.pad_y.data() + r * w.n, (size_t)w.n * sizeof(float));
   }
 }
 
 // ggml custom op: dst [N, M...] = src[0] [K, N] x src[1] [K, M...]; thread ith takes rows
-// [M*ith/nth, M*(ith+1)/nth).
+// [M*ith/nth, M*(ith+1)/nth). (Not columns: oneDNN's result for an element depends on how many
+// columns a call has, so a column split would make it depend on the thread count.)
 void compute(ggml_tensor* dst, int ith, int nth, void*) {
   const ggml_tensor* w = dst->src[0];
   const ggml_tensor* x = dst->src[1];
   const int64_t K = w->ne[0], N = w->ne[1], M = ggml_nrows(x);
-  const int64_t m0 = M * ith / nth, m1 = M * (ith + 1) / nth, mm = m1 - m0;
+  const int64_t m0 = M * ith / nth, m1 = M * (ith + 1) / nth;
+  const int64_t mm = m1 - m0;
   if (mm <= 0) return;
+  const WeightCols wc = columns(w, 0, N);
   const char* xa = (const char*)x->data + m0 * x->nb[1];
+  float* y = (float*)dst->data + m0 * N;
   ThreadState& ts = thread_state();
-  if (w->type != GGML_TYPE_BF16) {
-    product_rows(xa, x->nb[1] / sizeof(float), w, mm, (float*)dst->data + m0 * N, ts);
+  if (!wc.bf16) {
+    product_rows(xa, x->nb[1] / sizeof(float), wc, mm, y, N, ts);
     return;
   }
   auto* a = (ggml_bf16_t*)ts.scratch((size_t)(mm * K) * sizeof(ggml_bf16_t));
   for (int64_t r = 0; r < mm; ++r) ggml_cpu_fp32_to_bf16((const float*)(xa + r * x->nb[1]), a + r * K, K);
-  product_rows(a, K, w, mm, (float*)dst->data + m0 * N, ts);
+  product_rows(a, K, wc, mm, y, N, ts);
 }
 
-// Rows gathered per oneDNN call in dense_gathered: the block stays in cache, and oneDNN reaches
-// its one-call rate from 256 rows on (measured at the ResNet's shapes).
-constexpr int64_t kGatherRows = 256;
+// Rows gathered per block in dense_gathered: the block stays in cache, and oneDNN reaches its
+// one-call rate from 256 rows on (measured at the ResNet's shapes).
+constexpr int64_t kGatherRows = kBlockRows;
 
 // ggml custom op: dst [N, P] = src[0] [G*C, N] x (row p: the G rows src[1][src[2][p*G + g]], each
 // [C] of src[0]'s type; an index outside src[1]'s rows is a zero row); thread ith takes output
@@ -147,7 +192,7 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
         else
           std::memset(to, 0, row_bytes);
       }
-    product_rows(a, K, w, rb, (float*)dst->data + b * N, ts);
+    product_rows(a, K, columns(w, 0, N), rb, (float*)dst->data + b * N, N, ts);
   }
 }
 
