@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "ggml-alloc.h"
+#include "ggml-cpu.h"
 #include "gguf.h"
 
 namespace capforge::repair {
@@ -178,10 +179,10 @@ class Loader {
       const float* from = (const float*)raw.data();
       if (stored == GGML_TYPE_F16) {
         f32.resize((size_t)n);
-        ggml_fp16_to_fp32_row((const ggml_fp16_t*)raw.data(), f32.data(), n);
+        ggml_cpu_fp16_to_fp32((const ggml_fp16_t*)raw.data(), f32.data(), n);
         from = f32.data();
       }
-      ggml_fp32_to_bf16_row(from, (ggml_bf16_t*)t->data, n);
+      ggml_cpu_fp32_to_bf16(from, (ggml_bf16_t*)t->data, n);  // vectorised
     }
   }
 
