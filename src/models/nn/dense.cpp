@@ -4,18 +4,19 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
+#include <stdexcept>
 #include <vector>
 
 #include "core/log.h"
 #include "ggml-backend.h"
 
 #ifdef CAPFORGE_HAVE_ONEDNN
+#include <immintrin.h>
 #include <omp.h>
 
+#include <atomic>
 #include <oneapi/dnnl/dnnl.hpp>
-
-#include "ggml-cpu.h"
+#include <optional>
 #endif
 
 namespace capforge::nn {
@@ -26,7 +27,7 @@ namespace {
 // [G*C, P] matrix, one product.
 ggml_tensor* gathered_on_ggml(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
                               int groups) {
-  const int64_t C = table->ne[0], T = ggml_nelements(table) / C;
+  const int64_t C = table->ne[0], T = ggml_nrows(table);
   ggml_tensor* padded = ggml_pad(ctx, ggml_reshape_2d(ctx, table, C, T), 0, 1, 0, 0);
   ggml_tensor* cols = ggml_reshape_2d(ctx, ggml_get_rows(ctx, padded, idx), C * groups, idx->ne[0] / groups);
   return ggml_mul_mat(ctx, w, cols);
@@ -44,23 +45,55 @@ dnnl::engine& engine() {
   return e;
 }
 
-dnnl::matmul::primitive_desc product(dt type, int64_t M, int64_t K, int64_t N, int64_t lda, int64_t ldw) {
-  const dnnl::memory::desc a({M, K}, type, {lda, 1}), b({K, N}, type, {1, ldw}), c({M, N}, dt::f32, {N, 1});
+// y [M, N] (rows ldc apart, f32) = a [M, K] (rows lda apart) x b [K, N] (columns ldw apart).
+dnnl::matmul::primitive_desc product(dt type, int64_t M, int64_t K, int64_t N, int64_t lda, int64_t ldw,
+                                     int64_t ldc) {
+  const dnnl::memory::desc a({M, K}, type, {lda, 1}), b({K, N}, type, {1, ldw}), c({M, N}, dt::f32, {ldc, 1});
   return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine());
+}
+
+// f32 -> bf16, round to nearest even (ggml's own conversion is one element at a time)
+__attribute__((target("avx512f,avx512bf16"))) void to_bf16_avx512(const float* x, ggml_bf16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256((__m256i*)(y + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] = ggml_fp32_to_bf16(x[i]);
+}
+
+void to_bf16(const float* x, ggml_bf16_t* y, int64_t n) {
+  static const bool avx512bf16 = __builtin_cpu_supports("avx512bf16");
+  if (avx512bf16) return to_bf16_avx512(x, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] = ggml_fp32_to_bf16(x[i]);
 }
 
 // Per compute thread: its stream and its block of product inputs (rows rounded to bf16, or
 // gathered rows).
 struct ThreadState {
-  dnnl::stream stream{engine()};
+  std::optional<dnnl::stream> stream;  // made on first use (inside the op's try)
   std::vector<char> buf;
-  std::vector<char> pad_a, pad_y;            // a last block rounded up to kRowQuantum rows, and its result
-  ThreadState() { omp_set_num_threads(1); }  // oneDNN runs inside ggml's threads, never spawns its own
+  std::vector<char> pad_a, pad_y;  // a last block rounded up to kRowQuantum rows, and its result
   void* scratch(size_t bytes) {
     if (buf.size() < bytes) buf.resize(bytes);
     return buf.data();
   }
 };
+
+// For the op's duration, OpenMP regions this thread opens get one thread: oneDNN then runs on the
+// calling ggml thread alone (inside ggml's parallel region it would anyway; in a one-thread
+// compute, which ggml runs outside any region, it would start its own team and could split K).
+struct OneOmpThread {
+  int saved = omp_get_max_threads();
+  OneOmpThread() { omp_set_num_threads(1); }
+  ~OneOmpThread() { omp_set_num_threads(saved); }
+};
+
+// Set once oneDNN failed at run time (never expected: out of memory): every later product is
+// the plain one, so results do not depend on which calls failed.
+std::atomic<bool> g_failed{false};
+
+void note_failure(const char* what) {
+  if (!g_failed.exchange(true)) warn("oneDNN matmul failed ({}); products fall back to a plain loop", what);
+}
 
 ThreadState& thread_state() {
   static thread_local ThreadState s;
@@ -79,38 +112,31 @@ WeightCols columns(const ggml_tensor* w, int64_t n0, int64_t n1) {
           (int64_t)(w->nb[1] / ggml_type_size(w->type)), w->type == GGML_TYPE_BF16};
 }
 
-// The plain product, for the (never expected) case of oneDNN failing at run time: same inputs,
-// f32 accumulation.
-void fallback(const void* a, int64_t lda, const WeightCols& w, int64_t mm, float* y, int64_t ldc) {
-  const auto val = [&](const void* base, int64_t i) {
-    return w.bf16 ? ggml_bf16_to_fp32(((const ggml_bf16_t*)base)[i]) : ((const float*)base)[i];
-  };
-  for (int64_t r = 0; r < mm; ++r)
-    for (int64_t n = 0; n < w.n; ++n) {
-      const char* wr = w.data + n * w.ldw * (w.bf16 ? 2 : 4);
-      float s = 0;
-      for (int64_t k = 0; k < w.K; ++k) s += val(a, r * lda + k) * val(wr, k);
-      y[r * ldc + n] = s;
-    }
-}
-
 // One oneDNN call: y [mm, w.n] (rows ldc apart) = a [mm, K] (rows lda elements apart; w's type) x w.
+// Throws dnnl::error.
 void product_call(const void* a, int64_t lda, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
                   ThreadState& ts) {
-  try {
-    const dt type = w.bf16 ? dt::bf16 : dt::f32;
-    const dnnl::memory::desc ad({mm, w.K}, type, {lda, 1}), bd({w.K, w.n}, type, {1, w.ldw}),
-        cd({mm, w.n}, dt::f32, {ldc, 1});
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(ad, bd, cd), engine());
-    dnnl::memory am(ad, engine(), const_cast<void*>(a));
-    dnnl::memory bm(bd, engine(), const_cast<char*>(w.data));
-    dnnl::memory cm(cd, engine(), y);
-    dnnl::matmul(pd).execute(ts.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-    ts.stream.wait();
-  } catch (const dnnl::error& e) {
-    static std::once_flag warned;
-    std::call_once(warned, [&] { warn("oneDNN matmul failed ({}); using a plain product", e.what()); });
-    fallback(a, lda, w, mm, y, ldc);
+  const auto pd = product(w.bf16 ? dt::bf16 : dt::f32, mm, w.K, w.n, lda, w.ldw, ldc);
+  dnnl::memory am(pd.src_desc(), engine(), const_cast<void*>(a));
+  dnnl::memory bm(pd.weights_desc(), engine(), const_cast<char*>(w.data));
+  dnnl::memory cm(pd.dst_desc(), engine(), y);
+  if (!ts.stream) ts.stream.emplace(engine());
+  dnnl::matmul(pd).execute(*ts.stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  ts.stream->wait();
+}
+
+// The plain product of one row, for after a failure: y [w.n] = round(x) [K] x w, x in f32 (rounded
+// to bf16 for bf16 weights, as the oneDNN path does).
+void plain_row(const float* x, const WeightCols& w, float* y) {
+  for (int64_t n = 0; n < w.n; ++n) {
+    float s = 0;
+    for (int64_t k = 0; k < w.K; ++k) {
+      const float xv = w.bf16 ? ggml_bf16_to_fp32(ggml_fp32_to_bf16(x[k])) : x[k];
+      const float wv = w.bf16 ? ggml_bf16_to_fp32(((const ggml_bf16_t*)w.data)[n * w.ldw + k])
+                              : ((const float*)w.data)[n * w.ldw + k];
+      s += xv * wv;
+    }
+    y[n] = s;
   }
 }
 
@@ -141,27 +167,43 @@ void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, f
   }
 }
 
+// The stride between x's rows (dims 1..3 flattened), or 0 when they are not evenly spaced.
+int64_t row_stride(const ggml_tensor* x) {
+  int64_t stride = 0, span = 0;
+  for (int d = 1; d < GGML_MAX_DIMS; ++d) {
+    if (x->ne[d] == 1) continue;  // a size-1 dim's stride is free
+    if (stride == 0)
+      stride = (int64_t)x->nb[d];
+    else if ((int64_t)x->nb[d] != span)
+      return 0;
+    span = (int64_t)x->nb[d] * x->ne[d];
+  }
+  return stride ? stride : (int64_t)(x->ne[0] * sizeof(float));
+}
+
 // ggml custom op: dst [N, M...] = src[0] [K, N] x src[1] [K, M...]; thread ith takes rows
 // [M*ith/nth, M*(ith+1)/nth). (Not columns: oneDNN's result for an element depends on how many
 // columns a call has, so a column split would make it depend on the thread count.)
 void compute(ggml_tensor* dst, int ith, int nth, void*) {
   const ggml_tensor* w = dst->src[0];
   const ggml_tensor* x = dst->src[1];
-  const int64_t K = w->ne[0], N = w->ne[1], M = ggml_nrows(x);
-  const int64_t m0 = M * ith / nth, m1 = M * (ith + 1) / nth;
-  const int64_t mm = m1 - m0;
+  const int64_t K = w->ne[0], N = w->ne[1], M = ggml_nrows(x), ldx = row_stride(x);
+  const int64_t m0 = M * ith / nth, m1 = M * (ith + 1) / nth, mm = m1 - m0;
   if (mm <= 0) return;
   const WeightCols wc = columns(w, 0, N);
-  const char* xa = (const char*)x->data + m0 * x->nb[1];
+  const char* xa = (const char*)x->data + m0 * ldx;
   float* y = (float*)dst->data + m0 * N;
-  ThreadState& ts = thread_state();
-  if (!wc.bf16) {
-    product_rows(xa, x->nb[1] / sizeof(float), wc, mm, y, N, ts);
-    return;
-  }
-  auto* a = (ggml_bf16_t*)ts.scratch((size_t)(mm * K) * sizeof(ggml_bf16_t));
-  for (int64_t r = 0; r < mm; ++r) ggml_cpu_fp32_to_bf16((const float*)(xa + r * x->nb[1]), a + r * K, K);
-  product_rows(a, K, wc, mm, y, N, ts);
+  const OneOmpThread one;
+  if (!g_failed) try {
+      ThreadState& ts = thread_state();
+      if (!wc.bf16) return product_rows(xa, ldx / (int64_t)sizeof(float), wc, mm, y, N, ts);
+      auto* a = (ggml_bf16_t*)ts.scratch((size_t)(mm * K) * sizeof(ggml_bf16_t));
+      for (int64_t r = 0; r < mm; ++r) to_bf16((const float*)(xa + r * ldx), a + r * K, K);
+      return product_rows(a, K, wc, mm, y, N, ts);
+    } catch (const std::exception& e) {
+      note_failure(e.what());
+    }
+  for (int64_t r = 0; r < mm; ++r) plain_row((const float*)(xa + r * ldx), wc, y + r * N);
 }
 
 // Rows gathered per block in dense_gathered: the block stays in cache, and oneDNN reaches its
@@ -176,13 +218,12 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
   const ggml_tensor* table = dst->src[1];
   const auto* idx = (const int32_t*)dst->src[2]->data;
   const int64_t G = (int64_t)(intptr_t)groups, K = w->ne[0], N = w->ne[1], P = dst->ne[1];
-  const int64_t rows = table->ne[1];
+  const int64_t rows = ggml_nrows(table);
   const size_t row_bytes = (size_t)table->nb[1];  // C elements of w's type, contiguous
   const int64_t p0 = P * ith / nth, p1 = P * (ith + 1) / nth;
-  ThreadState& ts = thread_state();
-  for (int64_t b = p0; b < p1; b += kGatherRows) {
-    const int64_t rb = std::min(kGatherRows, p1 - b);
-    char* a = (char*)ts.scratch((size_t)rb * G * row_bytes);
+  const WeightCols wc = columns(w, 0, N);
+  // rows [b, b + rb) gathered into `a` (rb x K, w's type)
+  const auto gather = [&](int64_t b, int64_t rb, char* a) {
     for (int64_t r = 0; r < rb; ++r)
       for (int64_t g = 0; g < G; ++g) {
         const int32_t i = idx[(b + r) * G + g];
@@ -192,7 +233,28 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
         else
           std::memset(to, 0, row_bytes);
       }
-    product_rows(a, K, columns(w, 0, N), rb, (float*)dst->data + b * N, N, ts);
+  };
+  const OneOmpThread one;
+  if (!g_failed) try {
+      ThreadState& ts = thread_state();
+      for (int64_t b = p0; b < p1; b += kGatherRows) {
+        const int64_t rb = std::min(kGatherRows, p1 - b);
+        char* a = (char*)ts.scratch((size_t)rb * G * row_bytes);
+        gather(b, rb, a);
+        product_rows(a, K, wc, rb, (float*)dst->data + b * N, N, ts);
+      }
+      return;
+    } catch (const std::exception& e) {
+      note_failure(e.what());
+    }
+  std::vector<char> a((size_t)G * row_bytes);
+  std::vector<float> row((size_t)K);
+  for (int64_t p = p0; p < p1; ++p) {
+    gather(p, 1, a.data());
+    for (int64_t k = 0; k < K; ++k)
+      row[(size_t)k] =
+          wc.bf16 ? ggml_bf16_to_fp32(((const ggml_bf16_t*)a.data())[k]) : ((const float*)a.data())[k];
+    plain_row(row.data(), wc, (float*)dst->data + p * N);
   }
 }
 
@@ -201,7 +263,7 @@ bool probe(ggml_type type) {
   if (env && std::strcmp(env, "0") == 0) return false;
   try {
     // reference kernels are slower than ggml's: only oneDNN's JIT ones are worth it
-    const auto pd = product(type == GGML_TYPE_BF16 ? dt::bf16 : dt::f32, 16, 64, 64, 64, 64);
+    const auto pd = product(type == GGML_TYPE_BF16 ? dt::bf16 : dt::f32, 16, 64, 64, 64, 64, 64);
     return std::strncmp(pd.impl_info_str(), "ref", 3) != 0;
   } catch (const dnnl::error&) {
     return false;
@@ -229,8 +291,8 @@ bool eligible_weights(const ggml_tensor* w) {
 // ... and x f32 rows at one stride.
 bool eligible(const ggml_tensor* w, const ggml_tensor* x) {
   if (!eligible_weights(w)) return false;
-  return x->type == GGML_TYPE_F32 && x->ne[0] == w->ne[0] && x->nb[0] == sizeof(float) &&
-         x->nb[1] % sizeof(float) == 0 && x->nb[2] == x->nb[1] * x->ne[1] && x->nb[3] == x->nb[2] * x->ne[2];
+  return x->type == GGML_TYPE_F32 && x->ne[0] == w->ne[0] && x->nb[0] == sizeof(float) && row_stride(x) > 0 &&
+         row_stride(x) % (int64_t)sizeof(float) == 0;
 }
 
 }  // namespace
@@ -244,6 +306,7 @@ ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, bool f32_o
 
 ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
                             int groups) {
+  if (groups <= 0 || idx->ne[0] % groups) throw std::invalid_argument("dense_gathered: bad groups");
   const int64_t C = table->ne[0], P = idx->ne[0] / groups;
   if (!eligible_weights(w) || table->type != GGML_TYPE_F32 || !ggml_is_contiguous(table) ||
       C * groups != w->ne[0] || idx->type != GGML_TYPE_I32 || !ggml_is_contiguous(idx) ||

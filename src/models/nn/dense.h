@@ -5,9 +5,12 @@
 // takes ggml_mul_mat.
 //
 // Contract on the oneDNN path: each output row depends only on its input row and W, never on how
-// many rows run together or on the thread count (ggml threads split the rows; each thread's
-// product is one oneDNN call on its rows alone, which oneDNN computes row by row in a fixed
-// order; tests/models/dense_test.cpp holds it to that). ggml's own product differs for a lone row.
+// many rows run together or on the thread count. ggml's threads split the rows (never the
+// columns: oneDNN's bits depend on a call's column count, not on its row count); each thread
+// calls oneDNN on one thread, in blocks of 256 rows with a last block zero-padded to a multiple
+// of 8 rows (tests/models/dense_test.cpp holds it to that). ggml's own product differs for a lone
+// row. If oneDNN ever fails at run time (out of memory), that and every later product is a plain
+// loop, with a warning.
 // bf16 weights take their input rounded to bf16 (as ggml's product does), f32 weights take it as is.
 #pragma once
 

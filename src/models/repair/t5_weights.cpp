@@ -182,7 +182,7 @@ class Loader {
         ggml_cpu_fp16_to_fp32((const ggml_fp16_t*)raw.data(), f32.data(), n);
         from = f32.data();
       }
-      ggml_cpu_fp32_to_bf16(from, (ggml_bf16_t*)t->data, n);  // vectorised
+      ggml_fp32_to_bf16_row(from, (ggml_bf16_t*)t->data, n);
     }
   }
 

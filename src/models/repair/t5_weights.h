@@ -49,7 +49,8 @@ class T5Weights {
   // Throws std::runtime_error naming the file and the tensor or key that is missing, misshapen or
   // of a type the engine cannot use. `map`: use the tensors in place from a read-only map of the
   // file where its alignment allows (false: always read them into memory; the same values).
-  // `bf16`: f16 and f32 matrices (not the norms) are converted to bf16 as they load, into memory
+  // `bf16`: f16 and f32 matrices and the token embedding (not the norms) are converted to bf16 as
+  // they load, into memory
   // (the products then run on oneDNN's bf16 kernels where available; see models/nn/dense.h).
   explicit T5Weights(const std::string &path, bool map = true, bool bf16 = false);
   ~T5Weights();
