@@ -10,8 +10,10 @@
 #include "core/log.h"
 #include "ggml-backend.h"
 
-#ifdef CAPFORGE_HAVE_ONEDNN
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
+#ifdef CAPFORGE_HAVE_ONEDNN
 #include <omp.h>
 
 #include <atomic>
@@ -20,6 +22,25 @@
 #endif
 
 namespace capforge::nn {
+
+#if defined(__x86_64__)
+namespace {
+__attribute__((target("avx512f,avx512bf16"))) void to_bf16_avx512(const float* x, ggml_bf16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256((__m256i*)(y + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] = ggml_fp32_to_bf16(x[i]);
+}
+}  // namespace
+#endif
+
+void to_bf16(const float* x, ggml_bf16_t* y, int64_t n) {
+#if defined(__x86_64__)
+  static const bool avx512bf16 = __builtin_cpu_supports("avx512bf16");
+  if (avx512bf16) return to_bf16_avx512(x, y, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) y[i] = ggml_fp32_to_bf16(x[i]);
+}
 
 namespace {
 
@@ -50,20 +71,6 @@ dnnl::matmul::primitive_desc product(dt type, int64_t M, int64_t K, int64_t N, i
                                      int64_t ldc) {
   const dnnl::memory::desc a({M, K}, type, {lda, 1}), b({K, N}, type, {1, ldw}), c({M, N}, dt::f32, {ldc, 1});
   return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine());
-}
-
-// f32 -> bf16, round to nearest even (ggml's own conversion is one element at a time)
-__attribute__((target("avx512f,avx512bf16"))) void to_bf16_avx512(const float* x, ggml_bf16_t* y, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    _mm256_storeu_si256((__m256i*)(y + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i)));
-  for (; i < n; ++i) y[i] = ggml_fp32_to_bf16(x[i]);
-}
-
-void to_bf16(const float* x, ggml_bf16_t* y, int64_t n) {
-  static const bool avx512bf16 = __builtin_cpu_supports("avx512bf16");
-  if (avx512bf16) return to_bf16_avx512(x, y, n);
-  for (int64_t i = 0; i < n; ++i) y[i] = ggml_fp32_to_bf16(x[i]);
 }
 
 // Per compute thread: its stream and its block of product inputs (rows rounded to bf16, or

@@ -31,6 +31,10 @@ ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, bool f32_o
 ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
                             int groups);
 
+// f32 -> bf16 rounding to nearest even, 16 at a time on CPUs with AVX512-BF16 (which flush
+// subnormal inputs to zero; ggml's own conversion goes one element at a time).
+void to_bf16(const float* x, ggml_bf16_t* y, int64_t n);
+
 // Whether dense() may use oneDNN for this weight type on this build and CPU. CAPFORGE_ONEDNN=0 in
 // the environment turns it off (read once), for A/B runs and for bisecting numeric differences.
 bool dense_uses_onednn(ggml_type weight_type);

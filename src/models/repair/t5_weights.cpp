@@ -14,6 +14,7 @@
 #include "ggml-alloc.h"
 #include "ggml-cpu.h"
 #include "gguf.h"
+#include "models/nn/dense.h"
 
 namespace capforge::repair {
 
@@ -176,13 +177,17 @@ class Loader {
       const int64_t n = ggml_nelements(t);
       raw.resize((size_t)n * ggml_type_size(stored));
       read(at, raw.data(), raw.size(), ggml_get_name(t));
-      const float* from = (const float*)raw.data();
-      if (stored == GGML_TYPE_F16) {
-        f32.resize((size_t)n);
-        ggml_cpu_fp16_to_fp32((const ggml_fp16_t*)raw.data(), f32.data(), n);
-        from = f32.data();
+      constexpr int64_t kChunk = 1 << 16;  // through an f32 chunk in cache
+      f32.resize((size_t)kChunk);
+      for (int64_t i = 0; i < n; i += kChunk) {
+        const int64_t c = std::min(kChunk, n - i);
+        const float* from = (const float*)raw.data() + i;
+        if (stored == GGML_TYPE_F16) {
+          ggml_cpu_fp16_to_fp32((const ggml_fp16_t*)raw.data() + i, f32.data(), c);
+          from = f32.data();
+        }
+        nn::to_bf16(from, (ggml_bf16_t*)t->data + i, c);
       }
-      ggml_fp32_to_bf16_row(from, (ggml_bf16_t*)t->data, n);
     }
   }
 
