@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <sys/mman.h>
+
+#include <cstdint>
 #include <stdexcept>
 #include <thread>
 
@@ -16,6 +19,15 @@ ggml_backend_dev_t pick_device(bool gpu) {
   auto* cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
   if (!cpu) throw std::runtime_error("ggml has no CPU backend");
   return cpu;
+}
+
+void advise_huge_pages(ggml_backend_buffer_t buf) {
+  if (!buf || !ggml_backend_buffer_is_host(buf)) return;
+  const size_t page = 4096, size = ggml_backend_buffer_get_size(buf);
+  if (size < (4u << 20)) return;
+  const auto base = (uintptr_t)ggml_backend_buffer_get_base(buf);
+  const uintptr_t from = (base + page - 1) / page * page, to = (base + size) / page * page;
+  if (to > from) madvise((void*)from, to - from, MADV_HUGEPAGE);  // a hint: failure changes nothing
 }
 
 ggml_backend_t init_backend(ggml_backend_dev_t dev, int threads) {

@@ -72,6 +72,7 @@ void WeightSet::upload(ggml_backend_dev_t dev, const std::string& what) {
     throw std::runtime_error(
         fmt::format("cannot allocate {} weights on {}", what, ggml_backend_dev_name(dev)));
   ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+  advise_huge_pages(buf_);
   for (auto& p : pending_) {
     std::vector<float> v = p.source();
     if ((int64_t)v.size() != ggml_nelements(*p.slot))

@@ -14,6 +14,7 @@
 #include "ggml-alloc.h"
 #include "ggml-cpu.h"
 #include "gguf.h"
+#include "models/ggml_util.h"
 #include "models/nn/dense.h"
 
 namespace capforge::repair {
@@ -311,6 +312,7 @@ T5Weights::T5Weights(const std::string& p, bool map, bool bf16) : path(p) {
     if (!buf_) {
       buf_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, ggml_backend_cpu_buffer_type());
       if (!buf_) L.fail("cannot allocate memory for the weights");
+      advise_huge_pages(buf_);
       L.load_all();
     }
     ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
