@@ -154,26 +154,30 @@ void rewrite_gguf(const std::string& src, const std::string& dst, const std::str
 
 }  // namespace
 
+// The default tiny T5 fixture with f16 weights, written into `dir`; its path.
+std::string write_f16_fixture(const test::TempDir& dir) {
+  test::T5FixtureSpec s;
+  s.dtype = "F16";
+  write_t5_fixture(s, dir / "t5_f16.gguf");
+  return dir / "t5_f16.gguf";
+}
+
 TEST(T5GgmlEngine, LogitsEqualReferenceV10) { expect_logits_equal_reference(fx().t5_v1_0, 1e-3, 1e-3); }
 TEST(T5GgmlEngine, LogitsEqualReferenceV11) { expect_logits_equal_reference(fx().t5_v1_1, 1e-3, 3e-2); }
 
 // f16 weights: ggml multiplies them with f16-rounded activations (both engines), hence the tolerance.
 TEST(T5GgmlEngine, LogitsEqualReferenceF16) {
   test::TempDir dir;
-  test::T5FixtureSpec s;
-  s.dtype = "F16";
-  write_t5_fixture(s, dir / "t5_f16.gguf");
-  expect_logits_equal_reference(dir / "t5_f16.gguf", 1e-2, 3e-2);
+  const std::string f16 = write_f16_fixture(dir);
+  expect_logits_equal_reference(f16, 1e-2, 3e-2);
 }
 
 // The weights used in place from the mapped file are the bytes the read-into-memory path loads
 // (f32 v1.0 tied, f16 v1.1 gated).
 TEST(T5GgmlEngine, MappedWeightsEqualReadWeights) {
   test::TempDir dir;
-  test::T5FixtureSpec s;
-  s.dtype = "F16";
-  write_t5_fixture(s, dir / "t5_f16.gguf");
-  for (const std::string path : {fx().t5_v1_0, dir / "t5_f16.gguf"}) {
+  const std::string f16 = write_f16_fixture(dir);
+  for (const std::string path : {fx().t5_v1_0, f16}) {
     repair::T5Weights mapped(path), read(path, /*map=*/false);
     auto bytes = [](const ggml_tensor* t) {
       std::string b(ggml_nbytes(t), '\0');
@@ -217,10 +221,8 @@ TEST(T5GgmlEngine, MappedWeightsEqualReadWeights) {
 // ~4% of the largest logit on these random models; a wrong conversion would be ~100%).
 TEST(T5GgmlEngine, Bf16WeightsNearReference) {
   test::TempDir dir;
-  test::T5FixtureSpec s;
-  s.dtype = "F16";
-  write_t5_fixture(s, dir / "t5_f16.gguf");
-  for (const std::string path : {fx().t5_v1_0, dir / "t5_f16.gguf"}) {
+  const std::string f16 = write_f16_fixture(dir);
+  for (const std::string path : {fx().t5_v1_0, f16}) {
     repair::T5Weights w(path, true, /*bf16=*/true);
     EXPECT_EQ(w.output->type, GGML_TYPE_BF16) << path;
     EXPECT_EQ(w.enc[0].q->type, GGML_TYPE_BF16) << path;
@@ -228,6 +230,29 @@ TEST(T5GgmlEngine, Bf16WeightsNearReference) {
     EXPECT_EQ(w.enc[0].attn_norm->type, GGML_TYPE_F32) << path;
     expect_logits_equal_reference(path, 6e-2, 8e-2, "bf16");  // bf16: 8x f16's rounding
   }
+}
+
+// --repair-dtype bf16 on a truncated file: the same clear error as without it (the size check
+// comes before any conversion); an unknown value is refused.
+TEST(T5GgmlEngine, Bf16ConversionOfBadInputIsAClearError) {
+  test::TempDir dir;
+  const std::string t5 = test::read_file(write_f16_fixture(dir));
+  test::write_file(dir / "cut.gguf", t5.substr(0, t5.size() * 3 / 4));
+  for (const std::string weights : {"stored", "bf16"}) {
+    RepairParams p = params_for(dir / "cut.gguf");
+    p.engine = "ggml";
+    p.weights = weights;
+    try {
+      load_repair_model(p);
+      ADD_FAILURE() << "a truncated file loaded with weights " << weights;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("cut.gguf"), std::string::npos) << e.what();
+    }
+  }
+  RepairParams p = params_for(fx().t5_v1_0);
+  p.weights = "f8";
+  EXPECT_THROW(load_repair_model(p), std::invalid_argument);
 }
 
 // heads x d_kv (4 x 8 = 32) unlike d_model (64), and 1 decoder layer after 2 encoder layers.
@@ -243,12 +268,10 @@ TEST(T5GgmlEngine, LogitsEqualReferenceNarrowHeads) {
 // Beam search with the repetition penalty on f16 weights: the ggml engine picks what libllama does.
 TEST(T5GgmlEngine, F16BeamsEqualLlamaEngine) {
   test::TempDir dir;
-  test::T5FixtureSpec s;
-  s.dtype = "F16";
-  write_t5_fixture(s, dir / "t5_f16.gguf");
+  const std::string f16 = write_f16_fixture(dir);
   std::vector<RepairOutput> outs[2];
   for (int e = 0; e < 2; ++e) {
-    RepairParams p = params_for(dir / "t5_f16.gguf");
+    RepairParams p = params_for(f16);
     p.engine = kT5Engines[e];
     p.beams = 2;
     p.repetition_penalty = 2.5f;
