@@ -107,16 +107,16 @@ ThreadState& thread_state() {
   return s;
 }
 
-// Columns [n0, n0 + n) of a weight matrix: n rows of K in ggml's layout, ldw elements apart.
+// A weight matrix as oneDNN takes it: n columns of K (ggml's rows), ldw elements apart.
 struct WeightCols {
   const char* data;
   int64_t K, n, ldw;
   bool bf16;
 };
 
-WeightCols columns(const ggml_tensor* w, int64_t n0, int64_t n1) {
-  return {(const char*)w->data + n0 * w->nb[1], w->ne[0], n1 - n0,
-          (int64_t)(w->nb[1] / ggml_type_size(w->type)), w->type == GGML_TYPE_BF16};
+WeightCols columns(const ggml_tensor* w) {
+  return {(const char*)w->data, w->ne[0], w->ne[1], (int64_t)(w->nb[1] / ggml_type_size(w->type)),
+          w->type == GGML_TYPE_BF16};
 }
 
 // One oneDNN call: y [mm, w.n] (rows ldc apart) = a [mm, K] (rows lda elements apart; w's type) x w.
@@ -197,7 +197,7 @@ void compute(ggml_tensor* dst, int ith, int nth, void*) {
   const int64_t K = w->ne[0], N = w->ne[1], M = ggml_nrows(x), ldx = row_stride(x);
   const int64_t m0 = M * ith / nth, m1 = M * (ith + 1) / nth, mm = m1 - m0;
   if (mm <= 0) return;
-  const WeightCols wc = columns(w, 0, N);
+  const WeightCols wc = columns(w);
   const char* xa = (const char*)x->data + m0 * ldx;
   float* y = (float*)dst->data + m0 * N;
   const OneOmpThread one;
@@ -228,7 +228,7 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
   const int64_t rows = ggml_nrows(table);
   const size_t row_bytes = (size_t)table->nb[1];  // C elements of w's type, contiguous
   const int64_t p0 = P * ith / nth, p1 = P * (ith + 1) / nth;
-  const WeightCols wc = columns(w, 0, N);
+  const WeightCols wc = columns(w);
   // rows [b, b + rb) gathered into `a` (rb x K, w's type)
   const auto gather = [&](int64_t b, int64_t rb, char* a) {
     for (int64_t r = 0; r < rb; ++r)
