@@ -70,8 +70,8 @@ int main(int argc, char** argv) {
     }
     f << "]";
   }
-  ctx.embed_images({ptrs[0]});  // warm-up
-  ctx.embed_texts({texts[0]});
+  if (!ptrs.empty()) ctx.embed_images({ptrs[0]});  // warm-up
+  if (!texts.empty()) ctx.embed_texts({texts[0]});
   auto t0 = std::chrono::steady_clock::now();
   auto ie = ctx.embed_images(ptrs);
   auto t1 = std::chrono::steady_clock::now();

@@ -13,11 +13,14 @@
 namespace capforge {
 
 struct ClipParams {
-  std::string dtype = "f32";  // weights converted at load: f32 | f16 | bf16 | q8_0 (not f32: fast attention)
-  int threads = 0;            // CPU threads per context (0: all cores)
-  bool gpu = true;            // use ggml's GPU backend when capforge is built with one
-  int image_batch = 16;       // images per forward pass
-  int text_batch = 64;        // texts per forward pass
+  // Weights converted at load: f32 | f16 | bf16 | q8_0 | int8 (not f32: fast attention). int8: the
+  // matrices per-channel int8 and each token's activations quantised on the fly, integer products
+  // on oneDNN (CPUs with VNNI only; elsewhere load_clip says so).
+  std::string dtype = "f32";
+  int threads = 0;       // CPU threads per context (0: all cores)
+  bool gpu = true;       // use ggml's GPU backend when capforge is built with one
+  int image_batch = 16;  // images per forward pass
+  int text_batch = 64;   // texts per forward pass
 };
 
 // A loaded model: weights and configuration, immutable and shared by every context.

@@ -187,9 +187,10 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
       ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->group(rk);
-  cmd->add_option("--rank-dtype", o->rank_dtype, "ranker weights: f32, f16, bf16 or q8_0")
+  cmd->add_option("--rank-dtype", o->rank_dtype,
+                  "ranker weights: f32, f16, bf16, q8_0 or int8 (CPUs with VNNI)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}))
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "int8"}))
       ->group(rk);
   cmd->add_option("--repair", o->repair,
                   "repair of the winning caption: rules, none or model (the default with --repair-model)")

@@ -32,9 +32,10 @@ void add_model_options(CLI::App* cmd, ClipOptions& o) {
          "(open_clip_config.json, open_clip_model.safetensors); or `demo` for the bundled demo CLIP")
       ->required()
       ->check(CLI::ExistingDirectory | CLI::IsMember({"demo"}));
-  cmd->add_option("--dtype", o.params.dtype, "convert weights at load: f32, f16, bf16 or q8_0")
+  cmd->add_option("--dtype", o.params.dtype,
+                  "convert weights at load: f32, f16, bf16, q8_0 or int8 (CPUs with VNNI)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "int8"}));
   cmd->add_option("--threads", o.params.threads, "CPU threads (0: all cores)")
       ->capture_default_str()
       ->check(threads_count());

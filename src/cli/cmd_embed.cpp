@@ -35,9 +35,10 @@ void add_embed_shards(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--model", e->model, "CLIP dir (Hugging Face CLIP or SigLIP, or open_clip), or demo")
       ->required();
-  cmd->add_option("--rank-dtype", e->rank_dtype, "model weights: f32, f16, bf16 or q8_0")
+  cmd->add_option("--rank-dtype", e->rank_dtype,
+                  "model weights: f32, f16, bf16, q8_0 or int8 (CPUs with VNNI)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "int8"}));
   cmd->add_option("--db", e->db, "job store URL (default: sqlite:OUT/.capforge/jobs.db)");
   cmd->add_option("--threads", e->threads, "threads for decoding and the model (0: all cores)")
       ->capture_default_str()

@@ -43,7 +43,8 @@ ggml_type weight_type_from_name(const std::string& name) {
   if (name == "f16") return GGML_TYPE_F16;
   if (name == "bf16") return GGML_TYPE_BF16;
   if (name == "q8_0") return GGML_TYPE_Q8_0;
-  throw std::runtime_error("unsupported --dtype '" + name + "' (f32, f16, bf16, q8_0)");
+  if (name == "int8") return GGML_TYPE_I8;  // per-channel int8 matrices for nn::dense (nn/int8.h)
+  throw std::runtime_error("unsupported --dtype '" + name + "' (f32, f16, bf16, q8_0, int8)");
 }
 
 void upload_f32(ggml_tensor* t, const std::vector<float>& v) {

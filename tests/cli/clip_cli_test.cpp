@@ -101,6 +101,38 @@ TEST_F(ClipCli, BadImagesAndModelsAreClearErrors) {
   EXPECT_TRUE(dl[1].contains("embedding"));
 }
 
+// --dtype int8 (per-channel int8 matrices, oneDNN's integer products) gives embeddings near f32's
+// where it runs; where it cannot (a build without oneDNN, a CPU without VNNI, CAPFORGE_ONEDNN=0) it
+// says what it needs instead of running a product ggml does not have.
+TEST_F(ClipCli, Int8RunsNearF32OrSaysWhatItNeeds) {
+  const std::vector<std::string> args = {"embed",     "--model", at("clip"), "--image",
+                                         at("a.jpg"), "--text",  "a dog"};
+  auto with = [&](std::vector<std::string> a, std::vector<std::string> more) {
+    a.insert(a.end(), more.begin(), more.end());
+    return a;
+  };
+  auto f32 = test::run_capforge(args);
+  ASSERT_EQ(f32.exit_code, 0) << f32.err;
+  auto i8 = test::run_capforge(with(args, {"--dtype", "int8"}));
+  if (i8.exit_code == 0) {
+    auto a = test::json_lines(f32.out), b = test::json_lines(i8.out);
+    ASSERT_EQ(b.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+      double dot = 0;
+      for (size_t k = 0; k < a[i]["embedding"].size(); ++k)
+        dot += a[i]["embedding"][k].get<double>() * b[i]["embedding"][k].get<double>();
+      EXPECT_GT(dot, 0.999) << b[i]["type"];
+    }
+  } else {
+    EXPECT_NE(i8.err.find("int8 needs oneDNN"), std::string::npos) << i8.err;
+  }
+  auto off = test::run_process(
+      with({"/usr/bin/env", "CAPFORGE_ONEDNN=0", test::capforge_bin()}, with(args, {"--dtype", "int8"})));
+  EXPECT_EQ(off.exit_code, 2) << off.err;
+  EXPECT_NE(off.err.find("int8 needs oneDNN's int8 kernels"), std::string::npos) << off.err;
+  EXPECT_EQ(off.out, "");
+}
+
 // `--model demo` means the bundled demo CLIP, as in caption, describe and eval.
 TEST_F(ClipCli, DemoModelResolvesLikeTheOtherCommands) {
   auto e = test::run_capforge({"embed", "--model", "demo", "--text", "a red circle"});

@@ -13,6 +13,7 @@
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "models/nn/dense.h"
+#include "models/nn/int8.h"
 
 namespace capforge::nn {
 namespace {
@@ -29,14 +30,32 @@ struct Weights {
   explicit Weights(ggml_type type) {
     ggml_init_params p{ggml_tensor_overhead() * 4, nullptr, true};
     ctx = ggml_init(p);
-    w = ggml_new_tensor_2d(ctx, type, K, N);
+    // int8: packed rows (int8.h), and w the view of their values
+    ggml_tensor* packed = type == GGML_TYPE_I8 ? ggml_new_tensor_2d(ctx, type, K + kInt8Tail, N) : nullptr;
+    w = packed ? ggml_view_2d(ctx, packed, K, N, packed->nb[1], 0) : ggml_new_tensor_2d(ctx, type, K, N);
     buf = ggml_backend_alloc_ctx_tensors(ctx, backend);
     std::mt19937 rng(7);
     std::normal_distribution<float> d;
     values.resize(K * N);
-    std::vector<uint8_t> raw(ggml_nbytes(w));
+    std::vector<uint8_t> raw(ggml_nbytes(packed ? packed : w));
+    for (int64_t i = 0; i < K * N; ++i) values[i] = d(rng);
+    if (packed) {
+      // the documented scheme by hand: per row, q = round(w / (max|w| / 127))
+      pack_int8_rows(values.data(), K, N, (int8_t*)raw.data());
+      for (int64_t n = 0; n < N; ++n) {
+        float amax = 0;
+        for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(values[n * K + k]));
+        for (int64_t k = 0; k < K; ++k) {
+          const int8_t q = ((const int8_t*)raw.data())[n * (K + kInt8Tail) + k];
+          EXPECT_EQ(q, (int8_t)std::nearbyint(values[n * K + k] / (amax / 127)));
+          values[n * K + k] = q * (amax / 127);
+        }
+      }
+      ggml_backend_tensor_set(packed, raw.data(), 0, raw.size());
+      return;
+    }
     for (int64_t i = 0; i < K * N; ++i) {
-      const float v = d(rng);
+      const float v = values[i];
       if (type == GGML_TYPE_F32) {
         ((float*)raw.data())[i] = values[i] = v;
       } else if (type == GGML_TYPE_BF16) {
@@ -118,13 +137,31 @@ std::vector<float> inputs(int64_t rows, unsigned seed) {
 
 class DenseTest : public ::testing::TestWithParam<ggml_type> {};
 
+// int8's input rows as the documented scheme rounds them: per row, the range [min(0, x), max(0, x)]
+// in 255 steps, zero on a step.
+std::vector<float> int8_rounded(std::vector<float> x) {
+  for (size_t r = 0; r < x.size() / K; ++r) {
+    float* row = x.data() + r * K;
+    const float lo = std::min(0.f, *std::min_element(row, row + K)),
+                hi = std::max(0.f, *std::max_element(row, row + K));
+    const float scale = (hi - lo) / 255, zero = std::nearbyint(-lo / scale);
+    for (int64_t k = 0; k < K; ++k)
+      row[k] = (std::min(std::max(std::nearbyint(row[k] * (1 / scale)) + zero, 0.f), 255.f) - zero) * scale;
+  }
+  return x;
+}
+
+bool runs(ggml_type type) { return type != GGML_TYPE_I8 || dense_uses_onednn(type); }
+
 TEST_P(DenseTest, MatchesAPlainProduct) {
   const ggml_type type = GetParam();
+  if (!runs(type)) GTEST_SKIP() << "int8 needs oneDNN and VNNI";
   Weights w(type);
-  const auto x = inputs(37, 1);
+  auto x = inputs(37, 1);
   const auto y = w.run(x, 2);
   // bf16 weights take their input rounded to bf16, f32 weights take it as is; f16 goes to ggml,
-  // which rounds its input to f16
+  // which rounds its input to f16; int8 quantises each row
+  if (type == GGML_TYPE_I8) x = int8_rounded(x);
   const auto rounded = [&](float v) {
     if (type == GGML_TYPE_BF16) return ggml_bf16_to_fp32(ggml_fp32_to_bf16(v));
     if (type == GGML_TYPE_F16) return ggml_fp16_to_fp32(ggml_fp32_to_fp16(v));
@@ -149,6 +186,7 @@ TEST_P(DenseTest, MatchesAPlainProduct) {
 // Gathered rows multiply exactly as the same rows laid out by hand do (index T: a zero row), at
 // any thread count.
 TEST_P(DenseTest, GatheredEqualsDenseOverTheGatheredRows) {
+  if (!runs(GetParam())) GTEST_SKIP() << "int8 needs oneDNN and VNNI";
   Weights w(GetParam());
   const int groups = 4;
   const int64_t C = K / groups, T = 32, P = 300;  // P past one gathered block (256 rows)
@@ -188,10 +226,38 @@ TEST_P(DenseOneDnnTest, EachRowIndependentOfItsBatchAndThreads) {
 }
 
 const auto kTypeName = [](const auto& info) { return std::string(ggml_type_name(info.param)); };
-INSTANTIATE_TEST_SUITE_P(Types, DenseTest, ::testing::Values(GGML_TYPE_F32, GGML_TYPE_BF16, GGML_TYPE_F16),
+INSTANTIATE_TEST_SUITE_P(Types, DenseTest,
+                         ::testing::Values(GGML_TYPE_F32, GGML_TYPE_BF16, GGML_TYPE_F16, GGML_TYPE_I8),
                          kTypeName);
 // the types dense() gives oneDNN
-INSTANTIATE_TEST_SUITE_P(Types, DenseOneDnnTest, ::testing::Values(GGML_TYPE_F32, GGML_TYPE_BF16), kTypeName);
+INSTANTIATE_TEST_SUITE_P(Types, DenseOneDnnTest,
+                         ::testing::Values(GGML_TYPE_F32, GGML_TYPE_BF16, GGML_TYPE_I8), kTypeName);
+
+// int8 against the exact f32 product: the quantisation error stays small (1% of sum |x w| here,
+// where the inputs are Gaussian), so a tower's embeddings stay near f32's.
+TEST(DenseInt8, NearTheFloatProduct) {
+  if (!runs(GGML_TYPE_I8)) GTEST_SKIP() << "int8 needs oneDNN and VNNI";
+  Weights w(GGML_TYPE_I8);
+  std::mt19937 rng(7);  // the same draws as Weights' values before quantisation
+  std::normal_distribution<float> d;
+  std::vector<float> exact((size_t)(K * N));
+  for (float& v : exact) v = d(rng);
+  const auto x = inputs(16, 5);
+  const auto y = w.run(x, 2);
+  double worst = 0;
+  for (int64_t r = 0; r < 16; ++r)
+    for (int64_t n = 0; n < N; ++n) {
+      double s = 0, scale = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        s += (double)x[(size_t)(r * K + k)] * exact[(size_t)(n * K + k)];
+        scale += std::fabs((double)x[(size_t)(r * K + k)] * exact[(size_t)(n * K + k)]);
+      }
+      worst = std::max(worst, std::fabs(s - y[(size_t)(r * N + n)]) / scale);
+    }
+  EXPECT_LT(worst, 1e-2);
+  EXPECT_GT(worst, 1e-5) << "suspiciously exact for int8";
+  std::printf("int8: max error relative to sum|x w| %.2g\n", worst);
+}
 
 }  // namespace
 }  // namespace capforge::nn

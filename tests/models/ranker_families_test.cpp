@@ -18,6 +18,7 @@
 #include "models/clip/preprocess.h"
 #include "models/clip/sp_tokenizer.h"
 #include "models/clip/text_encoder.h"
+#include "models/nn/dense.h"
 #include "support/fixtures.h"
 #include "support/open_clip_fixture.h"
 #include "support/process.h"
@@ -222,7 +223,8 @@ TEST_P(RankerFamilyTest, ReducedPrecisionStaysCloseToF32) {
   std::vector<std::string> texts(kTexts.begin(), kTexts.begin() + 4);
   auto ref_i = f32.embed_images(ptrs);
   auto ref_t = f32.embed_texts(texts);
-  for (std::string dtype : {"f16", "bf16"}) {
+  for (std::string dtype : {"f16", "bf16", "int8"}) {
+    if (dtype == "int8" && !nn::dense_uses_onednn(GGML_TYPE_I8)) continue;  // needs oneDNN and VNNI
     ClipParams p;
     p.dtype = dtype;
     ClipContext c(load_clip(dir(), p));

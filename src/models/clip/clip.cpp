@@ -9,6 +9,7 @@
 #include "models/clip/model.h"
 #include "models/clip/preprocess.h"
 #include "models/ggml_util.h"
+#include "models/nn/dense.h"
 #include "models/safetensors.h"
 
 namespace capforge {
@@ -53,8 +54,19 @@ ClipModel::ClipModel(const std::string& dir, const ClipParams& p) : params(p) {
   auto st = open_checkpoint(dir, config.format);
   device = pick_device(p.gpu);
   graph_options.fast = p.dtype != "f32";
+  const ggml_type matrix_type = weight_type_from_name(p.dtype);
+  if (matrix_type == GGML_TYPE_I8 && ggml_backend_dev_type(device) != GGML_BACKEND_DEVICE_TYPE_CPU)
+    throw std::runtime_error(
+        fmt::format("{}: dtype int8 runs on the CPU only (run with --cpu where the command has it, or use "
+                    "f16 or bf16 on {})",
+                    dir, ggml_backend_dev_name(device)));
+  if (matrix_type == GGML_TYPE_I8 && !nn::dense_uses_onednn(GGML_TYPE_I8))
+    throw std::runtime_error(fmt::format(
+        "{}: dtype int8 needs oneDNN's int8 kernels (a build with libdnnl-dev, and a CPU with AVX512-VNNI or "
+        "AVX-VNNI), which this machine lacks; use bf16 or q8_0",
+        dir));
   try {
-    weights = std::make_unique<clip::Weights>(*st, config, weight_type_from_name(p.dtype), device);
+    weights = std::make_unique<clip::Weights>(*st, config, matrix_type, device);
   } catch (const std::exception& e) {
     throw std::runtime_error(fmt::format("{}: {}", dir, e.what()));
   }

@@ -89,6 +89,12 @@ void linear(nn::WeightSet& set, const std::string& name, int64_t out, int64_t in
   set.take(&l.b, name + ".bias", {out}, GGML_TYPE_F32);
 }
 
+// A convolution kernel [.., .., .., Cout] as the matrix [rows, Cout]: a view, as int8 kernels' rows
+// are not contiguous (nn/int8.h).
+ggml_tensor* kernel_matrix(ggml_context* ctx, ggml_tensor* w) {
+  return ggml_view_2d(ctx, w, w->ne[0] * w->ne[1] * w->ne[2], w->ne[3], w->nb[3], 0);
+}
+
 // x [C, W, H, B] -> [Cout, W, H, B]: a 1x1 convolution with its folded bias.
 ggml_tensor* conv1x1(ggml_context* ctx, ggml_tensor* x, const ConvBn& c) {
   return ggml_add(ctx, nn::dense(ctx, c.w, x), c.b);
@@ -101,7 +107,7 @@ ggml_tensor* conv1x1(ggml_context* ctx, ggml_tensor* x, const ConvBn& c) {
 ggml_tensor* conv3x3_planar(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, int stride) {
   const ggml_type col = c.w->type == GGML_TYPE_F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
   ggml_tensor* cols = ggml_im2col(ctx, c.w, x, stride, stride, 1, 1, 1, 1, true, col);  // [9C, W', H', B]
-  ggml_tensor* k = ggml_reshape_2d(ctx, c.w, c.w->ne[0] * c.w->ne[1] * c.w->ne[2], c.w->ne[3]);
+  ggml_tensor* k = kernel_matrix(ctx, c.w);
   return ggml_add(ctx, nn::dense(ctx, k, cols), c.b);
 }
 
@@ -145,7 +151,7 @@ class TapIndex {
 // pixels at a time, so the [9C, W*H*B] matrix never exists whole).
 ggml_tensor* conv3x3_taps(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, TapIndex& taps) {
   const int64_t C = x->ne[0], W = x->ne[1], H = x->ne[2], B = x->ne[3];
-  ggml_tensor* k = ggml_reshape_2d(ctx, c.w, 9 * C, c.w->ne[3]);
+  ggml_tensor* k = kernel_matrix(ctx, c.w);  // [9C, Cout]
   ggml_tensor* y =
       nn::dense_gathered(ctx, k, ggml_reshape_2d(ctx, x, C, W * H * B), taps.get(ctx, W, H, B), 9);
   return ggml_add(ctx, ggml_reshape_4d(ctx, y, c.w->ne[3], W, H, B), c.b);

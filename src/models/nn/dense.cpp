@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "ggml-backend.h"
+#include "models/nn/int8.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -51,7 +52,7 @@ ggml_tensor* gathered_on_ggml(ggml_context* ctx, ggml_tensor* w, ggml_tensor* ta
   const int64_t C = table->ne[0], T = ggml_nrows(table);
   ggml_tensor* padded = ggml_pad(ctx, ggml_reshape_2d(ctx, table, C, T), 0, 1, 0, 0);
   ggml_tensor* cols = ggml_reshape_2d(ctx, ggml_get_rows(ctx, padded, idx), C * groups, idx->ne[0] / groups);
-  return ggml_mul_mat(ctx, w, cols);
+  return w->type == GGML_TYPE_I8 ? dense(ctx, w, cols) : ggml_mul_mat(ctx, w, cols);
 }
 
 }  // namespace
@@ -66,10 +67,21 @@ dnnl::engine& engine() {
   return e;
 }
 
-// y [M, N] (rows ldc apart, f32) = a [M, K] (rows lda apart) x b [K, N] (columns ldw apart).
-dnnl::matmul::primitive_desc product(dt type, int64_t M, int64_t K, int64_t N, int64_t lda, int64_t ldw,
-                                     int64_t ldc) {
-  const dnnl::memory::desc a({M, K}, type, {lda, 1}), b({K, N}, type, {1, ldw}), c({M, N}, dt::f32, {ldc, 1});
+// oneDNN's types for a product against weights of `type`: inputs, weights, results.
+struct ProductTypes {
+  dt a, b, c;
+};
+ProductTypes product_types(ggml_type type) {
+  if (type == GGML_TYPE_I8) return {dt::u8, dt::s8, dt::s32};
+  if (type == GGML_TYPE_BF16) return {dt::bf16, dt::bf16, dt::f32};
+  return {dt::f32, dt::f32, dt::f32};
+}
+
+// y [M, N] (rows ldc apart) = a [M, K] (rows lda apart) x b [K, N] (columns ldw apart).
+dnnl::matmul::primitive_desc product(ggml_type type, int64_t M, int64_t K, int64_t N, int64_t lda,
+                                     int64_t ldw, int64_t ldc) {
+  const ProductTypes t = product_types(type);
+  const dnnl::memory::desc a({M, K}, t.a, {lda, 1}), b({K, N}, t.b, {1, ldw}), c({M, N}, t.c, {ldc, 1});
   return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine());
 }
 
@@ -79,6 +91,11 @@ struct ThreadState {
   std::optional<dnnl::stream> stream;  // made on first use (inside the op's try)
   std::vector<char> buf;
   std::vector<char> pad_a, pad_y;  // a last block rounded up to kRowQuantum rows, and its result
+  // int8: a block's quantised rows, their quantisation and integer products; the weights' terms
+  std::vector<uint8_t> q;
+  std::vector<RowQuant> rq;
+  std::vector<int32_t> acc, sum;
+  std::vector<float> scale;
   void* scratch(size_t bytes) {
     if (buf.size() < bytes) buf.resize(bytes);
     return buf.data();
@@ -107,23 +124,27 @@ ThreadState& thread_state() {
   return s;
 }
 
-// A weight matrix as oneDNN takes it: n columns of K (ggml's rows), ldw elements apart.
+// A weight matrix as oneDNN takes it: n columns of K (ggml's rows), ldw elements apart (int8: K
+// values and the row's tail, see int8.h).
 struct WeightCols {
   const char* data;
   int64_t K, n, ldw;
+  ggml_type type;
   bool bf16;
+  size_t in_size() const { return type == GGML_TYPE_I8 ? 1 : bf16 ? 2 : 4; }  // an input element's bytes
 };
 
 WeightCols columns(const ggml_tensor* w) {
-  return {(const char*)w->data, w->ne[0], w->ne[1], (int64_t)(w->nb[1] / ggml_type_size(w->type)),
-          w->type == GGML_TYPE_BF16};
+  return {
+      (const char*)w->data,     w->ne[0], w->ne[1], (int64_t)(w->nb[1] / ggml_type_size(w->type)), w->type,
+      w->type == GGML_TYPE_BF16};
 }
 
-// One oneDNN call: y [mm, w.n] (rows ldc apart) = a [mm, K] (rows lda elements apart; w's type) x w.
-// Throws dnnl::error.
-void product_call(const void* a, int64_t lda, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
+// One oneDNN call: y [mm, w.n] (rows ldc apart; f32, int32 for int8) = a [mm, K] (rows lda
+// elements apart; w's input type) x w. Throws dnnl::error.
+void product_call(const void* a, int64_t lda, const WeightCols& w, int64_t mm, void* y, int64_t ldc,
                   ThreadState& ts) {
-  const auto pd = product(w.bf16 ? dt::bf16 : dt::f32, mm, w.K, w.n, lda, w.ldw, ldc);
+  const auto pd = product(w.type, mm, w.K, w.n, lda, w.ldw, ldc);
   dnnl::memory am(pd.src_desc(), engine(), const_cast<void*>(a));
   dnnl::memory bm(pd.weights_desc(), engine(), const_cast<char*>(w.data));
   dnnl::memory cm(pd.dst_desc(), engine(), y);
@@ -152,10 +173,12 @@ void plain_row(const float* x, const WeightCols& w, float* y) {
 // dropped), so that a weight meets at most kBlockRows / kRowQuantum + 1 shapes whatever the batch.
 constexpr int64_t kBlockRows = 256, kRowQuantum = 8;
 
-// y [mm, w.n] (rows ldc apart) = a [mm, K] (rows lda elements apart; w's type) x w.
-void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
+// y [mm, w.n] (rows ldc apart; f32, int32 for int8) = a [mm, K] (rows lda elements apart; w's input
+// type) x w.
+void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, void* y_, int64_t ldc,
                   ThreadState& ts) {
-  const size_t es = w.bf16 ? 2 : 4;
+  const size_t es = w.in_size();
+  auto* y = (float*)y_;  // 4-byte elements either way
   for (int64_t b = 0; b < mm; b += kBlockRows) {
     const int64_t rb = std::min(kBlockRows, mm - b);
     const char* ab = (const char*)a + (size_t)(b * lda) * es;
@@ -172,6 +195,44 @@ void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, f
     for (int64_t r = 0; r < rb; ++r)
       std::memcpy(y + (b + r) * ldc, (const float*)ts.pad_y.data() + r * w.n, (size_t)w.n * sizeof(float));
   }
+}
+
+// int8 weights: y [mm, w.n] (rows ldc apart) = x [mm, K] (f32 rows ldx bytes apart) x w, each row
+// quantised on its own (int8.h), the integer products on oneDNN, or with `plain` in plain loops
+// (the same integers, so the same bits).
+void int8_rows(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
+               ThreadState& ts, bool plain) {
+  const auto* wq = (const int8_t*)w.data;
+  ts.scale.resize((size_t)w.n);
+  ts.sum.resize((size_t)w.n);
+  int8_channel_terms(wq, w.K, w.n, w.ldw, ts.scale.data(), ts.sum.data());
+  for (int64_t b = 0; b < mm; b += kBlockRows) {
+    const int64_t rb = std::min(kBlockRows, mm - b);
+    ts.q.resize((size_t)(rb * w.K));
+    ts.rq.resize((size_t)rb);
+    ts.acc.resize((size_t)(rb * w.n));
+    for (int64_t r = 0; r < rb; ++r)
+      ts.rq[(size_t)r] = quantize_row_u8((const float*)(x + (b + r) * ldx), w.K, ts.q.data() + r * w.K);
+    if (plain)
+      for (int64_t r = 0; r < rb; ++r)
+        int8_row_product(ts.q.data() + r * w.K, wq, w.K, w.n, w.ldw, ts.acc.data() + r * w.n);
+    else
+      product_rows(ts.q.data(), w.K, w, rb, ts.acc.data(), w.n, ts);
+    for (int64_t r = 0; r < rb; ++r)
+      int8_rescale_row(ts.acc.data() + r * w.n, ts.rq[(size_t)r], ts.scale.data(), ts.sum.data(), w.n,
+                       y + (b + r) * ldc);
+  }
+}
+
+// int8_rows on oneDNN, or in plain loops once it failed.
+void int8_rows_any(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, float* y, int64_t ldc) {
+  ThreadState& ts = thread_state();
+  if (!g_failed) try {
+      return int8_rows(x, ldx, w, mm, y, ldc, ts, false);
+    } catch (const std::exception& e) {
+      note_failure(e.what());
+    }
+  int8_rows(x, ldx, w, mm, y, ldc, ts, true);
 }
 
 // The stride between x's rows (dims 1..3 flattened), or 0 when they are not evenly spaced.
@@ -201,6 +262,7 @@ void compute(ggml_tensor* dst, int ith, int nth, void*) {
   const char* xa = (const char*)x->data + m0 * ldx;
   float* y = (float*)dst->data + m0 * N;
   const OneOmpThread one;
+  if (wc.type == GGML_TYPE_I8) return int8_rows_any(xa, ldx, wc, mm, y, N);
   if (!g_failed) try {
       ThreadState& ts = thread_state();
       if (!wc.bf16) return product_rows(xa, ldx / (int64_t)sizeof(float), wc, mm, y, N, ts);
@@ -242,6 +304,16 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
       }
   };
   const OneOmpThread one;
+  if (wc.type == GGML_TYPE_I8) {  // the table is f32: gathered rows are quantised as dense()'s
+    std::vector<char> a;
+    for (int64_t b = p0; b < p1; b += kGatherRows) {
+      const int64_t rb = std::min(kGatherRows, p1 - b);
+      a.resize((size_t)rb * G * row_bytes);
+      gather(b, rb, a.data());
+      int8_rows_any(a.data(), K * (int64_t)sizeof(float), wc, rb, (float*)dst->data + b * N, N);
+    }
+    return;
+  }
   if (!g_failed) try {
       ThreadState& ts = thread_state();
       for (int64_t b = p0; b < p1; b += kGatherRows) {
@@ -270,7 +342,10 @@ bool probe(ggml_type type) {
   if (env && std::strcmp(env, "0") == 0) return false;
   try {
     // reference kernels are slower than ggml's: only oneDNN's JIT ones are worth it
-    const auto pd = product(type == GGML_TYPE_BF16 ? dt::bf16 : dt::f32, 16, 64, 64, 64, 64, 64);
+    // int8 needs VNNI: without it oneDNN's u8 x s8 pairs can saturate int16 sums
+    if (type == GGML_TYPE_I8 && !__builtin_cpu_supports("avx512vnni") && !__builtin_cpu_supports("avxvnni"))
+      return false;
+    const auto pd = product(type, 16, 64, 64, 64, 64, 64);
     return std::strncmp(pd.impl_info_str(), "ref", 3) != 0;
   } catch (const dnnl::error&) {
     return false;
@@ -280,8 +355,8 @@ bool probe(ggml_type type) {
 }  // namespace
 
 bool dense_uses_onednn(ggml_type type) {
-  static const bool bf16 = probe(GGML_TYPE_BF16), f32 = probe(GGML_TYPE_F32);
-  return type == GGML_TYPE_BF16 ? bf16 : type == GGML_TYPE_F32 ? f32 : false;
+  static const bool bf16 = probe(GGML_TYPE_BF16), f32 = probe(GGML_TYPE_F32), i8 = probe(GGML_TYPE_I8);
+  return type == GGML_TYPE_BF16 ? bf16 : type == GGML_TYPE_F32 ? f32 : type == GGML_TYPE_I8 ? i8 : false;
 }
 
 namespace {
@@ -305,6 +380,10 @@ bool eligible(const ggml_tensor* w, const ggml_tensor* x) {
 }  // namespace
 
 ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, bool f32_on_ggml) {
+  if (w->type == GGML_TYPE_I8) {  // int8 rows exist only for this op (ggml has no product for them)
+    if (!eligible_weights(w)) throw std::logic_error("int8 weights need oneDNN's int8 kernels on the CPU");
+    if (!eligible(w, x)) x = ggml_cont(ctx, x);
+  }
   if ((f32_on_ggml && w->type == GGML_TYPE_F32) || !eligible(w, x)) return ggml_mul_mat(ctx, w, x);
   ggml_tensor* args[] = {w, x};
   return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], x->ne[1], x->ne[2], x->ne[3], args, 2, compute,
@@ -319,8 +398,9 @@ ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* tabl
       C * groups != w->ne[0] || idx->type != GGML_TYPE_I32 || !ggml_is_contiguous(idx) ||
       P * groups != ggml_nelements(idx))
     return gathered_on_ggml(ctx, w, table, idx, groups);
-  // the table in the product's type once, so that each gathered row is a plain copy
-  if (w->type != GGML_TYPE_F32) table = ggml_cast(ctx, table, w->type);
+  // the table in the product's type once, so that each gathered row is a plain copy (int8: rows
+  // are quantised after the gather, each as a whole)
+  if (w->type != GGML_TYPE_F32 && w->type != GGML_TYPE_I8) table = ggml_cast(ctx, table, w->type);
   ggml_tensor* args[] = {w, table, idx};
   return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], P, 1, 1, args, 3, compute_gathered, GGML_N_TASKS_MAX,
                         (void*)(intptr_t)groups);
@@ -334,6 +414,7 @@ ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* tabl
   return gathered_on_ggml(ctx, w, table, idx, groups);
 }
 ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, bool) {
+  if (w->type == GGML_TYPE_I8) throw std::logic_error("int8 weights need a build with oneDNN");
   return ggml_mul_mat(ctx, w, x);
 }
 

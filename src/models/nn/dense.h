@@ -12,6 +12,9 @@
 // row. If oneDNN ever fails at run time (out of memory), that and every later product is a plain
 // loop, with a warning.
 // bf16 weights take their input rounded to bf16 (as ggml's product does), f32 weights take it as is.
+// int8 weights (GGML_TYPE_I8 views of packed rows, see int8.h; nn::WeightSet makes them) take each
+// input row quantised to u8 on its own, with integer products: oneDNN's on CPUs with VNNI (the only
+// place they are loaded; dense_uses_onednn(GGML_TYPE_I8)), never ggml's, which has none.
 #pragma once
 
 #include "ggml.h"

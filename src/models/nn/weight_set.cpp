@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "models/ggml_util.h"
+#include "models/nn/int8.h"
 #include "models/safetensors.h"
 
 namespace capforge::nn {
@@ -57,14 +58,25 @@ ggml_type WeightSet::fit(ggml_type t, int64_t row) {
 }
 
 void WeightSet::upload(ggml_backend_dev_t dev, const std::string& what) {
-  ggml_init_params ip{ggml_tensor_overhead() * (pending_.size() + 8), nullptr, true};
+  ggml_init_params ip{ggml_tensor_overhead() * (2 * pending_.size() + 8), nullptr, true};  // int8: 2 each
   ctx_ = ggml_init(ip);
   if (!ctx_) throw std::runtime_error("ggml_init failed");
   for (auto& p : pending_) {
     int64_t ne[4] = {1, 1, 1, 1};
     int n = (int)p.shape.size();
     for (int i = 0; i < n; ++i) ne[i] = p.shape[(size_t)(n - 1 - i)];  // ggml: innermost first
-    *p.slot = ggml_new_tensor(ctx_, p.type, std::max(n, 1), ne);
+    if (p.type == GGML_TYPE_I8) {
+      // packed int8 rows (nn/int8.h): a [row + tail, rows] tensor, and the slot a view of its values
+      if (n < 2) throw std::logic_error(fmt::format("int8 tensor '{}' must be a matrix", p.label));
+      const int64_t row = ne[0] * ne[1] * ne[2] * ne[3] / ne[n - 1];
+      ggml_tensor* packed = ggml_new_tensor_2d(ctx_, GGML_TYPE_I8, row + kInt8Tail, ne[n - 1]);
+      size_t nb[4] = {1, (size_t)ne[0], (size_t)(ne[0] * ne[1]), (size_t)(ne[0] * ne[1] * ne[2])};
+      nb[n - 1] = packed->nb[1];
+      for (int i = n; i < 4; ++i) nb[i] = nb[n - 1] * (size_t)ne[n - 1];
+      *p.slot = ggml_view_4d(ctx_, packed, ne[0], ne[1], ne[2], ne[3], nb[1], nb[2], nb[3], 0);
+    } else {
+      *p.slot = ggml_new_tensor(ctx_, p.type, std::max(n, 1), ne);
+    }
     ggml_set_name(*p.slot, p.label.substr(0, GGML_MAX_NAME - 1).c_str());
   }
   buf_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, ggml_backend_dev_buffer_type(dev));
@@ -78,7 +90,14 @@ void WeightSet::upload(ggml_backend_dev_t dev, const std::string& what) {
     if ((int64_t)v.size() != ggml_nelements(*p.slot))
       throw std::logic_error(fmt::format("derived tensor '{}' has {} values, expected {}", p.label, v.size(),
                                          ggml_nelements(*p.slot)));
-    upload_f32(*p.slot, v);
+    if (p.type == GGML_TYPE_I8) {
+      ggml_tensor* packed = (*p.slot)->view_src;
+      std::vector<int8_t> q((size_t)ggml_nbytes(packed));
+      pack_int8_rows(v.data(), packed->ne[0] - kInt8Tail, packed->ne[1], q.data());
+      ggml_backend_tensor_set(packed, q.data(), 0, q.size());
+    } else {
+      upload_f32(*p.slot, v);
+    }
   }
   pending_.clear();
 }
