@@ -267,7 +267,8 @@ ggml_tensor* build_resnet(ggml_context* ctx, ggml_tensor* pixels, const VisionCo
   ggml_tensor* q = ggml_reshape_4d(ctx, nn::linear(ctx, q0, w.q), hd, heads, 1, B);
   ggml_tensor* k = ggml_reshape_4d(ctx, nn::linear(ctx, x, w.k), hd, heads, T + 1, B);
   ggml_tensor* val = ggml_reshape_4d(ctx, nn::linear(ctx, x, w.v), hd, heads, T + 1, B);
-  ggml_tensor* att = nn::attention(ctx, q, k, val, false, nullptr, fast);  // [C, 1, B]
+  ggml_tensor* att =
+      nn::attention(ctx, q, k, val, false, nullptr, fast, nn::weights_on_host(w.q.w));  // [C, 1, B]
   return ggml_reshape_2d(ctx, nn::linear(ctx, att, w.c_proj), w.c_proj.w->ne[1], B);
 }
 

@@ -28,7 +28,8 @@ void take_transposed(nn::WeightSet& set, ggml_tensor** slot, const std::string& 
 
 Weights::Weights(const SafetensorsModel& st, const ClipConfig& c, ggml_type mat, ggml_backend_dev_t dev)
     : set_(std::make_unique<nn::WeightSet>(st)) {
-  WeightTypes types{mat, mat == GGML_TYPE_F32 ? GGML_TYPE_F32 : GGML_TYPE_F16};
+  // kernels take the matrix type unless it is blocked (a q8_0 block cannot span a kernel's rows)
+  WeightTypes types{mat, ggml_blck_size(mat) == 1 ? mat : GGML_TYPE_F16};
   switch (c.format) {
     case Format::hf_clip:
       declare_hf_clip(*set_, c, types, *this);

@@ -51,7 +51,7 @@ struct VisionWeights {
 // What the layouts share: matrix and convolution types for a dtype.
 struct WeightTypes {
   ggml_type matrix = GGML_TYPE_F32;
-  ggml_type conv = GGML_TYPE_F32;  // im2col runs in the kernel's type
+  ggml_type conv = GGML_TYPE_F32;  // a convolution kernel whose rows cannot take a blocked type (q8_0)
 };
 
 class Weights {

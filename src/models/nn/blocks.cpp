@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "models/nn/attention_cpu.h"
 #include "models/nn/dense.h"
 
 namespace capforge::nn {
@@ -36,9 +37,11 @@ ggml_tensor* activation(ggml_context* ctx, ggml_tensor* x, Activation act, bool 
 }
 
 ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, bool causal,
-                       ggml_tensor* mask, bool fast) {
+                       ggml_tensor* mask, bool fast, bool cpu) {
   const int64_t hd = q->ne[0], H = q->ne[1], Tq = q->ne[2], B = q->ne[3];
   const float scale = 1.0f / std::sqrt((float)hd);
+  if (fast && cpu && attention_cpu_supports(q, k, v, causal ? mask : nullptr))
+    return attention_cpu(ctx, q, k, v, causal ? mask : nullptr, scale);
   q = ggml_permute(ctx, q, 0, 2, 1, 3);  // [hd, T, H, B]
   k = ggml_permute(ctx, k, 0, 2, 1, 3);
   if (fast) {
@@ -68,7 +71,7 @@ ggml_tensor* encoder_layer(ggml_context* ctx, ggml_tensor* x, const EncoderLayer
   ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, l.q), hd, H, T, B);
   ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, l.k), hd, H, T, B);
   ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, l.v), hd, H, T, B);
-  x = ggml_add(ctx, x, linear(ctx, attention(ctx, q, k, v, causal, mask, fast), l.o));
+  x = ggml_add(ctx, x, linear(ctx, attention(ctx, q, k, v, causal, mask, fast, weights_on_host(l.o.w)), l.o));
   h = layer_norm(ctx, x, l.ln2, t.ln_eps);
   h = linear(ctx, activation(ctx, linear(ctx, h, l.fc1), t.act, fast), l.fc2);
   return ggml_add(ctx, x, h);

@@ -35,6 +35,11 @@ __attribute__((target("avx512f,avx512bf16"))) void to_bf16_avx512(const float* x
 }  // namespace
 #endif
 
+bool weights_on_host(const ggml_tensor* w) {
+  const ggml_tensor* base = w->view_src ? w->view_src : w;
+  return base->buffer && ggml_backend_buffer_is_host(base->buffer);
+}
+
 void to_bf16(const float* x, ggml_bf16_t* y, int64_t n) {
 #if defined(__x86_64__)
   static const bool avx512bf16 = __builtin_cpu_supports("avx512bf16");
@@ -197,20 +202,26 @@ void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, v
   }
 }
 
+// Sizes v to at least n (never shrinks: a thread's buffers keep their pages between ops).
+template <class V>
+void grow(V& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
 // int8 weights: y [mm, w.n] (rows ldc apart) = x [mm, K] (f32 rows ldx bytes apart) x w, each row
 // quantised on its own (int8.h), the integer products on oneDNN, or with `plain` in plain loops
 // (the same integers, so the same bits).
 void int8_rows(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
                ThreadState& ts, bool plain) {
   const auto* wq = (const int8_t*)w.data;
-  ts.scale.resize((size_t)w.n);
-  ts.sum.resize((size_t)w.n);
+  grow(ts.scale, (size_t)w.n);
+  grow(ts.sum, (size_t)w.n);
   int8_channel_terms(wq, w.K, w.n, w.ldw, ts.scale.data(), ts.sum.data());
   for (int64_t b = 0; b < mm; b += kBlockRows) {
     const int64_t rb = std::min(kBlockRows, mm - b);
-    ts.q.resize((size_t)(rb * w.K));
-    ts.rq.resize((size_t)rb);
-    ts.acc.resize((size_t)(rb * w.n));
+    grow(ts.q, (size_t)(rb * w.K));
+    grow(ts.rq, (size_t)rb);
+    grow(ts.acc, (size_t)(rb * w.n));
     for (int64_t r = 0; r < rb; ++r)
       ts.rq[(size_t)r] = quantize_row_u8((const float*)(x + (b + r) * ldx), w.K, ts.q.data() + r * w.K);
     if (plain)
@@ -305,12 +316,11 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
   };
   const OneOmpThread one;
   if (wc.type == GGML_TYPE_I8) {  // the table is f32: gathered rows are quantised as dense()'s
-    std::vector<char> a;
     for (int64_t b = p0; b < p1; b += kGatherRows) {
       const int64_t rb = std::min(kGatherRows, p1 - b);
-      a.resize((size_t)rb * G * row_bytes);
-      gather(b, rb, a.data());
-      int8_rows_any(a.data(), K * (int64_t)sizeof(float), wc, rb, (float*)dst->data + b * N, N);
+      char* a = (char*)thread_state().scratch((size_t)rb * G * row_bytes);
+      gather(b, rb, a);
+      int8_rows_any(a, K * (int64_t)sizeof(float), wc, rb, (float*)dst->data + b * N, N);
     }
     return;
   }

@@ -38,6 +38,9 @@ ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* tabl
 // subnormal inputs to zero; ggml's own conversion goes one element at a time).
 void to_bf16(const float* x, ggml_bf16_t* y, int64_t n);
 
+// Whether w's data lives in host memory (a graph over it then runs on ggml's CPU backend).
+bool weights_on_host(const ggml_tensor* w);
+
 // Whether dense() may use oneDNN for this weight type on this build and CPU. CAPFORGE_ONEDNN=0 in
 // the environment turns it off (read once), for A/B runs and for bisecting numeric differences.
 bool dense_uses_onednn(ggml_type weight_type);
