@@ -135,7 +135,8 @@ def main():
         print(f"{r['side']:9} {r['dtype']:8} {r['img']:8.3f} {r['img'] / best_img:7.2f}x {gi:8.1f} {gi / pk:7.0%} "
               f"{r['txt']:8.2f} {r['txt'] / best_txt:7.2f}x {gt:8.1f} {gt / pk:7.0%} {r['cos'][0]:>8} {r['cos'][1]:>8}  {env}")
     print("ratios are against torch's best variant and thread setting for each workload; 'of peak' divides by the "
-          "fp32 GEMM peak for f32/fp32 rows and by the bf16 peak for the others; cos: minimum cosine to capforge f32")
+          "fp32 GEMM peak for f32/fp32 rows and by the bf16 peak for the others (int8 too, whose products reach ~2x "
+          "it); cos: minimum cosine to capforge f32")
 
 
 if __name__ == "__main__":

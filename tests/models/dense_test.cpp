@@ -28,7 +28,7 @@ struct Weights {
   std::vector<float> values;  // as stored (rounded to the weight type)
 
   explicit Weights(ggml_type type) {
-    ggml_init_params p{ggml_tensor_overhead() * 4, nullptr, true};
+    ggml_init_params p{ggml_tensor_overhead() * 8, nullptr, true};
     ctx = ggml_init(p);
     // int8: packed rows (int8.h), and w the view of their values
     ggml_tensor* packed = type == GGML_TYPE_I8 ? ggml_new_tensor_2d(ctx, type, K + kInt8Tail, N) : nullptr;
@@ -74,14 +74,23 @@ struct Weights {
     ggml_backend_free(backend);
   }
 
-  // dense(w, x) for x = `rows` rows of K, computed with `threads` threads
-  std::vector<float> run(const std::vector<float>& x, int threads) {
+  // dense(w, x, bias) for x = `rows` rows of K, computed with `threads` threads; no bias when empty
+  std::vector<float> run(const std::vector<float>& x, int threads, const std::vector<float>& bias = {}) {
     const int64_t M = (int64_t)x.size() / K;
     ggml_init_params p{ggml_tensor_overhead() * 16 + ggml_graph_overhead(), nullptr, true};
     ggml_context* g = ggml_init(p);
     ggml_tensor* in = ggml_new_tensor_2d(g, GGML_TYPE_F32, K, M);
     ggml_set_input(in);
-    ggml_tensor* out = dense(g, w, in);
+    ggml_tensor* b = nullptr;
+    ggml_backend_buffer_t bias_buf = nullptr;
+    if (!bias.empty()) {  // a weight: in its own host buffer, as loaded biases are
+      b = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, N);
+      bias_buf = ggml_backend_alloc_buffer(backend, ggml_nbytes(b) + 64);
+      ggml_tallocr talloc = ggml_tallocr_new(bias_buf);
+      EXPECT_EQ(ggml_tallocr_alloc(&talloc, b), GGML_STATUS_SUCCESS);
+      ggml_backend_tensor_set(b, bias.data(), 0, bias.size() * sizeof(float));
+    }
+    ggml_tensor* out = dense(g, w, in, b);
     ggml_set_output(out);
     ggml_cgraph* gf = ggml_new_graph(g);
     ggml_build_forward_expand(gf, out);
@@ -94,6 +103,7 @@ struct Weights {
     ggml_backend_tensor_get(out, y.data(), 0, y.size() * sizeof(float));
     ggml_gallocr_free(alloc);
     ggml_free(g);
+    if (bias_buf) ggml_backend_buffer_free(bias_buf);
     return y;
   }
 };
@@ -203,6 +213,17 @@ TEST_P(DenseTest, GatheredEqualsDenseOverTheGatheredRows) {
   const auto want = w.run(cols, 2);
   for (int threads : {1, 2, 3})
     EXPECT_EQ(run_gathered(w, table, idx, groups, threads), want) << threads << " threads";
+}
+
+// A bias is added to every row after the product, exactly as a separate add would.
+TEST_P(DenseTest, BiasIsAddedToEachRow) {
+  if (!runs(GetParam())) GTEST_SKIP() << "int8 needs oneDNN and VNNI";
+  Weights w(GetParam());
+  const auto x = inputs(300, 6);  // past one block of rows, and a padded last block
+  std::vector<float> bias((size_t)N);
+  for (int64_t n = 0; n < N; ++n) bias[(size_t)n] = 0.25f * (float)n - 3.0f;
+  const auto plain = w.run(x, 2), with = w.run(x, 2, bias);
+  for (size_t i = 0; i < plain.size(); ++i) ASSERT_EQ(with[i], plain[i] + bias[i % N]) << "element " << i;
 }
 
 class DenseOneDnnTest : public ::testing::TestWithParam<ggml_type> {};

@@ -141,7 +141,7 @@ StepGraph build_step(ggml_context* ctx, ggml_cgraph* gf, const BlipConfig& c, co
   }
   x = ggml_get_rows(ctx, x, g.out);  // [D, m]
   x = layer_norm(ctx, nn::activation(ctx, linear(ctx, x, w.head_dense), t.act, fast), w.head_ln, t.ln_eps);
-  g.logits = ggml_add(ctx, nn::dense(ctx, w.lm_w, x), w.lm_b);  // [V, m]
+  g.logits = nn::dense(ctx, w.lm_w, x, w.lm_b);  // [V, m]
   ggml_set_output(g.logits);
   ggml_build_forward_expand(gf, g.logits);
   return g;

@@ -97,7 +97,7 @@ ggml_tensor* kernel_matrix(ggml_context* ctx, ggml_tensor* w) {
 
 // x [C, W, H, B] -> [Cout, W, H, B]: a 1x1 convolution with its folded bias.
 ggml_tensor* conv1x1(ggml_context* ctx, ggml_tensor* x, const ConvBn& c) {
-  return ggml_add(ctx, nn::dense(ctx, c.w, x), c.b);
+  return nn::dense(ctx, c.w, x, c.b);
 }
 
 // pixels [W, H, C, B] (planar) -> [Cout, W', H', B]: a 3x3 convolution (padding 1) with its folded
@@ -108,7 +108,7 @@ ggml_tensor* conv3x3_planar(ggml_context* ctx, ggml_tensor* x, const ConvBn& c, 
   const ggml_type col = c.w->type == GGML_TYPE_F16 ? GGML_TYPE_F16 : GGML_TYPE_F32;
   ggml_tensor* cols = ggml_im2col(ctx, c.w, x, stride, stride, 1, 1, 1, 1, true, col);  // [9C, W', H', B]
   ggml_tensor* k = kernel_matrix(ctx, c.w);
-  return ggml_add(ctx, nn::dense(ctx, k, cols), c.b);
+  return nn::dense(ctx, k, cols, c.b);
 }
 
 // The taps of a stride-1, padding-1 3x3 convolution over [C, W, H, B] activations, as row indices

@@ -11,10 +11,7 @@ ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, f
   return ggml_add(ctx, ggml_mul(ctx, ggml_norm(ctx, x, eps), n.w), n.b);
 }
 
-ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const Linear& l) {
-  ggml_tensor* y = dense(ctx, l.w, x);
-  return l.b ? ggml_add(ctx, y, l.b) : y;
-}
+ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const Linear& l) { return dense(ctx, l.w, x, l.b); }
 
 ggml_tensor* activation(ggml_context* ctx, ggml_tensor* x, Activation act, bool fast) {
   switch (act) {

@@ -50,6 +50,10 @@ void to_bf16(const float* x, ggml_bf16_t* y, int64_t n) {
 
 namespace {
 
+ggml_tensor* with_bias(ggml_context* ctx, ggml_tensor* y, ggml_tensor* bias) {
+  return bias ? ggml_add(ctx, y, bias) : y;
+}
+
 // dense_gathered with ggml's ops: the table with its zero row appended, the rows gathered into the
 // [G*C, P] matrix, one product.
 ggml_tensor* gathered_on_ggml(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
@@ -158,9 +162,15 @@ void product_call(const void* a, int64_t lda, const WeightCols& w, int64_t mm, v
   ts.stream->wait();
 }
 
-// The plain product of one row, for after a failure: y [w.n] = round(x) [K] x w, x in f32 (rounded
-// to bf16 for bf16 weights, as the oneDNN path does).
-void plain_row(const float* x, const WeightCols& w, float* y) {
+// y [rows, n] (rows ldc apart) += bias [n] on every row.
+void add_bias(float* y, int64_t rows, int64_t ldc, const float* bias, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < n; ++i) y[r * ldc + i] += bias[i];
+}
+
+// The plain product of one row, for after a failure: y [w.n] = round(x) [K] x w (+ bias), x in f32
+// (rounded to bf16 for bf16 weights, as the oneDNN path does).
+void plain_row(const float* x, const WeightCols& w, float* y, const float* bias) {
   for (int64_t n = 0; n < w.n; ++n) {
     float s = 0;
     for (int64_t k = 0; k < w.K; ++k) {
@@ -169,7 +179,7 @@ void plain_row(const float* x, const WeightCols& w, float* y) {
                               : ((const float*)w.data)[n * w.ldw + k];
       s += xv * wv;
     }
-    y[n] = s;
+    y[n] = bias ? s + bias[n] : s;
   }
 }
 
@@ -179,9 +189,9 @@ void plain_row(const float* x, const WeightCols& w, float* y) {
 constexpr int64_t kBlockRows = 256, kRowQuantum = 8;
 
 // y [mm, w.n] (rows ldc apart; f32, int32 for int8) = a [mm, K] (rows lda elements apart; w's input
-// type) x w.
+// type) x w (+ bias, f32 only: added to each block while it is in cache).
 void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, void* y_, int64_t ldc,
-                  ThreadState& ts) {
+                  ThreadState& ts, const float* bias = nullptr) {
   const size_t es = w.in_size();
   auto* y = (float*)y_;  // 4-byte elements either way
   for (int64_t b = 0; b < mm; b += kBlockRows) {
@@ -189,6 +199,7 @@ void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, v
     const char* ab = (const char*)a + (size_t)(b * lda) * es;
     if (rb % kRowQuantum == 0) {
       product_call(ab, lda, w, rb, y + b * ldc, ldc, ts);
+      if (bias) add_bias(y + b * ldc, rb, ldc, bias, w.n);
       continue;
     }
     const int64_t rp = (rb + kRowQuantum - 1) / kRowQuantum * kRowQuantum;
@@ -199,6 +210,7 @@ void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, v
     product_call(ts.pad_a.data(), w.K, w, rp, (float*)ts.pad_y.data(), w.n, ts);
     for (int64_t r = 0; r < rb; ++r)
       std::memcpy(y + (b + r) * ldc, (const float*)ts.pad_y.data() + r * w.n, (size_t)w.n * sizeof(float));
+    if (bias) add_bias(y + b * ldc, rb, ldc, bias, w.n);
   }
 }
 
@@ -212,7 +224,7 @@ void grow(V& v, size_t n) {
 // quantised on its own (int8.h), the integer products on oneDNN, or with `plain` in plain loops
 // (the same integers, so the same bits).
 void int8_rows(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
-               ThreadState& ts, bool plain) {
+               const float* bias, ThreadState& ts, bool plain) {
   const auto* wq = (const int8_t*)w.data;
   grow(ts.scale, (size_t)w.n);
   grow(ts.sum, (size_t)w.n);
@@ -230,20 +242,21 @@ void int8_rows(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, floa
     else
       product_rows(ts.q.data(), w.K, w, rb, ts.acc.data(), w.n, ts);
     for (int64_t r = 0; r < rb; ++r)
-      int8_rescale_row(ts.acc.data() + r * w.n, ts.rq[(size_t)r], ts.scale.data(), ts.sum.data(), w.n,
+      int8_rescale_row(ts.acc.data() + r * w.n, ts.rq[(size_t)r], ts.scale.data(), ts.sum.data(), bias, w.n,
                        y + (b + r) * ldc);
   }
 }
 
 // int8_rows on oneDNN, or in plain loops once it failed.
-void int8_rows_any(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, float* y, int64_t ldc) {
+void int8_rows_any(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
+                   const float* bias) {
   ThreadState& ts = thread_state();
   if (!g_failed) try {
-      return int8_rows(x, ldx, w, mm, y, ldc, ts, false);
+      return int8_rows(x, ldx, w, mm, y, ldc, bias, ts, false);
     } catch (const std::exception& e) {
       note_failure(e.what());
     }
-  int8_rows(x, ldx, w, mm, y, ldc, ts, true);
+  int8_rows(x, ldx, w, mm, y, ldc, bias, ts, true);
 }
 
 // The stride between x's rows (dims 1..3 flattened), or 0 when they are not evenly spaced.
@@ -260,7 +273,12 @@ int64_t row_stride(const ggml_tensor* x) {
   return stride ? stride : (int64_t)(x->ne[0] * sizeof(float));
 }
 
-// ggml custom op: dst [N, M...] = src[0] [K, N] x src[1] [K, M...]; thread ith takes rows
+// src[i] as a bias vector, or null when the op has no such source.
+const float* bias_of(const ggml_tensor* dst, int i) {
+  return dst->src[i] ? (const float*)dst->src[i]->data : nullptr;
+}
+
+// ggml custom op: dst [N, M...] = src[0] [K, N] x src[1] [K, M...] (+ src[2] [N]); thread ith takes rows
 // [M*ith/nth, M*(ith+1)/nth). (Not columns: oneDNN's result for an element depends on how many
 // columns a call has, so a column split would make it depend on the thread count.)
 void compute(ggml_tensor* dst, int ith, int nth, void*) {
@@ -272,18 +290,19 @@ void compute(ggml_tensor* dst, int ith, int nth, void*) {
   const WeightCols wc = columns(w);
   const char* xa = (const char*)x->data + m0 * ldx;
   float* y = (float*)dst->data + m0 * N;
+  const float* bias = bias_of(dst, 2);
   const OneOmpThread one;
-  if (wc.type == GGML_TYPE_I8) return int8_rows_any(xa, ldx, wc, mm, y, N);
+  if (wc.type == GGML_TYPE_I8) return int8_rows_any(xa, ldx, wc, mm, y, N, bias);
   if (!g_failed) try {
       ThreadState& ts = thread_state();
-      if (!wc.bf16) return product_rows(xa, ldx / (int64_t)sizeof(float), wc, mm, y, N, ts);
+      if (!wc.bf16) return product_rows(xa, ldx / (int64_t)sizeof(float), wc, mm, y, N, ts, bias);
       auto* a = (ggml_bf16_t*)ts.scratch((size_t)(mm * K) * sizeof(ggml_bf16_t));
       for (int64_t r = 0; r < mm; ++r) to_bf16((const float*)(xa + r * ldx), a + r * K, K);
-      return product_rows(a, K, wc, mm, y, N, ts);
+      return product_rows(a, K, wc, mm, y, N, ts, bias);
     } catch (const std::exception& e) {
       note_failure(e.what());
     }
-  for (int64_t r = 0; r < mm; ++r) plain_row((const float*)(xa + r * ldx), wc, y + r * N);
+  for (int64_t r = 0; r < mm; ++r) plain_row((const float*)(xa + r * ldx), wc, y + r * N, bias);
 }
 
 // Rows gathered per block in dense_gathered: the block stays in cache, and oneDNN reaches its
@@ -291,7 +310,7 @@ void compute(ggml_tensor* dst, int ith, int nth, void*) {
 constexpr int64_t kGatherRows = kBlockRows;
 
 // ggml custom op: dst [N, P] = src[0] [G*C, N] x (row p: the G rows src[1][src[2][p*G + g]], each
-// [C] of src[0]'s type; an index outside src[1]'s rows is a zero row); thread ith takes output
+// [C] of src[0]'s type; an index outside src[1]'s rows is a zero row) (+ src[3] [N]); thread ith takes output
 // rows [P*ith/nth, P*(ith+1)/nth), gathered and multiplied kGatherRows at a time.
 void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
   const ggml_tensor* w = dst->src[0];
@@ -302,6 +321,7 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
   const size_t row_bytes = (size_t)table->nb[1];  // C elements of w's type, contiguous
   const int64_t p0 = P * ith / nth, p1 = P * (ith + 1) / nth;
   const WeightCols wc = columns(w);
+  const float* bias = bias_of(dst, 3);
   // rows [b, b + rb) gathered into `a` (rb x K, w's type)
   const auto gather = [&](int64_t b, int64_t rb, char* a) {
     for (int64_t r = 0; r < rb; ++r)
@@ -320,7 +340,7 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
       const int64_t rb = std::min(kGatherRows, p1 - b);
       char* a = (char*)thread_state().scratch((size_t)rb * G * row_bytes);
       gather(b, rb, a);
-      int8_rows_any(a, K * (int64_t)sizeof(float), wc, rb, (float*)dst->data + b * N, N);
+      int8_rows_any(a, K * (int64_t)sizeof(float), wc, rb, (float*)dst->data + b * N, N, bias);
     }
     return;
   }
@@ -330,7 +350,7 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
         const int64_t rb = std::min(kGatherRows, p1 - b);
         char* a = (char*)ts.scratch((size_t)rb * G * row_bytes);
         gather(b, rb, a);
-        product_rows(a, K, wc, rb, (float*)dst->data + b * N, N, ts);
+        product_rows(a, K, wc, rb, (float*)dst->data + b * N, N, ts, bias);
       }
       return;
     } catch (const std::exception& e) {
@@ -343,7 +363,7 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
     for (int64_t k = 0; k < K; ++k)
       row[(size_t)k] =
           wc.bf16 ? ggml_bf16_to_fp32(((const ggml_bf16_t*)a.data())[k]) : ((const float*)a.data())[k];
-    plain_row(row.data(), wc, (float*)dst->data + p * N);
+    plain_row(row.data(), wc, (float*)dst->data + p * N, bias);
   }
 }
 
@@ -380,6 +400,12 @@ bool eligible_weights(const ggml_tensor* w) {
   return w->ne[2] == 1 && w->ne[3] == 1 && w->nb[0] == ggml_type_size(w->type) && w->nb[1] % w->nb[0] == 0;
 }
 
+// A bias the ops can add: f32 [n] in host memory.
+bool eligible_bias(const ggml_tensor* b, int64_t n) {
+  return b->type == GGML_TYPE_F32 && ggml_is_contiguous(b) && b->ne[0] == n && ggml_nelements(b) == n &&
+         weights_on_host(b);
+}
+
 // ... and x f32 rows at one stride.
 bool eligible(const ggml_tensor* w, const ggml_tensor* x) {
   if (!eligible_weights(w)) return false;
@@ -389,43 +415,45 @@ bool eligible(const ggml_tensor* w, const ggml_tensor* x) {
 
 }  // namespace
 
-ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, bool f32_on_ggml) {
+ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tensor* bias, bool f32_on_ggml) {
   if (w->type == GGML_TYPE_I8) {  // int8 rows exist only for this op (ggml has no product for them)
     if (!eligible_weights(w)) throw std::logic_error("int8 weights need oneDNN's int8 kernels on the CPU");
     if (!eligible(w, x)) x = ggml_cont(ctx, x);
   }
-  if ((f32_on_ggml && w->type == GGML_TYPE_F32) || !eligible(w, x)) return ggml_mul_mat(ctx, w, x);
-  ggml_tensor* args[] = {w, x};
-  return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], x->ne[1], x->ne[2], x->ne[3], args, 2, compute,
-                        GGML_N_TASKS_MAX, nullptr);
+  if ((f32_on_ggml && w->type == GGML_TYPE_F32) || !eligible(w, x))
+    return with_bias(ctx, ggml_mul_mat(ctx, w, x), bias);
+  if (bias && !eligible_bias(bias, w->ne[1])) return with_bias(ctx, dense(ctx, w, x), bias);
+  ggml_tensor* args[] = {w, x, bias};
+  return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], x->ne[1], x->ne[2], x->ne[3], args, bias ? 3 : 2,
+                        compute, GGML_N_TASKS_MAX, nullptr);
 }
 
 ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
-                            int groups) {
+                            int groups, ggml_tensor* bias) {
   if (groups <= 0 || idx->ne[0] % groups) throw std::invalid_argument("dense_gathered: bad groups");
   const int64_t C = table->ne[0], P = idx->ne[0] / groups;
   if (!eligible_weights(w) || table->type != GGML_TYPE_F32 || !ggml_is_contiguous(table) ||
       C * groups != w->ne[0] || idx->type != GGML_TYPE_I32 || !ggml_is_contiguous(idx) ||
-      P * groups != ggml_nelements(idx))
-    return gathered_on_ggml(ctx, w, table, idx, groups);
+      P * groups != ggml_nelements(idx) || (bias && !eligible_bias(bias, w->ne[1])))
+    return with_bias(ctx, gathered_on_ggml(ctx, w, table, idx, groups), bias);
   // the table in the product's type once, so that each gathered row is a plain copy (int8: rows
   // are quantised after the gather, each as a whole)
   if (w->type != GGML_TYPE_F32 && w->type != GGML_TYPE_I8) table = ggml_cast(ctx, table, w->type);
-  ggml_tensor* args[] = {w, table, idx};
-  return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], P, 1, 1, args, 3, compute_gathered, GGML_N_TASKS_MAX,
-                        (void*)(intptr_t)groups);
+  ggml_tensor* args[] = {w, table, idx, bias};
+  return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], P, 1, 1, args, bias ? 4 : 3, compute_gathered,
+                        GGML_N_TASKS_MAX, (void*)(intptr_t)groups);
 }
 
 #else
 
 bool dense_uses_onednn(ggml_type) { return false; }
 ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
-                            int groups) {
-  return gathered_on_ggml(ctx, w, table, idx, groups);
+                            int groups, ggml_tensor* bias) {
+  return with_bias(ctx, gathered_on_ggml(ctx, w, table, idx, groups), bias);
 }
-ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, bool) {
+ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tensor* bias, bool) {
   if (w->type == GGML_TYPE_I8) throw std::logic_error("int8 weights need a build with oneDNN");
-  return ggml_mul_mat(ctx, w, x);
+  return with_bias(ctx, ggml_mul_mat(ctx, w, x), bias);
 }
 
 #endif

@@ -21,9 +21,11 @@
 
 namespace capforge::nn {
 
-// `f32_on_ggml`: f32 weights keep ggml's product, for a graph whose f32 results must equal another
-// ggml program's bit for bit (the T5 engine against llama.cpp's).
-ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, bool f32_on_ggml = false);
+// `bias` (f32 [N], or null) is added to every row, inside the op where it can be (in cache, no
+// pass of its own). `f32_on_ggml`: f32 weights keep ggml's product, for a graph whose f32 results
+// must equal another ggml program's bit for bit (the T5 engine against llama.cpp's).
+ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tensor* bias = nullptr,
+                   bool f32_on_ggml = false);
 
 // y [N, P] = W [G*C, N] x cols, where column p of cols is the G rows ([C] each) of `table` (f32,
 // contiguous, viewed as rows of C) at idx[p*G .. p*G+G-1] (i32) side by side, an index outside the
@@ -32,7 +34,7 @@ ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, bool f32_o
 // W's type); otherwise ggml_get_rows over the table with a zero row appended (the index of the
 // padding must then be exactly the table's row count) and ggml_mul_mat. Same contract as dense().
 ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
-                            int groups);
+                            int groups, ggml_tensor* bias = nullptr);
 
 // f32 -> bf16 rounding to nearest even, 16 at a time on CPUs with AVX512-BF16 (which flush
 // subnormal inputs to zero; ggml's own conversion goes one element at a time).

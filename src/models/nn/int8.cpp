@@ -47,9 +47,12 @@ RowQuant quantize_scalar(const float* x, int64_t K, uint8_t* q) {
   return r;
 }
 
-void rescale_scalar(const int32_t* acc, RowQuant a, const float* scale, const int32_t* sum, int64_t N,
-                    float* y) {
-  for (int64_t n = 0; n < N; ++n) y[n] = (float)(acc[n] - a.zero * sum[n]) * (a.scale * scale[n]);
+void rescale_scalar(const int32_t* acc, RowQuant a, const float* scale, const int32_t* sum, const float* bias,
+                    int64_t N, float* y) {
+  for (int64_t n = 0; n < N; ++n) {
+    const float v = (float)(acc[n] - a.zero * sum[n]) * (a.scale * scale[n]);
+    y[n] = bias ? v + bias[n] : v;
+  }
 }
 
 #if defined(__x86_64__)
@@ -89,17 +92,18 @@ CF_AVX512 RowQuant quantize_avx512(const float* x, int64_t K, uint8_t* q) {
 }
 
 CF_AVX512 void rescale_avx512(const int32_t* acc, RowQuant a, const float* scale, const int32_t* sum,
-                              int64_t N, float* y) {
+                              const float* bias, int64_t N, float* y) {
   const __m512i vz = _mm512_set1_epi32(a.zero);
   const __m512 vs = _mm512_set1_ps(a.scale);
   int64_t n = 0;
   for (; n + 16 <= N; n += 16) {
     const __m512i d =
         _mm512_sub_epi32(_mm512_loadu_si512(acc + n), _mm512_mullo_epi32(vz, _mm512_loadu_si512(sum + n)));
-    _mm512_storeu_ps(y + n,
-                     _mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(vs, _mm512_loadu_ps(scale + n))));
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(vs, _mm512_loadu_ps(scale + n)));
+    if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + n));
+    _mm512_storeu_ps(y + n, v);
   }
-  rescale_scalar(acc + n, a, scale + n, sum + n, N - n, y + n);
+  rescale_scalar(acc + n, a, scale + n, sum + n, bias ? bias + n : nullptr, N - n, y + n);
 }
 
 #pragma GCC diagnostic pop
@@ -154,12 +158,12 @@ void int8_channel_terms(const int8_t* w, int64_t K, int64_t N, int64_t ldw, floa
   }
 }
 
-void int8_rescale_row(const int32_t* acc, RowQuant a, const float* scale, const int32_t* sum, int64_t N,
-                      float* y) {
+void int8_rescale_row(const int32_t* acc, RowQuant a, const float* scale, const int32_t* sum,
+                      const float* bias, int64_t N, float* y) {
 #if defined(__x86_64__)
-  if (has_avx512()) return rescale_avx512(acc, a, scale, sum, N, y);
+  if (has_avx512()) return rescale_avx512(acc, a, scale, sum, bias, N, y);
 #endif
-  rescale_scalar(acc, a, scale, sum, N, y);
+  rescale_scalar(acc, a, scale, sum, bias, N, y);
 }
 
 }  // namespace capforge::nn

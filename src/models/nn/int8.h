@@ -33,9 +33,9 @@ void int8_row_product(const uint8_t* q, const int8_t* w, int64_t K, int64_t N, i
 // Output channel n's scale and sum of q, read from packed weights' row tails.
 void int8_channel_terms(const int8_t* w, int64_t K, int64_t N, int64_t ldw, float* scale, int32_t* sum);
 
-// y[n] = float(acc[n] - zero * sum[n]) * (a.scale * scale[n]) for one row (AVX-512 where the CPU
-// has it, bit-identical to the scalar code).
-void int8_rescale_row(const int32_t* acc, RowQuant a, const float* scale, const int32_t* sum, int64_t N,
-                      float* y);
+// y[n] = float(acc[n] - zero * sum[n]) * (a.scale * scale[n]) (+ bias[n] where bias is not null)
+// for one row (AVX-512 where the CPU has it, bit-identical to the scalar code).
+void int8_rescale_row(const int32_t* acc, RowQuant a, const float* scale, const int32_t* sum,
+                      const float* bias, int64_t N, float* y);
 
 }  // namespace capforge::nn

@@ -17,7 +17,9 @@ constexpr size_t kCacheAlign = 64;  // a multiple of ggml's TENSOR_ALIGNMENT (32
 
 // A product with a weight matrix: f32 weights on ggml's kernels (greedy output must equal
 // llama.cpp's on the same f32 model, near-ties included), reduced types wherever is fastest.
-ggml_tensor* mm(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) { return nn::dense(ctx, w, x, true); }
+ggml_tensor* mm(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
+  return nn::dense(ctx, w, x, nullptr, true);
+}
 
 ggml_tensor* rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, float eps) {
   return ggml_mul(ctx, ggml_rms_norm(ctx, x, eps), w);
