@@ -1,5 +1,7 @@
 #include "models/nn/attention_cpu.h"
 
+#include "models/nn/simd_exp.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -53,25 +55,6 @@ void query_plain(const float* q, const PairBlock& p, const ggml_fp16_t* mask, fl
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define CF_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-
-// exp(x) for x <= 0 (Cephes' expf polynomial on the reduced argument, within 2 ulp); exactly 0
-// below -87.3 (and for -inf).
-CF_AVX512 inline __m512 exp_nonpos(__m512 x) {
-  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_maskz_mov_ps((__mmask16)~tiny, _mm512_scalef_ps(y, n));
-}
 
 // acc[i] = sum_d q[d] * kt[d][16i .. 16i + 15] for NV vectors of keys side by side (independent FMA
 // chains: one chain would wait on each FMA's latency).
@@ -141,7 +124,7 @@ CF_AVX512 void query_avx512(const float* q, const PairBlock& p, const ggml_fp16_
   const __m512 vm = _mm512_set1_ps(m);
   __m512 vsum = _mm512_setzero_ps();
   for (int64_t jb = 0; jb < p.tp; jb += kLanes) {
-    const __m512 e = exp_nonpos(_mm512_sub_ps(_mm512_loadu_ps(s + jb), vm));
+    const __m512 e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + jb), vm));
     _mm512_storeu_ps(s + jb, e);
     vsum = _mm512_add_ps(vsum, e);
   }

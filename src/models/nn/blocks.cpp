@@ -27,10 +27,7 @@ ggml_tensor* activation(ggml_context* ctx, ggml_tensor* x, Activation act, bool 
     case Activation::quick_gelu:
       break;
   }
-  // x * sigmoid(1.702 x) = silu(1.702 x) / 1.702: ggml's silu is vectorised (its exp is within 2
-  // ulp), where ggml_gelu_quick reads an f16 table one element at a time and ggml_sigmoid calls
-  // expf per element; the same exact form serves both paths
-  return ggml_scale(ctx, ggml_silu(ctx, ggml_scale(ctx, x, 1.702f)), 1.0f / 1.702f);
+  return quick_gelu_ops(ctx, x);  // exact on both paths
 }
 
 ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, bool causal,
@@ -68,10 +65,15 @@ ggml_tensor* encoder_layer(ggml_context* ctx, ggml_tensor* x, const EncoderLayer
   ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, l.q), hd, H, T, B);
   ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, l.k), hd, H, T, B);
   ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, l.v), hd, H, T, B);
-  x = ggml_add(ctx, x, linear(ctx, attention(ctx, q, k, v, causal, mask, fast, weights_on_host(l.o.w)), l.o));
+  // the residual adds and (fast path) quick-GELU inside the products: bit-identical adds, fewer passes
+  ggml_tensor* att = attention(ctx, q, k, v, causal, mask, fast, weights_on_host(l.o.w));
+  x = dense(ctx, l.o.w, att, DenseFused{l.o.b, false, x});
   h = layer_norm(ctx, x, l.ln2, t.ln_eps);
-  h = linear(ctx, activation(ctx, linear(ctx, h, l.fc1), t.act, fast), l.fc2);
-  return ggml_add(ctx, x, h);
+  if (fast && t.act == Activation::quick_gelu)
+    h = dense(ctx, l.fc1.w, h, DenseFused{l.fc1.b, true, nullptr});
+  else
+    h = activation(ctx, linear(ctx, h, l.fc1), t.act, fast);
+  return dense(ctx, l.fc2.w, h, DenseFused{l.fc2.b, false, x});
 }
 
 }  // namespace capforge::nn

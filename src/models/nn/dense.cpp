@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "ggml-backend.h"
+#include "models/nn/epilogue.h"
 #include "models/nn/int8.h"
 
 #if defined(__x86_64__)
@@ -46,6 +47,12 @@ void to_bf16(const float* x, ggml_bf16_t* y, int64_t n) {
   if (avx512bf16) return to_bf16_avx512(x, y, n);
 #endif
   for (int64_t i = 0; i < n; ++i) y[i] = ggml_fp32_to_bf16(x[i]);
+}
+
+ggml_tensor* quick_gelu_ops(ggml_context* ctx, ggml_tensor* x) {
+  // silu(1.702 x) / 1.702: ggml's silu is vectorised (its exp within 2 ulp), where ggml_gelu_quick
+  // reads an f16 table one element at a time and ggml_sigmoid calls expf per element
+  return ggml_scale(ctx, ggml_silu(ctx, ggml_scale(ctx, x, 1.702f)), 1.0f / 1.702f);
 }
 
 namespace {
@@ -162,15 +169,9 @@ void product_call(const void* a, int64_t lda, const WeightCols& w, int64_t mm, v
   ts.stream->wait();
 }
 
-// y [rows, n] (rows ldc apart) += bias [n] on every row.
-void add_bias(float* y, int64_t rows, int64_t ldc, const float* bias, int64_t n) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t i = 0; i < n; ++i) y[r * ldc + i] += bias[i];
-}
-
-// The plain product of one row, for after a failure: y [w.n] = round(x) [K] x w (+ bias), x in f32
-// (rounded to bf16 for bf16 weights, as the oneDNN path does).
-void plain_row(const float* x, const WeightCols& w, float* y, const float* bias) {
+// The plain product of one row, for after a failure: y [w.n] = round(x) [K] x w, then e's steps, x
+// in f32 (rounded to bf16 for bf16 weights, as the oneDNN path does).
+void plain_row(const float* x, const WeightCols& w, float* y, const RowEpilogue& e) {
   for (int64_t n = 0; n < w.n; ++n) {
     float s = 0;
     for (int64_t k = 0; k < w.K; ++k) {
@@ -179,8 +180,9 @@ void plain_row(const float* x, const WeightCols& w, float* y, const float* bias)
                               : ((const float*)w.data)[n * w.ldw + k];
       s += xv * wv;
     }
-    y[n] = bias ? s + bias[n] : s;
+    y[n] = s;
   }
+  finish_rows(y, 1, w.n, w.n, e);
 }
 
 // oneDNN compiles a kernel for each new shape (0.5-2 ms; then cached): rows go in blocks of
@@ -189,9 +191,9 @@ void plain_row(const float* x, const WeightCols& w, float* y, const float* bias)
 constexpr int64_t kBlockRows = 256, kRowQuantum = 8;
 
 // y [mm, w.n] (rows ldc apart; f32, int32 for int8) = a [mm, K] (rows lda elements apart; w's input
-// type) x w (+ bias, f32 only: added to each block while it is in cache).
+// type) x w, then (f32 results only) e's steps on each block while it is in cache.
 void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, void* y_, int64_t ldc,
-                  ThreadState& ts, const float* bias = nullptr) {
+                  ThreadState& ts, const RowEpilogue& e = {}) {
   const size_t es = w.in_size();
   auto* y = (float*)y_;  // 4-byte elements either way
   for (int64_t b = 0; b < mm; b += kBlockRows) {
@@ -199,7 +201,7 @@ void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, v
     const char* ab = (const char*)a + (size_t)(b * lda) * es;
     if (rb % kRowQuantum == 0) {
       product_call(ab, lda, w, rb, y + b * ldc, ldc, ts);
-      if (bias) add_bias(y + b * ldc, rb, ldc, bias, w.n);
+      finish_rows(y + b * ldc, rb, ldc, w.n, e.from_row(b));
       continue;
     }
     const int64_t rp = (rb + kRowQuantum - 1) / kRowQuantum * kRowQuantum;
@@ -210,7 +212,7 @@ void product_rows(const void* a, int64_t lda, const WeightCols& w, int64_t mm, v
     product_call(ts.pad_a.data(), w.K, w, rp, (float*)ts.pad_y.data(), w.n, ts);
     for (int64_t r = 0; r < rb; ++r)
       std::memcpy(y + (b + r) * ldc, (const float*)ts.pad_y.data() + r * w.n, (size_t)w.n * sizeof(float));
-    if (bias) add_bias(y + b * ldc, rb, ldc, bias, w.n);
+    finish_rows(y + b * ldc, rb, ldc, w.n, e.from_row(b));
   }
 }
 
@@ -224,7 +226,7 @@ void grow(V& v, size_t n) {
 // quantised on its own (int8.h), the integer products on oneDNN, or with `plain` in plain loops
 // (the same integers, so the same bits).
 void int8_rows(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
-               const float* bias, ThreadState& ts, bool plain) {
+               const RowEpilogue& e, ThreadState& ts, bool plain) {
   const auto* wq = (const int8_t*)w.data;
   grow(ts.scale, (size_t)w.n);
   grow(ts.sum, (size_t)w.n);
@@ -242,21 +244,22 @@ void int8_rows(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, floa
     else
       product_rows(ts.q.data(), w.K, w, rb, ts.acc.data(), w.n, ts);
     for (int64_t r = 0; r < rb; ++r)
-      int8_rescale_row(ts.acc.data() + r * w.n, ts.rq[(size_t)r], ts.scale.data(), ts.sum.data(), bias, w.n,
+      int8_rescale_row(ts.acc.data() + r * w.n, ts.rq[(size_t)r], ts.scale.data(), ts.sum.data(), e.bias, w.n,
                        y + (b + r) * ldc);
+    finish_rows(y + b * ldc, rb, ldc, w.n, e.without_bias().from_row(b));
   }
 }
 
 // int8_rows on oneDNN, or in plain loops once it failed.
 void int8_rows_any(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, float* y, int64_t ldc,
-                   const float* bias) {
+                   const RowEpilogue& ep) {
   ThreadState& ts = thread_state();
   if (!g_failed) try {
-      return int8_rows(x, ldx, w, mm, y, ldc, bias, ts, false);
+      return int8_rows(x, ldx, w, mm, y, ldc, ep, ts, false);
     } catch (const std::exception& e) {
       note_failure(e.what());
     }
-  int8_rows(x, ldx, w, mm, y, ldc, bias, ts, true);
+  int8_rows(x, ldx, w, mm, y, ldc, ep, ts, true);
 }
 
 // The stride between x's rows (dims 1..3 flattened), or 0 when they are not evenly spaced.
@@ -278,10 +281,29 @@ const float* bias_of(const ggml_tensor* dst, int i) {
   return dst->src[i] ? (const float*)dst->src[i]->data : nullptr;
 }
 
-// ggml custom op: dst [N, M...] = src[0] [K, N] x src[1] [K, M...] (+ src[2] [N]); thread ith takes rows
+// The dense op's epilogue flags (its userdata) and sources.
+enum : intptr_t { kBias = 1, kQuickGelu = 2, kResidual = 4 };
+
+// The dense op's epilogue for its rows from m0 on: src[2] the bias if kBias, then the residual if
+// kResidual.
+RowEpilogue epilogue_of(const ggml_tensor* dst, intptr_t flags, int64_t m0) {
+  RowEpilogue e;
+  int next = 2;
+  if (flags & kBias) e.bias = (const float*)dst->src[next++]->data;
+  e.quick_gelu = flags & kQuickGelu;
+  if (flags & kResidual) {
+    const ggml_tensor* r = dst->src[next];
+    e.residual_stride = row_stride(r);
+    e.residual = (const char*)r->data + m0 * e.residual_stride;
+  }
+  return e;
+}
+
+// ggml custom op: dst [N, M...] = src[0] [K, N] x src[1] [K, M...], then the epilogue its userdata
+// names (epilogue_of); thread ith takes rows
 // [M*ith/nth, M*(ith+1)/nth). (Not columns: oneDNN's result for an element depends on how many
 // columns a call has, so a column split would make it depend on the thread count.)
-void compute(ggml_tensor* dst, int ith, int nth, void*) {
+void compute(ggml_tensor* dst, int ith, int nth, void* flags) {
   const ggml_tensor* w = dst->src[0];
   const ggml_tensor* x = dst->src[1];
   const int64_t K = w->ne[0], N = w->ne[1], M = ggml_nrows(x), ldx = row_stride(x);
@@ -290,19 +312,19 @@ void compute(ggml_tensor* dst, int ith, int nth, void*) {
   const WeightCols wc = columns(w);
   const char* xa = (const char*)x->data + m0 * ldx;
   float* y = (float*)dst->data + m0 * N;
-  const float* bias = bias_of(dst, 2);
+  const RowEpilogue ep = epilogue_of(dst, (intptr_t)flags, m0);
   const OneOmpThread one;
-  if (wc.type == GGML_TYPE_I8) return int8_rows_any(xa, ldx, wc, mm, y, N, bias);
+  if (wc.type == GGML_TYPE_I8) return int8_rows_any(xa, ldx, wc, mm, y, N, ep);
   if (!g_failed) try {
       ThreadState& ts = thread_state();
-      if (!wc.bf16) return product_rows(xa, ldx / (int64_t)sizeof(float), wc, mm, y, N, ts, bias);
+      if (!wc.bf16) return product_rows(xa, ldx / (int64_t)sizeof(float), wc, mm, y, N, ts, ep);
       auto* a = (ggml_bf16_t*)ts.scratch((size_t)(mm * K) * sizeof(ggml_bf16_t));
       for (int64_t r = 0; r < mm; ++r) to_bf16((const float*)(xa + r * ldx), a + r * K, K);
-      return product_rows(a, K, wc, mm, y, N, ts, bias);
+      return product_rows(a, K, wc, mm, y, N, ts, ep);
     } catch (const std::exception& e) {
       note_failure(e.what());
     }
-  for (int64_t r = 0; r < mm; ++r) plain_row((const float*)(xa + r * ldx), wc, y + r * N, bias);
+  for (int64_t r = 0; r < mm; ++r) plain_row((const float*)(xa + r * ldx), wc, y + r * N, ep.from_row(r));
 }
 
 // Rows gathered per block in dense_gathered: the block stays in cache, and oneDNN reaches its
@@ -321,7 +343,8 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
   const size_t row_bytes = (size_t)table->nb[1];  // C elements of w's type, contiguous
   const int64_t p0 = P * ith / nth, p1 = P * (ith + 1) / nth;
   const WeightCols wc = columns(w);
-  const float* bias = bias_of(dst, 3);
+  RowEpilogue ep;
+  ep.bias = bias_of(dst, 3);
   // rows [b, b + rb) gathered into `a` (rb x K, w's type)
   const auto gather = [&](int64_t b, int64_t rb, char* a) {
     for (int64_t r = 0; r < rb; ++r)
@@ -340,7 +363,7 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
       const int64_t rb = std::min(kGatherRows, p1 - b);
       char* a = (char*)thread_state().scratch((size_t)rb * G * row_bytes);
       gather(b, rb, a);
-      int8_rows_any(a, K * (int64_t)sizeof(float), wc, rb, (float*)dst->data + b * N, N, bias);
+      int8_rows_any(a, K * (int64_t)sizeof(float), wc, rb, (float*)dst->data + b * N, N, ep);
     }
     return;
   }
@@ -350,7 +373,7 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
         const int64_t rb = std::min(kGatherRows, p1 - b);
         char* a = (char*)ts.scratch((size_t)rb * G * row_bytes);
         gather(b, rb, a);
-        product_rows(a, K, wc, rb, (float*)dst->data + b * N, N, ts, bias);
+        product_rows(a, K, wc, rb, (float*)dst->data + b * N, N, ts, ep);
       }
       return;
     } catch (const std::exception& e) {
@@ -363,7 +386,7 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
     for (int64_t k = 0; k < K; ++k)
       row[(size_t)k] =
           wc.bf16 ? ggml_bf16_to_fp32(((const ggml_bf16_t*)a.data())[k]) : ((const float*)a.data())[k];
-    plain_row(row.data(), wc, (float*)dst->data + p * N, bias);
+    plain_row(row.data(), wc, (float*)dst->data + p * N, ep);
   }
 }
 
@@ -415,17 +438,53 @@ bool eligible(const ggml_tensor* w, const ggml_tensor* x) {
 
 }  // namespace
 
+namespace {
+
+// A residual the op can add: f32 shaped like the output [n, x's rows...], rows at one stride.
+bool eligible_residual(const ggml_tensor* r, int64_t n, const ggml_tensor* x) {
+  return r->type == GGML_TYPE_F32 && r->ne[0] == n && r->ne[1] == x->ne[1] && r->ne[2] == x->ne[2] &&
+         r->ne[3] == x->ne[3] && r->nb[0] == sizeof(float) && row_stride(r) > 0;
+}
+
+// The dense op, its epilogue's pieces already checked (bias and residual may be null).
+ggml_tensor* dense_op(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tensor* bias, bool quick_gelu,
+                      ggml_tensor* residual) {
+  ggml_tensor* args[4] = {w, x, nullptr, nullptr};
+  int n = 2;
+  intptr_t flags = quick_gelu ? kQuickGelu : 0;
+  if (bias) args[n++] = bias, flags |= kBias;
+  if (residual) args[n++] = residual, flags |= kResidual;
+  return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], x->ne[1], x->ne[2], x->ne[3], args, n, compute,
+                        GGML_N_TASKS_MAX, (void*)flags);
+}
+
+// int8 weights go to the op whatever x is (ggml has no product for them): x made contiguous.
+ggml_tensor* int8_input(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
+  if (!eligible_weights(w)) throw std::logic_error("int8 weights need oneDNN's int8 kernels on the CPU");
+  return eligible(w, x) ? x : ggml_cont(ctx, x);
+}
+
+}  // namespace
+
 ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tensor* bias, bool f32_on_ggml) {
-  if (w->type == GGML_TYPE_I8) {  // int8 rows exist only for this op (ggml has no product for them)
-    if (!eligible_weights(w)) throw std::logic_error("int8 weights need oneDNN's int8 kernels on the CPU");
-    if (!eligible(w, x)) x = ggml_cont(ctx, x);
-  }
+  if (w->type == GGML_TYPE_I8) x = int8_input(ctx, w, x);
   if ((f32_on_ggml && w->type == GGML_TYPE_F32) || !eligible(w, x))
     return with_bias(ctx, ggml_mul_mat(ctx, w, x), bias);
-  if (bias && !eligible_bias(bias, w->ne[1])) return with_bias(ctx, dense(ctx, w, x), bias);
-  ggml_tensor* args[] = {w, x, bias};
-  return ggml_custom_4d(ctx, GGML_TYPE_F32, w->ne[1], x->ne[1], x->ne[2], x->ne[3], args, bias ? 3 : 2,
-                        compute, GGML_N_TASKS_MAX, nullptr);
+  if (bias && !eligible_bias(bias, w->ne[1]))
+    return with_bias(ctx, dense_op(ctx, w, x, nullptr, false, nullptr), bias);
+  return dense_op(ctx, w, x, bias, false, nullptr);
+}
+
+ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, const DenseFused& f) {
+  if (w->type == GGML_TYPE_I8) x = int8_input(ctx, w, x);
+  const int64_t N = w->ne[1];
+  if (!eligible(w, x) || (f.bias && !eligible_bias(f.bias, N)) ||
+      (f.residual && !eligible_residual(f.residual, N, x))) {
+    ggml_tensor* y = dense(ctx, w, x, f.bias);
+    if (f.quick_gelu) y = quick_gelu_ops(ctx, y);
+    return f.residual ? ggml_add(ctx, y, f.residual) : y;
+  }
+  return dense_op(ctx, w, x, f.bias, f.quick_gelu, f.residual);
 }
 
 ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
@@ -454,6 +513,11 @@ ggml_tensor* dense_gathered(ggml_context* ctx, ggml_tensor* w, ggml_tensor* tabl
 ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tensor* bias, bool) {
   if (w->type == GGML_TYPE_I8) throw std::logic_error("int8 weights need a build with oneDNN");
   return with_bias(ctx, ggml_mul_mat(ctx, w, x), bias);
+}
+ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, const DenseFused& f) {
+  ggml_tensor* y = dense(ctx, w, x, f.bias);
+  if (f.quick_gelu) y = quick_gelu_ops(ctx, y);
+  return f.residual ? ggml_add(ctx, y, f.residual) : y;
 }
 
 #endif

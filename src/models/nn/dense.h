@@ -27,6 +27,19 @@ namespace capforge::nn {
 ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tensor* bias = nullptr,
                    bool f32_on_ggml = false);
 
+// dense() with more of what follows it done inside the op, on the rows while they are in cache:
+// y = W x + bias, then x * sigmoid(1.702 x) with `quick_gelu` (a vectorised exp: for the fast
+// path), then + residual (shaped like y). Where the op cannot run these become ggml ops.
+struct DenseFused {
+  ggml_tensor* bias = nullptr;
+  bool quick_gelu = false;
+  ggml_tensor* residual = nullptr;
+};
+ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, const DenseFused& f);
+
+// x * sigmoid(1.702 x) as ggml ops (exact to float rounding).
+ggml_tensor* quick_gelu_ops(ggml_context* ctx, ggml_tensor* x);
+
 // y [N, P] = W [G*C, N] x cols, where column p of cols is the G rows ([C] each) of `table` (f32,
 // contiguous, viewed as rows of C) at idx[p*G .. p*G+G-1] (i32) side by side, an index outside the
 // table standing for a zero row: a convolution's taps gathered and multiplied in one op. On
