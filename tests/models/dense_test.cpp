@@ -20,6 +20,13 @@ namespace {
 
 constexpr int64_t K = 800, N = 72;  // K past one of oneDNN's K blocks, N a tail
 
+// How Weights::run calls dense(): through the DenseFused form when `on`, with quick-GELU and a
+// residual [N, rows] when given.
+struct Fused {
+  bool on = false, quick_gelu = false;
+  std::vector<float> residual;
+};
+
 struct Weights {
   ggml_backend_t backend = ggml_backend_cpu_init();
   ggml_context* ctx = nullptr;
@@ -74,8 +81,9 @@ struct Weights {
     ggml_backend_free(backend);
   }
 
-  // dense(w, x, bias) for x = `rows` rows of K, computed with `threads` threads; no bias when empty
-  std::vector<float> run(const std::vector<float>& x, int threads, const std::vector<float>& bias = {}) {
+  // dense(w, x, bias) for x = `rows` rows of K, computed with `threads` threads; no bias when empty.
+  std::vector<float> run(const std::vector<float>& x, int threads, const std::vector<float>& bias = {},
+                         const Fused& fused = {}) {
     const int64_t M = (int64_t)x.size() / K;
     ggml_init_params p{ggml_tensor_overhead() * 16 + ggml_graph_overhead(), nullptr, true};
     ggml_context* g = ggml_init(p);
@@ -90,13 +98,16 @@ struct Weights {
       EXPECT_EQ(ggml_tallocr_alloc(&talloc, b), GGML_STATUS_SUCCESS);
       ggml_backend_tensor_set(b, bias.data(), 0, bias.size() * sizeof(float));
     }
-    ggml_tensor* out = dense(g, w, in, b);
+    ggml_tensor* res = fused.residual.empty() ? nullptr : ggml_new_tensor_2d(g, GGML_TYPE_F32, N, M);
+    if (res) ggml_set_input(res);
+    ggml_tensor* out = fused.on ? dense(g, w, in, DenseFused{b, fused.quick_gelu, res}) : dense(g, w, in, b);
     ggml_set_output(out);
     ggml_cgraph* gf = ggml_new_graph(g);
     ggml_build_forward_expand(gf, out);
     ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
     EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
     ggml_backend_tensor_set(in, x.data(), 0, x.size() * sizeof(float));
+    if (res) ggml_backend_tensor_set(res, fused.residual.data(), 0, fused.residual.size() * sizeof(float));
     ggml_backend_cpu_set_n_threads(backend, threads);
     EXPECT_EQ(ggml_backend_graph_compute(backend, gf), GGML_STATUS_SUCCESS);
     std::vector<float> y((size_t)(M * N));
@@ -224,6 +235,29 @@ TEST_P(DenseTest, BiasIsAddedToEachRow) {
   for (int64_t n = 0; n < N; ++n) bias[(size_t)n] = 0.25f * (float)n - 3.0f;
   const auto plain = w.run(x, 2), with = w.run(x, 2, bias);
   for (size_t i = 0; i < plain.size(); ++i) ASSERT_EQ(with[i], plain[i] + bias[i % N]) << "element " << i;
+}
+
+// The fused epilogue: bias, quick-GELU (x * sigmoid(1.702 x), to a few ulp), then the residual
+// (bit for bit a separate add).
+TEST_P(DenseTest, FusedEpilogueMatchesSeparateSteps) {
+  if (!runs(GetParam())) GTEST_SKIP() << "int8 needs oneDNN and VNNI";
+  Weights w(GetParam());
+  const int64_t M = 300;
+  const auto x = inputs(M, 8);
+  std::vector<float> bias((size_t)N), residual((size_t)(M * N));
+  for (int64_t n = 0; n < N; ++n) bias[(size_t)n] = 0.5f * (float)(n % 7) - 1.5f;
+  for (size_t i = 0; i < residual.size(); ++i) residual[i] = (float)(i % 13) * 0.37f - 2.0f;
+  const auto biased = w.run(x, 2, bias);
+  const auto with_res = w.run(x, 2, bias, {true, false, residual});
+  for (size_t i = 0; i < biased.size(); ++i) ASSERT_EQ(with_res[i], biased[i] + residual[i]) << i;
+  const auto gelu = w.run(x, 2, bias, {true, true, residual});
+  double worst = 0;
+  for (size_t i = 0; i < biased.size(); ++i) {
+    const double v = biased[i], want = v / (1 + std::exp(-1.702 * v)) + residual[i];
+    worst = std::max(worst, std::fabs(gelu[i] - want) / (std::fabs(v) + std::fabs(residual[i]) + 1e-3));
+  }
+  EXPECT_LT(worst, 1e-6);
+  EXPECT_EQ(w.run(x, 1, bias, {true, true, residual}), gelu) << "one thread";
 }
 
 class DenseOneDnnTest : public ::testing::TestWithParam<ggml_type> {};
