@@ -67,4 +67,17 @@ void upload_f32(ggml_tensor* t, const std::vector<float>& v) {
   ggml_backend_tensor_set(t, buf.data(), 0, buf.size());
 }
 
+int64_t row_stride(const ggml_tensor* x) {
+  int64_t stride = 0, span = 0;
+  for (int d = 1; d < GGML_MAX_DIMS; ++d) {
+    if (x->ne[d] == 1) continue;  // a size-1 dim's stride is free
+    if (stride == 0)
+      stride = (int64_t)x->nb[d];
+    else if ((int64_t)x->nb[d] != span)
+      return 0;
+    span = (int64_t)x->nb[d] * x->ne[d];
+  }
+  return stride ? stride : (int64_t)(x->ne[0] * sizeof(float));
+}
+
 }  // namespace capforge

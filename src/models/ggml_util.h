@@ -31,6 +31,10 @@ void advise_huge_pages(ggml_backend_buffer_t buf);
 // Copies f32 `values` into `t` (already allocated in a backend buffer), converting to t's type.
 void upload_f32(ggml_tensor* t, const std::vector<float>& values);
 
+// The stride in bytes between x's rows (dims 1..3 flattened; size-1 dims ignored), or 0 when they
+// are not evenly spaced.
+int64_t row_stride(const ggml_tensor* x);
+
 // One forward pass of a graph of at most `max_nodes` nodes: builds it with build(ctx, gf) in the
 // reusable metadata arena `meta`, allocates it with `alloc`, fills its inputs with set(g), computes
 // it on `backend` and hands it to read(g) while its tensors are alive. `what` names the model in

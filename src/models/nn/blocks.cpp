@@ -4,10 +4,12 @@
 
 #include "models/nn/attention_cpu.h"
 #include "models/nn/dense.h"
+#include "models/nn/layer_norm_cpu.h"
 
 namespace capforge::nn {
 
-ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, float eps) {
+ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, float eps, bool cpu_kernel) {
+  if (cpu_kernel && layer_norm_cpu_supports(x, n.w, n.b)) return layer_norm_cpu(ctx, x, n.w, n.b, eps);
   return ggml_add(ctx, ggml_mul(ctx, ggml_norm(ctx, x, eps), n.w), n.b);
 }
 
@@ -61,14 +63,15 @@ ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_t
 ggml_tensor* encoder_layer(ggml_context* ctx, ggml_tensor* x, const EncoderLayer& l, const TowerConfig& t,
                            bool causal, ggml_tensor* mask, bool fast) {
   const int64_t T = x->ne[1], B = x->ne[2], H = t.heads, hd = t.head_dim();
-  ggml_tensor* h = layer_norm(ctx, x, l.ln1, t.ln_eps);
+  const bool cpu = fast && weights_on_host(l.ln1.w);  // the fast path's CPU kernels
+  ggml_tensor* h = layer_norm(ctx, x, l.ln1, t.ln_eps, cpu);
   ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, l.q), hd, H, T, B);
   ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, l.k), hd, H, T, B);
   ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, l.v), hd, H, T, B);
   // the residual adds and (fast path) quick-GELU inside the products: bit-identical adds, fewer passes
   ggml_tensor* att = attention(ctx, q, k, v, causal, mask, fast, weights_on_host(l.o.w));
   x = dense(ctx, l.o.w, att, DenseFused{l.o.b, false, x});
-  h = layer_norm(ctx, x, l.ln2, t.ln_eps);
+  h = layer_norm(ctx, x, l.ln2, t.ln_eps, cpu);
   if (fast && t.act == Activation::quick_gelu)
     h = dense(ctx, l.fc1.w, h, DenseFused{l.fc1.b, true, nullptr});
   else

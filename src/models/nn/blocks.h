@@ -33,7 +33,9 @@ struct EncoderLayer {
   Linear q, k, v, o, fc1, fc2;
 };
 
-ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, float eps);
+// `cpu_kernel`: one CPU op (layer_norm_cpu.h) where it takes the operands, else ggml's three ops.
+ggml_tensor* layer_norm(ggml_context* ctx, ggml_tensor* x, const LayerNorm& n, float eps,
+                        bool cpu_kernel = false);
 ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const Linear& l);
 // Exact activations unless `fast` (ggml's table-based GELUs, which round through f16; for exact
 // GELU that is the tanh form, within 1e-3 of erf's, below bf16's rounding of the activations).

@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "ggml-backend.h"
+#include "models/ggml_util.h"
 #include "models/nn/epilogue.h"
 #include "models/nn/int8.h"
 
@@ -260,20 +261,6 @@ void int8_rows_any(const char* x, int64_t ldx, const WeightCols& w, int64_t mm, 
       note_failure(e.what());
     }
   int8_rows(x, ldx, w, mm, y, ldc, ep, ts, true);
-}
-
-// The stride between x's rows (dims 1..3 flattened), or 0 when they are not evenly spaced.
-int64_t row_stride(const ggml_tensor* x) {
-  int64_t stride = 0, span = 0;
-  for (int d = 1; d < GGML_MAX_DIMS; ++d) {
-    if (x->ne[d] == 1) continue;  // a size-1 dim's stride is free
-    if (stride == 0)
-      stride = (int64_t)x->nb[d];
-    else if ((int64_t)x->nb[d] != span)
-      return 0;
-    span = (int64_t)x->nb[d] * x->ne[d];
-  }
-  return stride ? stride : (int64_t)(x->ne[0] * sizeof(float));
 }
 
 // src[i] as a bias vector, or null when the op has no such source.
