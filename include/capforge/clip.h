@@ -15,7 +15,7 @@ namespace capforge {
 struct ClipParams {
   // Weights converted at load: f32 | f16 | bf16 | q8_0 | int8 (not f32: fast attention). int8: the
   // matrices per-channel int8 and each token's activations quantised on the fly, integer products
-  // on oneDNN (CPUs with VNNI only; elsewhere load_clip says so).
+  // on oneDNN (on the CPU, whatever `gpu` says; CPUs with VNNI only: elsewhere load_clip says so).
   std::string dtype = "f32";
   int threads = 0;       // CPU threads per context (0: all cores)
   bool gpu = true;       // use ggml's GPU backend when capforge is built with one

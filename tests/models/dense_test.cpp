@@ -89,10 +89,12 @@ struct Weights {
     ggml_context* g = ggml_init(p);
     ggml_tensor* in = ggml_new_tensor_2d(g, GGML_TYPE_F32, K, M);
     ggml_set_input(in);
+    ggml_init_params bp{ggml_tensor_overhead() * 2, nullptr, true};
+    ggml_context* bias_ctx = ggml_init(bp);  // the bias: a weight of its own, in a host buffer
     ggml_tensor* b = nullptr;
     ggml_backend_buffer_t bias_buf = nullptr;
     if (!bias.empty()) {  // a weight: in its own host buffer, as loaded biases are
-      b = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, N);
+      b = ggml_new_tensor_1d(bias_ctx, GGML_TYPE_F32, N);
       bias_buf = ggml_backend_alloc_buffer(backend, ggml_nbytes(b) + 64);
       ggml_tallocr talloc = ggml_tallocr_new(bias_buf);
       EXPECT_EQ(ggml_tallocr_alloc(&talloc, b), GGML_STATUS_SUCCESS);
@@ -115,6 +117,7 @@ struct Weights {
     ggml_gallocr_free(alloc);
     ggml_free(g);
     if (bias_buf) ggml_backend_buffer_free(bias_buf);
+    ggml_free(bias_ctx);
     return y;
   }
 };

@@ -46,8 +46,9 @@ std::vector<float> run(const std::vector<float>& x, int64_t D, int64_t pitch, in
 }
 
 TEST(LayerNormCpu, MatchesADoubleLayerNorm) {
-  for (int64_t D : {768, 100, 7}) {  // whole vectors, a partial last vector, less than one
-    const int64_t rows = 37, pitch = D + 5;
+  // whole vectors, a partial last vector, less than one; rows contiguous and at a stride (a view)
+  for (auto [D, pitch] : {std::pair<int64_t, int64_t>{768, 768}, {768, 773}, {100, 105}, {7, 7}, {7, 12}}) {
+    const int64_t rows = 37;
     std::mt19937 rng(1);
     std::normal_distribution<float> d(0.5f, 3.0f);  // off-centre rows: the mean matters
     std::vector<float> x((size_t)(pitch * rows)), w((size_t)D), b((size_t)D);

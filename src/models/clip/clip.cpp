@@ -52,14 +52,9 @@ ClipModel::ClipModel(const std::string& dir, const ClipParams& p) : params(p) {
         fmt::format("{}: the tokenizer ({}) has {} tokens but the text tower's vocabulary is {}", dir,
                     tokenizer->describe(), tokenizer->vocab_size(), config.text.vocab));
   auto st = open_checkpoint(dir, config.format);
-  device = pick_device(p.gpu);
-  graph_options.fast = p.dtype != "f32";
   const ggml_type matrix_type = weight_type_from_name(p.dtype);
-  if (matrix_type == GGML_TYPE_I8 && ggml_backend_dev_type(device) != GGML_BACKEND_DEVICE_TYPE_CPU)
-    throw std::runtime_error(
-        fmt::format("{}: dtype int8 runs on the CPU only (run with --cpu where the command has it, or use "
-                    "f16 or bf16 on {})",
-                    dir, ggml_backend_dev_name(device)));
+  device = pick_device(p.gpu && matrix_type != GGML_TYPE_I8);  // int8 products exist on the CPU only
+  graph_options.fast = p.dtype != "f32";
   if (matrix_type == GGML_TYPE_I8 && !nn::dense_uses_onednn(GGML_TYPE_I8))
     throw std::runtime_error(fmt::format(
         "{}: dtype int8 needs oneDNN's int8 kernels (a build with libdnnl-dev, and a CPU with AVX512-VNNI or "

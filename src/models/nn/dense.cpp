@@ -319,8 +319,8 @@ void compute(ggml_tensor* dst, int ith, int nth, void* flags) {
 constexpr int64_t kGatherRows = kBlockRows;
 
 // ggml custom op: dst [N, P] = src[0] [G*C, N] x (row p: the G rows src[1][src[2][p*G + g]], each
-// [C] of src[0]'s type; an index outside src[1]'s rows is a zero row) (+ src[3] [N]); thread ith takes output
-// rows [P*ith/nth, P*(ith+1)/nth), gathered and multiplied kGatherRows at a time.
+// [C] of src[0]'s type, f32 for int8 weights; an index outside src[1]'s rows is a zero row) (+ src[3] [N]);
+// thread ith takes output rows [P*ith/nth, P*(ith+1)/nth), gathered and multiplied kGatherRows at a time.
 void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
   const ggml_tensor* w = dst->src[0];
   const ggml_tensor* table = dst->src[1];
@@ -377,16 +377,30 @@ void compute_gathered(ggml_tensor* dst, int ith, int nth, void* groups) {
   }
 }
 
+// Whether oneDNN's int8 product is exact at the extremes the scheme produces (u8 255 x s8 127):
+// kernels without VNNI sum u8 x s8 pairs into int16 and saturate, whatever the CPU flags say
+// (ONEDNN_MAX_CPU_ISA can cap the ISA). Weights laid out as packed int8 rows (K + tail apart).
+bool int8_exact(const dnnl::matmul::primitive_desc& pd) {
+  const int64_t M = 16, K = 64, N = 64, ldw = K + kInt8Tail;
+  std::vector<uint8_t> a((size_t)(M * K), 255);
+  std::vector<int8_t> w((size_t)(N * ldw), 127);
+  std::vector<int32_t> y((size_t)(M * N), 0);
+  dnnl::stream s(engine());
+  dnnl::memory am(pd.src_desc(), engine(), a.data()), bm(pd.weights_desc(), engine(), w.data()),
+      cm(pd.dst_desc(), engine(), y.data());
+  dnnl::matmul(pd).execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+  s.wait();
+  return std::all_of(y.begin(), y.end(), [](int32_t v) { return v == 255 * 127 * 64; });
+}
+
 bool probe(ggml_type type) {
   const char* env = std::getenv("CAPFORGE_ONEDNN");
   if (env && std::strcmp(env, "0") == 0) return false;
   try {
     // reference kernels are slower than ggml's: only oneDNN's JIT ones are worth it
-    // int8 needs VNNI: without it oneDNN's u8 x s8 pairs can saturate int16 sums
-    if (type == GGML_TYPE_I8 && !__builtin_cpu_supports("avx512vnni") && !__builtin_cpu_supports("avxvnni"))
-      return false;
-    const auto pd = product(type, 16, 64, 64, 64, 64, 64);
-    return std::strncmp(pd.impl_info_str(), "ref", 3) != 0;
+    const auto pd = product(type, 16, 64, 64, 64, type == GGML_TYPE_I8 ? 64 + kInt8Tail : 64, 64);
+    if (std::strncmp(pd.impl_info_str(), "ref", 3) == 0) return false;
+    return type != GGML_TYPE_I8 || int8_exact(pd);
   } catch (const dnnl::error&) {
     return false;
   }
@@ -445,10 +459,13 @@ ggml_tensor* dense_op(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_te
                         GGML_N_TASKS_MAX, (void*)flags);
 }
 
-// int8 weights go to the op whatever x is (ggml has no product for them): x made contiguous.
+// int8 weights go to the op whatever x is (ggml has no product for them): x made f32 and contiguous.
 ggml_tensor* int8_input(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
   if (!eligible_weights(w)) throw std::logic_error("int8 weights need oneDNN's int8 kernels on the CPU");
-  return eligible(w, x) ? x : ggml_cont(ctx, x);
+  if (eligible(w, x)) return x;
+  x = x->type == GGML_TYPE_F32 ? ggml_cont(ctx, x) : ggml_cast(ctx, x, GGML_TYPE_F32);
+  if (!eligible(w, x)) throw std::logic_error("dense: int8 weights and an input they cannot take");
+  return x;
 }
 
 }  // namespace

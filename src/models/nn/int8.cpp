@@ -13,14 +13,14 @@ namespace capforge::nn {
 
 namespace {
 
-// Largest K whose int32 sums cannot overflow: 255 * 127 * K < 2^31.
+// A bound on K under which int32 sums cannot overflow (255 * 127 * K < 2^31 up to K = 66311).
 constexpr int64_t kMaxK = 65536;
 
 // The row's range with 0 in it; NaN ignored (min(x, lo) keeps lo), as the AVX-512 code does.
 RowQuant row_quant(float lo, float hi) {
   RowQuant r;
-  const float range = hi - lo;
-  r.scale = range > 0 && std::isfinite(range) ? range / 255.f : 1.f;
+  const float s = (hi - lo) / 255.f;  // 0 (a constant row, or a subnormal range) or inf: scale 1
+  r.scale = s > 0 && std::isfinite(s) ? s : 1.f;
   const float z = std::min(std::max(-lo / r.scale, 0.f), 255.f);
   r.zero = (int32_t)std::nearbyint(z);
   return r;

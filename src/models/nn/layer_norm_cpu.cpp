@@ -13,11 +13,6 @@ namespace capforge::nn {
 
 namespace {
 
-struct Params {
-  float eps;
-  int64_t stride;  // bytes between x's rows
-};
-
 void row_plain(const float* x, const float* w, const float* b, int64_t D, float eps, float* y) {
   double sum = 0;
   for (int64_t i = 0; i < D; ++i) sum += x[i];
