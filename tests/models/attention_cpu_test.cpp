@@ -8,10 +8,8 @@
 #include <random>
 #include <vector>
 
-#include "ggml-alloc.h"
-#include "ggml-backend.h"
-#include "ggml-cpu.h"
 #include "models/nn/attention_cpu.h"
+#include "support/cpu_graph.h"
 
 namespace capforge::nn {
 namespace {
@@ -41,37 +39,22 @@ Inputs make(Shape s, bool causal, unsigned seed) {
   return in;
 }
 
-// attention_cpu on `in` with `threads` threads -> [hd*H, Tq, B]
-std::vector<float> run(const Inputs& in, float scale, int threads) {
+// attention_cpu on `in` with `threads` threads -> [hd*H, Tq, B]; `causal` passes the flag (with no
+// mask) instead of in.mask
+std::vector<float> run(const Inputs& in, float scale, int threads, bool causal = false) {
   const Shape s = in.s;
-  ggml_backend_t backend = ggml_backend_cpu_init();
-  ggml_init_params p{ggml_tensor_overhead() * 16 + ggml_graph_overhead(), nullptr, true};
-  ggml_context* g = ggml_init(p);
-  ggml_tensor* q = ggml_new_tensor_4d(g, GGML_TYPE_F32, s.hd, s.H, s.Tq, s.B);
-  ggml_tensor* k = ggml_new_tensor_4d(g, GGML_TYPE_F32, s.hd, s.H, s.Tk, s.B);
-  ggml_tensor* v = ggml_new_tensor_4d(g, GGML_TYPE_F32, s.hd, s.H, s.Tk, s.B);
-  ggml_tensor* m = in.mask.empty() ? nullptr : ggml_new_tensor_2d(g, GGML_TYPE_F16, s.Tk, s.Tq);
-  for (ggml_tensor* t : {q, k, v, m})
-    if (t) ggml_set_input(t);
+  test::CpuGraph g;
+  ggml_tensor* q = g.input(GGML_TYPE_F32, s.hd, s.H, s.Tq, s.B);
+  ggml_tensor* k = g.input(GGML_TYPE_F32, s.hd, s.H, s.Tk, s.B);
+  ggml_tensor* v = g.input(GGML_TYPE_F32, s.hd, s.H, s.Tk, s.B);
+  ggml_tensor* m = in.mask.empty() || causal ? nullptr : g.input(GGML_TYPE_F16, s.Tk, s.Tq);
   EXPECT_TRUE(attention_cpu_supports(q, k, v, m));
-  ggml_tensor* out = attention_cpu(g, q, k, v, m, scale);
-  ggml_set_output(out);
-  ggml_cgraph* gf = ggml_new_graph(g);
-  ggml_build_forward_expand(gf, out);
-  ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
-  EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
-  ggml_backend_tensor_set(q, in.q.data(), 0, in.q.size() * sizeof(float));
-  ggml_backend_tensor_set(k, in.k.data(), 0, in.k.size() * sizeof(float));
-  ggml_backend_tensor_set(v, in.v.data(), 0, in.v.size() * sizeof(float));
-  if (m) ggml_backend_tensor_set(m, in.mask.data(), 0, in.mask.size() * sizeof(ggml_fp16_t));
-  ggml_backend_cpu_set_n_threads(backend, threads);
-  EXPECT_EQ(ggml_backend_graph_compute(backend, gf), GGML_STATUS_SUCCESS);
-  std::vector<float> y((size_t)ggml_nelements(out));
-  ggml_backend_tensor_get(out, y.data(), 0, y.size() * sizeof(float));
-  ggml_gallocr_free(alloc);
-  ggml_free(g);
-  ggml_backend_free(backend);
-  return y;
+  g.build(attention_cpu(g.ctx(), q, k, v, m, scale, causal));
+  g.set(q, in.q);
+  g.set(k, in.k);
+  g.set(v, in.v);
+  if (m) g.set(m, in.mask);
+  return g.compute(threads);
 }
 
 // softmax(scale q k^T + mask) v in double, for query i of head h in batch b
@@ -148,6 +131,12 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"attention_pool", {128, 4, 1, 197, 2}, false},   // one query, 197 keys
                       Case{"one_key", {16, 1, 3, 1, 1}, false}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// The causal flag (the f32 path, which has no mask input) gives a causal mask's bits.
+TEST(AttentionCpu, CausalFlagEqualsACausalMask) {
+  const Inputs in = make({64, 3, 77, 77, 2}, true, 9);
+  for (int threads : {1, 2}) EXPECT_EQ(run(in, 0.125f, threads, true), run(in, 0.125f, threads)) << threads;
+}
 
 // A query whose every key is masked out gets zeros (not NaN).
 TEST(AttentionCpu, AFullyMaskedQueryIsZero) {

@@ -14,6 +14,7 @@
 #include "ggml-cpu.h"
 #include "models/nn/dense.h"
 #include "models/nn/int8.h"
+#include "support/cpu_graph.h"
 
 namespace capforge::nn {
 namespace {
@@ -85,10 +86,8 @@ struct Weights {
   std::vector<float> run(const std::vector<float>& x, int threads, const std::vector<float>& bias = {},
                          const Fused& fused = {}) {
     const int64_t M = (int64_t)x.size() / K;
-    ggml_init_params p{ggml_tensor_overhead() * 16 + ggml_graph_overhead(), nullptr, true};
-    ggml_context* g = ggml_init(p);
-    ggml_tensor* in = ggml_new_tensor_2d(g, GGML_TYPE_F32, K, M);
-    ggml_set_input(in);
+    test::CpuGraph g;
+    ggml_tensor* in = g.input(GGML_TYPE_F32, K, M);
     ggml_init_params bp{ggml_tensor_overhead() * 2, nullptr, true};
     ggml_context* bias_ctx = ggml_init(bp);  // the bias: a weight of its own, in a host buffer
     ggml_tensor* b = nullptr;
@@ -100,22 +99,12 @@ struct Weights {
       EXPECT_EQ(ggml_tallocr_alloc(&talloc, b), GGML_STATUS_SUCCESS);
       ggml_backend_tensor_set(b, bias.data(), 0, bias.size() * sizeof(float));
     }
-    ggml_tensor* res = fused.residual.empty() ? nullptr : ggml_new_tensor_2d(g, GGML_TYPE_F32, N, M);
-    if (res) ggml_set_input(res);
-    ggml_tensor* out = fused.on ? dense(g, w, in, DenseFused{b, fused.quick_gelu, res}) : dense(g, w, in, b);
-    ggml_set_output(out);
-    ggml_cgraph* gf = ggml_new_graph(g);
-    ggml_build_forward_expand(gf, out);
-    ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
-    EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
-    ggml_backend_tensor_set(in, x.data(), 0, x.size() * sizeof(float));
-    if (res) ggml_backend_tensor_set(res, fused.residual.data(), 0, fused.residual.size() * sizeof(float));
-    ggml_backend_cpu_set_n_threads(backend, threads);
-    EXPECT_EQ(ggml_backend_graph_compute(backend, gf), GGML_STATUS_SUCCESS);
-    std::vector<float> y((size_t)(M * N));
-    ggml_backend_tensor_get(out, y.data(), 0, y.size() * sizeof(float));
-    ggml_gallocr_free(alloc);
-    ggml_free(g);
+    ggml_tensor* res = fused.residual.empty() ? nullptr : g.input(GGML_TYPE_F32, N, M);
+    g.build(fused.on ? dense(g.ctx(), w, in, DenseFused{b, fused.quick_gelu, res})
+                     : dense(g.ctx(), w, in, b));
+    g.set(in, x);
+    if (res) g.set(res, fused.residual);
+    const auto y = g.compute(threads);
     if (bias_buf) ggml_backend_buffer_free(bias_buf);
     ggml_free(bias_ctx);
     return y;
@@ -127,28 +116,14 @@ std::vector<float> inputs(int64_t rows, unsigned seed);
 // dense_gathered(w, table, idx, G) on `table` (rows of K / G), computed with `threads` threads
 std::vector<float> run_gathered(Weights& w, const std::vector<float>& table, const std::vector<int32_t>& idx,
                                 int groups, int threads) {
-  const int64_t C = K / groups, T = (int64_t)table.size() / C, P = (int64_t)idx.size() / groups;
-  ggml_init_params p{ggml_tensor_overhead() * 32 + ggml_graph_overhead(), nullptr, true};
-  ggml_context* g = ggml_init(p);
-  ggml_tensor* tab = ggml_new_tensor_2d(g, GGML_TYPE_F32, C, T);
-  ggml_tensor* ids = ggml_new_tensor_1d(g, GGML_TYPE_I32, (int64_t)idx.size());
-  ggml_set_input(tab);
-  ggml_set_input(ids);
-  ggml_tensor* out = dense_gathered(g, w.w, tab, ids, groups);
-  ggml_set_output(out);
-  ggml_cgraph* gf = ggml_new_graph(g);
-  ggml_build_forward_expand(gf, out);
-  ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(w.backend));
-  EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
-  ggml_backend_tensor_set(tab, table.data(), 0, table.size() * sizeof(float));
-  ggml_backend_tensor_set(ids, idx.data(), 0, idx.size() * sizeof(int32_t));
-  ggml_backend_cpu_set_n_threads(w.backend, threads);
-  EXPECT_EQ(ggml_backend_graph_compute(w.backend, gf), GGML_STATUS_SUCCESS);
-  std::vector<float> y((size_t)(P * N));
-  ggml_backend_tensor_get(out, y.data(), 0, y.size() * sizeof(float));
-  ggml_gallocr_free(alloc);
-  ggml_free(g);
-  return y;
+  const int64_t C = K / groups, T = (int64_t)table.size() / C;
+  test::CpuGraph g;
+  ggml_tensor* tab = g.input(GGML_TYPE_F32, C, T);
+  ggml_tensor* ids = g.input(GGML_TYPE_I32, (int64_t)idx.size());
+  g.build(dense_gathered(g.ctx(), w.w, tab, ids, groups));
+  g.set(tab, table);
+  g.set(ids, idx);
+  return g.compute(threads);
 }
 
 std::vector<float> inputs(int64_t rows, unsigned seed) {

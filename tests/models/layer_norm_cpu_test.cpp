@@ -6,10 +6,8 @@
 #include <random>
 #include <vector>
 
-#include "ggml-alloc.h"
-#include "ggml-backend.h"
-#include "ggml-cpu.h"
 #include "models/nn/layer_norm_cpu.h"
+#include "support/cpu_graph.h"
 
 namespace capforge::nn {
 namespace {
@@ -17,32 +15,17 @@ namespace {
 // layer_norm_cpu over `rows` rows of D taken every `pitch` floats of x; returns [D, rows]
 std::vector<float> run(const std::vector<float>& x, int64_t D, int64_t pitch, int64_t rows,
                        const std::vector<float>& w, const std::vector<float>& b, int threads) {
-  ggml_backend_t backend = ggml_backend_cpu_init();
-  ggml_init_params p{ggml_tensor_overhead() * 16 + ggml_graph_overhead(), nullptr, true};
-  ggml_context* g = ggml_init(p);
-  ggml_tensor* in = ggml_new_tensor_2d(g, GGML_TYPE_F32, pitch, rows);
-  ggml_tensor* tw = ggml_new_tensor_1d(g, GGML_TYPE_F32, D);
-  ggml_tensor* tb = ggml_new_tensor_1d(g, GGML_TYPE_F32, D);
-  for (ggml_tensor* t : {in, tw, tb}) ggml_set_input(t);
-  ggml_tensor* view = ggml_view_2d(g, in, D, rows, in->nb[1], 0);
+  test::CpuGraph g;
+  ggml_tensor* in = g.input(GGML_TYPE_F32, pitch, rows);
+  ggml_tensor* tw = g.input(GGML_TYPE_F32, D);
+  ggml_tensor* tb = g.input(GGML_TYPE_F32, D);
+  ggml_tensor* view = ggml_view_2d(g.ctx(), in, D, rows, in->nb[1], 0);
   EXPECT_TRUE(layer_norm_cpu_supports(view, tw, tb));
-  ggml_tensor* out = layer_norm_cpu(g, view, tw, tb, 1e-5f);
-  ggml_set_output(out);
-  ggml_cgraph* gf = ggml_new_graph(g);
-  ggml_build_forward_expand(gf, out);
-  ggml_gallocr_t alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend));
-  EXPECT_TRUE(ggml_gallocr_alloc_graph(alloc, gf));
-  ggml_backend_tensor_set(in, x.data(), 0, x.size() * sizeof(float));
-  ggml_backend_tensor_set(tw, w.data(), 0, w.size() * sizeof(float));
-  ggml_backend_tensor_set(tb, b.data(), 0, b.size() * sizeof(float));
-  ggml_backend_cpu_set_n_threads(backend, threads);
-  EXPECT_EQ(ggml_backend_graph_compute(backend, gf), GGML_STATUS_SUCCESS);
-  std::vector<float> y((size_t)(D * rows));
-  ggml_backend_tensor_get(out, y.data(), 0, y.size() * sizeof(float));
-  ggml_gallocr_free(alloc);
-  ggml_free(g);
-  ggml_backend_free(backend);
-  return y;
+  g.build(layer_norm_cpu(g.ctx(), view, tw, tb, 1e-5f));
+  g.set(in, x);
+  g.set(tw, w);
+  g.set(tb, b);
+  return g.compute(threads);
 }
 
 TEST(LayerNormCpu, MatchesADoubleLayerNorm) {

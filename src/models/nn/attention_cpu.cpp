@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -30,11 +31,12 @@ const float* row_at(const ggml_tensor* t, int64_t h, int64_t j, int64_t b) {
   return (const float*)((const char*)t->data + h * t->nb[1] + j * t->nb[2] + b * t->nb[3]);
 }
 
-// out [hd] = softmax(scale * q . K + mask) V for one query; mask null or its f16 row [tk].
-void query_plain(const float* q, const PairBlock& p, const ggml_fp16_t* mask, float scale, float* s,
-                 float* out) {
+// out [hd] = softmax(scale * q . K + mask) V for one query over its first `keys` keys (the rest
+// masked out); mask null or its f16 row [tk].
+void query_plain(const float* q, const PairBlock& p, int64_t keys, const ggml_fp16_t* mask, float scale,
+                 float* s, float* out) {
   float m = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < p.tk; ++j) {
+  for (int64_t j = 0; j < keys; ++j) {
     float acc = 0;
     for (int64_t d = 0; d < p.hd; ++d) acc += q[d] * p.kt[(size_t)(d * p.tp + j)];
     s[j] = acc * scale + (mask ? ggml_fp16_to_fp32(mask[j]) : 0.f);
@@ -42,10 +44,10 @@ void query_plain(const float* q, const PairBlock& p, const ggml_fp16_t* mask, fl
   }
   if (m == -std::numeric_limits<float>::infinity()) return (void)std::fill(out, out + p.hd, 0.f);
   float l = 0;
-  for (int64_t j = 0; j < p.tk; ++j) l += (s[j] = std::exp(s[j] - m));
+  for (int64_t j = 0; j < keys; ++j) l += (s[j] = std::exp(s[j] - m));
   for (int64_t d = 0; d < p.hd; ++d) {
     float acc = 0;
-    for (int64_t j = 0; j < p.tk; ++j) acc += s[j] * p.v[(size_t)(j * p.hd + d)];
+    for (int64_t j = 0; j < keys; ++j) acc += s[j] * p.v[(size_t)(j * p.hd + d)];
     out[d] = acc / l;
   }
 }
@@ -85,8 +87,8 @@ CF_AVX512 inline void weighted(const float* w, const float* v, int64_t tk, int64
     _mm512_mask_storeu_ps(out + i * kLanes, i == NV - 1 ? last : 0xffff, _mm512_mul_ps(acc[i], inv));
 }
 
-CF_AVX512 void query_avx512(const float* q, const PairBlock& p, const ggml_fp16_t* mask, float scale,
-                            float* s, float* out) {
+CF_AVX512 void query_avx512(const float* q, const PairBlock& p, int64_t keys, const ggml_fp16_t* mask,
+                            float scale, float* s, float* out) {
   const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512 vmax = ninf;
   for (int64_t jb = 0; jb < p.tp;) {
@@ -109,8 +111,8 @@ CF_AVX512 void query_avx512(const float* q, const PairBlock& p, const ggml_fp16_
     }
     for (int64_t i = 0; i < nv; ++i, jb += kLanes) {
       __m512 a = _mm512_mul_ps(acc[i], vscale);
-      const __mmask16 live = p.tk - jb >= kLanes ? (__mmask16)0xffff
-                             : p.tk > jb         ? (__mmask16)((1u << (p.tk - jb)) - 1)
+      const __mmask16 live = keys - jb >= kLanes ? (__mmask16)0xffff
+                             : keys > jb         ? (__mmask16)((1u << (keys - jb)) - 1)
                                                  : (__mmask16)0;
       if (mask)
         a = _mm512_add_ps(a, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, (const void*)(mask + jb))));
@@ -136,16 +138,16 @@ CF_AVX512 void query_avx512(const float* q, const PairBlock& p, const ggml_fp16_
     const float* v = p.v.data() + d;
     switch (nv) {
       case 4:
-        weighted<4>(s, v, p.tk, p.hd, last, inv, out + d);
+        weighted<4>(s, v, keys, p.hd, last, inv, out + d);
         break;
       case 3:
-        weighted<3>(s, v, p.tk, p.hd, last, inv, out + d);
+        weighted<3>(s, v, keys, p.hd, last, inv, out + d);
         break;
       case 2:
-        weighted<2>(s, v, p.tk, p.hd, last, inv, out + d);
+        weighted<2>(s, v, keys, p.hd, last, inv, out + d);
         break;
       default:
-        weighted<1>(s, v, p.tk, p.hd, last, inv, out + d);
+        weighted<1>(s, v, keys, p.hd, last, inv, out + d);
         break;
     }
     d += nv * kLanes;
@@ -164,8 +166,13 @@ bool has_avx512() {
 // pairs [BH*ith/nth, BH*(ith+1)/nth).
 void compute(ggml_tensor* dst, int ith, int nth, void* userdata) {
   const ggml_tensor *q = dst->src[0], *k = dst->src[1], *v = dst->src[2], *mask = dst->src[3];
+  // userdata: the scale's bits, and bit 32 for causal (query i sees keys 0..i)
+  static_assert(sizeof(void*) >= 8, "attention_cpu packs two fields into a 64-bit userdata");
+  const auto bits = (uint64_t)(uintptr_t)userdata;
+  const auto scale_bits = (uint32_t)bits;
+  const bool causal = (bits >> 32) & 1;
   float scale;
-  std::memcpy(&scale, &userdata, sizeof scale);
+  std::memcpy(&scale, &scale_bits, sizeof scale);
   const int64_t hd = q->ne[0], H = q->ne[1], Tq = q->ne[2], B = q->ne[3], Tk = k->ne[2];
   const int64_t pairs = B * H, p0 = pairs * ith / nth, p1 = pairs * (ith + 1) / nth;
   static thread_local PairBlock p;
@@ -190,7 +197,7 @@ void compute(ggml_tensor* dst, int ith, int nth, void* userdata) {
     for (int64_t i = 0; i < Tq; ++i) {
       const auto* mrow = mask ? (const ggml_fp16_t*)((const char*)mask->data + i * mask->nb[1]) : nullptr;
       float* out = (float*)dst->data + ((b * Tq + i) * H + h) * hd;
-      query(row_at(q, h, i, b), p, mrow, scale, p.s.data(), out);
+      query(row_at(q, h, i, b), p, causal ? std::min(Tk, i + 1) : Tk, mrow, scale, p.s.data(), out);
     }
   }
 }
@@ -211,10 +218,11 @@ bool attention_cpu_supports(const ggml_tensor* q, const ggml_tensor* k, const gg
 }
 
 ggml_tensor* attention_cpu(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
-                           ggml_tensor* mask, float scale) {
+                           ggml_tensor* mask, float scale, bool causal) {
   ggml_tensor* args[] = {q, k, v, mask};
-  void* userdata = nullptr;
-  std::memcpy(&userdata, &scale, sizeof scale);
+  uint32_t scale_bits;
+  std::memcpy(&scale_bits, &scale, sizeof scale);
+  void* userdata = (void*)(uintptr_t)((uint64_t)scale_bits | (causal ? uint64_t{1} << 32 : 0));
   return ggml_custom_4d(ctx, GGML_TYPE_F32, q->ne[0] * q->ne[1], q->ne[2], q->ne[3], 1, args, mask ? 4 : 3,
                         compute, GGML_N_TASKS_MAX, userdata);
 }

@@ -36,8 +36,9 @@ ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_t
                        ggml_tensor* mask, bool fast, bool cpu) {
   const int64_t hd = q->ne[0], H = q->ne[1], Tq = q->ne[2], B = q->ne[3];
   const float scale = 1.0f / std::sqrt((float)hd);
-  if (fast && cpu && attention_cpu_supports(q, k, v, causal ? mask : nullptr))
-    return attention_cpu(ctx, q, k, v, causal ? mask : nullptr, scale);
+  // on the CPU the f32 kernel, on either path: with the fast path's mask input where there is one
+  ggml_tensor* m = causal && fast ? mask : nullptr;
+  if (cpu && attention_cpu_supports(q, k, v, m)) return attention_cpu(ctx, q, k, v, m, scale, causal && !m);
   q = ggml_permute(ctx, q, 0, 2, 1, 3);  // [hd, T, H, B]
   k = ggml_permute(ctx, k, 0, 2, 1, 3);
   if (fast) {
@@ -63,7 +64,7 @@ ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_t
 ggml_tensor* encoder_layer(ggml_context* ctx, ggml_tensor* x, const EncoderLayer& l, const TowerConfig& t,
                            bool causal, ggml_tensor* mask, bool fast) {
   const int64_t T = x->ne[1], B = x->ne[2], H = t.heads, hd = t.head_dim();
-  const bool cpu = fast && weights_on_host(l.ln1.w);  // the fast path's CPU kernels
+  const bool cpu = weights_on_host(l.ln1.w);  // the CPU kernels (f32 on both paths)
   ggml_tensor* h = layer_norm(ctx, x, l.ln1, t.ln_eps, cpu);
   ggml_tensor* q = ggml_reshape_4d(ctx, linear(ctx, h, l.q), hd, H, T, B);
   ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, l.k), hd, H, T, B);

@@ -43,8 +43,9 @@ ggml_tensor* linear(ggml_context* ctx, ggml_tensor* x, const Linear& l);
 ggml_tensor* activation(ggml_context* ctx, ggml_tensor* x, Activation act, bool fast);
 
 // Scaled dot-product attention: q [hd, H, Tq, B], k and v [hd, H, Tk, B] -> [hd*H, Tq, B].
-// `fast`: a causal mask (f16 [Tk, Tq]) is then required; with `cpu` (the graph runs on ggml's CPU
-// backend) it runs attention_cpu.h's f32 kernel, else flash attention with f16 K/V.
+// With `cpu` (the graph runs on ggml's CPU backend) attention_cpu.h's f32 kernel on either path;
+// else `fast`: flash attention with f16 K/V (a causal mask, f16 [Tk, Tq], is then required), or
+// ggml's f32 ops.
 ggml_tensor* attention(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, bool causal,
                        ggml_tensor* mask, bool fast, bool cpu = false);
 
