@@ -57,8 +57,8 @@ ClipModel::ClipModel(const std::string& dir, const ClipParams& p) : params(p) {
   graph_options.fast = p.dtype != "f32";
   if (matrix_type == GGML_TYPE_I8 && !nn::dense_uses_onednn(GGML_TYPE_I8))
     throw std::runtime_error(fmt::format(
-        "{}: dtype int8 needs oneDNN's int8 kernels (a build with libdnnl-dev, and a CPU with AVX512-VNNI or "
-        "AVX-VNNI), which this machine lacks; use bf16 or q8_0",
+        "{}: dtype int8 needs oneDNN's int8 kernels (a build with libdnnl-dev, a CPU with AVX512-VNNI or "
+        "AVX-VNNI, and CAPFORGE_ONEDNN not 0), which this run lacks; use bf16 or q8_0",
         dir));
   try {
     weights = std::make_unique<clip::Weights>(*st, config, matrix_type, device);

@@ -15,7 +15,8 @@ namespace capforge::nn {
 // q [hd, H, Tq, B], k and v [hd, H, Tk, B] (f32, elements contiguous, any row strides); mask null
 // or f16 [Tk, Tq] added to the scores (0 / -inf); `causal`: query i sees keys 0..i only (the same
 // bits as a causal mask). Returns softmax(scale q k^T + mask) v as [hd*H, Tq, B]. A query whose
-// every key is masked gets zeros.
+// every key is masked gets zeros. Non-finite scores (NaN weights) give a meaningless row, which may
+// differ between the AVX-512 and plain code; never a crash.
 ggml_tensor* attention_cpu(ggml_context* ctx, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v,
                            ggml_tensor* mask, float scale, bool causal = false);
 
