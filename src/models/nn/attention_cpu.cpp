@@ -1,6 +1,6 @@
 #include "models/nn/attention_cpu.h"
 
-#include "models/nn/simd_exp.h"
+#include "models/nn/simd.h"
 
 #include <algorithm>
 #include <cmath>
@@ -155,11 +155,6 @@ CF_AVX512 void query_avx512(const float* q, const PairBlock& p, int64_t keys, co
 }
 #pragma GCC diagnostic pop
 
-bool has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  return yes;
-}
 #endif
 
 // ggml custom op: dst [hd*H, Tq, B] from src q, k, v (and mask); thread ith takes the (batch, head)

@@ -70,7 +70,7 @@ ggml_tensor* encoder_layer(ggml_context* ctx, ggml_tensor* x, const EncoderLayer
   ggml_tensor* k = ggml_reshape_4d(ctx, linear(ctx, h, l.k), hd, H, T, B);
   ggml_tensor* v = ggml_reshape_4d(ctx, linear(ctx, h, l.v), hd, H, T, B);
   // the residual adds and (fast path) quick-GELU inside the products: bit-identical adds, fewer passes
-  ggml_tensor* att = attention(ctx, q, k, v, causal, mask, fast, weights_on_host(l.o.w));
+  ggml_tensor* att = attention(ctx, q, k, v, causal, mask, fast, cpu);
   x = dense(ctx, l.o.w, att, DenseFused{l.o.b, false, x});
   h = layer_norm(ctx, x, l.ln2, t.ln_eps, cpu);
   if (fast && t.act == Activation::quick_gelu)

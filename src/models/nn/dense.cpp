@@ -62,6 +62,12 @@ ggml_tensor* with_bias(ggml_context* ctx, ggml_tensor* y, ggml_tensor* bias) {
   return bias ? ggml_add(ctx, y, bias) : y;
 }
 
+// DenseFused's steps after the biased product y, as ggml ops (where the op cannot run).
+ggml_tensor* fused_on_ggml(ggml_context* ctx, ggml_tensor* y, const DenseFused& f) {
+  if (f.quick_gelu) y = quick_gelu_ops(ctx, y);
+  return f.residual ? ggml_add(ctx, y, f.residual) : y;
+}
+
 // dense_gathered with ggml's ops: the table with its zero row appended, the rows gathered into the
 // [G*C, P] matrix, one product.
 ggml_tensor* gathered_on_ggml(ggml_context* ctx, ggml_tensor* w, ggml_tensor* table, ggml_tensor* idx,
@@ -484,9 +490,7 @@ ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, const Dens
   const int64_t N = w->ne[1];
   if (!eligible(w, x) || (f.bias && !eligible_bias(f.bias, N)) ||
       (f.residual && !eligible_residual(f.residual, N, x))) {
-    ggml_tensor* y = dense(ctx, w, x, f.bias);
-    if (f.quick_gelu) y = quick_gelu_ops(ctx, y);
-    return f.residual ? ggml_add(ctx, y, f.residual) : y;
+    return fused_on_ggml(ctx, dense(ctx, w, x, f.bias), f);
   }
   return dense_op(ctx, w, x, f.bias, f.quick_gelu, f.residual);
 }
@@ -519,9 +523,7 @@ ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, ggml_tenso
   return with_bias(ctx, ggml_mul_mat(ctx, w, x), bias);
 }
 ggml_tensor* dense(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x, const DenseFused& f) {
-  ggml_tensor* y = dense(ctx, w, x, f.bias);
-  if (f.quick_gelu) y = quick_gelu_ops(ctx, y);
-  return f.residual ? ggml_add(ctx, y, f.residual) : y;
+  return fused_on_ggml(ctx, dense(ctx, w, x, f.bias), f);
 }
 
 #endif

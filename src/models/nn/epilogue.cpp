@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "models/nn/simd_exp.h"
+#include "models/nn/simd.h"
 
 namespace capforge::nn {
 
@@ -39,13 +39,10 @@ __attribute__((target("avx512f"))) void finish_row_avx512(float* y, int64_t n, c
 
 void finish_rows(float* y, int64_t rows, int64_t ldc, int64_t n, const RowEpilogue& e) {
   if (e.empty()) return;
-#if defined(__x86_64__)
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-#endif
   for (int64_t r = 0; r < rows; ++r) {
     const float* res = e.residual ? (const float*)(e.residual + r * e.residual_stride) : nullptr;
 #if defined(__x86_64__)
-    if (avx512) {
+    if (has_avx512()) {
       finish_row_avx512(y + r * ldc, n, e, res);
       continue;
     }

@@ -1,5 +1,7 @@
 #include "models/nn/int8.h"
 
+#include "models/nn/simd.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -108,10 +110,6 @@ CF_AVX512 void rescale_avx512(const int32_t* acc, RowQuant a, const float* scale
 
 #pragma GCC diagnostic pop
 
-bool has_avx512() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-  return yes;
-}
 #endif
 
 }  // namespace

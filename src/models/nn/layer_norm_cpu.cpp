@@ -1,6 +1,7 @@
 #include "models/nn/layer_norm_cpu.h"
 
 #include "models/ggml_util.h"
+#include "models/nn/simd.h"
 
 #include <cmath>
 #include <cstring>
@@ -63,8 +64,7 @@ void compute(ggml_tensor* dst, int ith, int nth, void* userdata) {
   const int64_t D = x->ne[0], R = ggml_nrows(x), stride = row_stride(x);
   const int64_t r0 = R * ith / nth, r1 = R * (ith + 1) / nth;
 #if defined(__x86_64__)
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  const auto row = avx512 ? row_avx512 : row_plain;
+  const auto row = has_avx512() ? row_avx512 : row_plain;
 #else
   const auto row = row_plain;
 #endif

@@ -1,11 +1,21 @@
-// exp over 16 floats with AVX-512 (Cephes' expf polynomial on the reduced argument, within 2 ulp),
-// for the CPU kernels' softmax and sigmoid. Callers compile it in functions that target avx512f.
+// AVX-512 helpers for the CPU kernels (attention, layer norm, the product op's epilogue, int8):
+// the one check that picks their AVX-512 code, and exp over 16 floats (Cephes' expf polynomial on
+// the reduced argument, within 2 ulp). Callers compile the vector code in functions that target
+// avx512f (and the extensions they use).
 #pragma once
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
 namespace capforge::nn {
+
+// Whether the CPU has the AVX-512 subsets the kernels use (F, BW, VL, DQ: every AVX-512 CPU since
+// Skylake-X); checked once.
+inline bool has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return yes;
+}
 
 // exp(x); exactly 0 below -87.3 (and for -inf), +inf above ~88.7.
 __attribute__((target("avx512f"))) inline __m512 exp_avx512(__m512 x) {
