@@ -74,6 +74,10 @@ struct CaptionerParams {
   int batch = 512;          // prompt tokens per decode call
   int threads = 0;          // 0: all cores
   bool gpu = true;
+  // VLM text model: "llama" (libllama, the GGUF's weights as stored) or "int8" (capforge's own
+  // decoder for llama-architecture models: every matrix re-quantised to per-channel int8 at load,
+  // on the CPU; faster decoding, captions close to but not equal to llama's).
+  std::string lm_engine = "llama";
   // Set (e.g. by Ctrl-C): caption() stops between decode steps; requests it did not finish get
   // error "interrupted". Not owned; null: never.
   const std::atomic<bool>* cancel = nullptr;

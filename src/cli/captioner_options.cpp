@@ -146,6 +146,14 @@ void add_captioner_options(CLI::App* cmd, CaptionerCli& c, bool model_required) 
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16"}))
       ->group(m);
+  cmd->add_option(
+         "--lm-engine", p.lm_engine,
+         "VLM text model: llama (libllama, weights as stored) or int8 (capforge's decoder for llama-"
+         "architecture models: weights re-quantised to int8 at load, on the CPU; faster, captions close "
+         "to llama's)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"llama", "int8"}))
+      ->group(m);
   cmd->add_option("--chat-template", p.chat_template, "override the model's chat template (name or template)")
       ->group(m);
   const char* pr = "Prompt";

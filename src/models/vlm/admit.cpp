@@ -82,28 +82,23 @@ llama_pos VlmEngine::prefill(mtmd_input_chunks* chunks, llama_seq_id seq) {
       const float* out = mtmd_get_output_embd(model->mtmd);
       embd.assign(out, out + len);
     }
-    llama_pos next = n_past;
-    if (mtmd_helper_decode_image_chunk(model->mtmd, ctx, chunk, embd.data(), n_past, seq, params.batch, &next,
-                                       nullptr, nullptr) != 0)
-      throw std::runtime_error("decoding the image embeddings failed");
-    n_past = next;
+    n_past = lm->decode_image(chunk, embd.data(), n_past, seq);
   }
   return n_past;
 }
 
-void VlmEngine::decode_tokens(const std::vector<int>& toks, llama_seq_id seq, llama_pos pos) {
+const float* VlmEngine::decode_tokens(const std::vector<int>& toks, llama_seq_id seq, llama_pos pos) {
   for (size_t k = 0; k < toks.size();) {
-    prompt_batch.n_tokens = 0;
-    for (; k < toks.size() && prompt_batch.n_tokens < params.batch; ++k) {
-      int j = prompt_batch.n_tokens++;
-      prompt_batch.token[j] = toks[k];
-      prompt_batch.pos[j] = pos++;
-      prompt_batch.n_seq_id[j] = 1;
-      prompt_batch.seq_id[j][0] = seq;
-      prompt_batch.logits[j] = k + 1 == toks.size();
+    entries.clear();
+    for (; k < toks.size() && (int)entries.size() < params.batch; ++k)
+      entries.push_back({toks[k], pos++, seq, k + 1 == toks.size()});
+    try {
+      lm->decode(entries);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format("decoding the prompt failed ({})", e.what()));
     }
-    if (llama_decode(ctx, prompt_batch) != 0) throw std::runtime_error("decoding the prompt failed");
   }
+  return lm->logits((int)entries.size() - 1);
 }
 
 bool VlmEngine::admit(const CaptionRequest& req, size_t index, std::vector<CaptionResult>& out) {
@@ -154,7 +149,6 @@ bool VlmEngine::admit(const CaptionRequest& req, size_t index, std::vector<Capti
       ids[k].push_back(free_ids.back());
       free_ids.pop_back();
     }
-  auto mem = llama_get_memory(ctx);
   std::vector<std::vector<float>> logits(prompts.size());
   llama_pos image_end = 0;  // a position, not a token count (M-RoPE images take fewer positions)
   try {
@@ -162,16 +156,15 @@ bool VlmEngine::admit(const CaptionRequest& req, size_t index, std::vector<Capti
     // prompt text is written), then every candidate from a copy of its prompt's first sequence
     const llama_seq_id first = ids[0][0];
     image_end = prefill(chunks.get(), first);
-    for (size_t k = 1; k < prompts.size(); ++k) llama_memory_seq_cp(mem, first, ids[k][0], -1, -1);
+    for (size_t k = 1; k < prompts.size(); ++k) lm->seq_cp(first, ids[k][0]);
     for (size_t k = 0; k < prompts.size(); ++k) {
-      decode_tokens(tails[k], ids[k][0], image_end);
-      const float* l = llama_get_logits_ith(ctx, -1);
+      const float* l = decode_tokens(tails[k], ids[k][0], image_end);
       logits[k].assign(l, l + model->n_vocab);
     }
   } catch (const std::exception& e) {
     for (auto& list : ids)
       for (llama_seq_id id : list) {
-        llama_memory_seq_rm(mem, id, -1, -1);
+        lm->seq_rm(id);
         free_ids.push_back(id);
       }
     std::sort(free_ids.rbegin(), free_ids.rend());
@@ -192,7 +185,7 @@ bool VlmEngine::admit(const CaptionRequest& req, size_t index, std::vector<Capti
       s.prompt = k;
       s.candidate = c;
       s.id = ids[k][(size_t)c];
-      if (c > 0) llama_memory_seq_cp(mem, ids[k][0], s.id, -1, -1);
+      if (c > 0) lm->seq_cp(ids[k][0], s.id);
       s.pos = image_end + (llama_pos)tails[k].size();
       s.p = sampling_of(pr.p, c);
       s.rng = sampling::Rng(sampling::candidate_seed(params.seed, req.key, c));

@@ -17,35 +17,17 @@ namespace capforge::vlm {
 VlmEngine::VlmEngine(std::shared_ptr<const VlmModel> m, CaptionerParams p)
     : model(std::move(m)), params(std::move(p)) {
   vlm::check_captioner_params(params);
-  llama_context_params cp = llama_context_default_params();
   if (params.ctx_size <= 0) params.ctx_size = params.parallel * 1024;
-  cp.n_ctx = (uint32_t)params.ctx_size;
-  cp.n_batch = (uint32_t)std::max(params.batch, params.parallel);
-  cp.n_ubatch = std::min<uint32_t>(cp.n_batch, 512);
-  cp.n_seq_max = (uint32_t)params.parallel;
-  // A stream per sequence: each token attends only over its own sequence's cells (a unified
-  // cache makes every token scan every live sequence's cells); a prefix is copied once per
-  // candidate instead, which costs far less.
-  cp.kv_unified = params.kv_unified;
   seq_cells = params.kv_unified ? params.ctx_size : params.ctx_size / params.parallel;
-  int threads = params.threads > 0 ? params.threads : available_cpus();
-  cp.n_threads = cp.n_threads_batch = threads;
-  cp.no_perf = true;
-  ctx = llama_init_from_model(model->model, cp);
-  if (!ctx)
-    throw std::runtime_error("cannot create a llama context (try a smaller --ctx-size or --parallel)");
-  for (int i = params.parallel - 1; i >= 0; --i) free_ids.push_back(i);
-  batch = llama_batch_init(std::max(params.parallel, 1), 0, 1);
-  prompt_batch = llama_batch_init(params.batch, 0, 1);
-  // the chat template once, split where the image and each prompt go
-  try {
-    frame = vlm::frame_prompt(model->chat_template);
-  } catch (...) {
-    llama_batch_free(batch);
-    llama_batch_free(prompt_batch);
-    llama_free(ctx);
-    throw;
+  if (model->lm_weights) {
+    const int threads = params.threads > 0 ? params.threads : available_cpus();
+    lm = own_decoder(model->lm_weights, *model, params.parallel, seq_cells, params.batch, threads);
+  } else {
+    lm = llama_decoder(*model, params);
   }
+  for (int i = params.parallel - 1; i >= 0; --i) free_ids.push_back(i);
+  // the chat template once, split where the image and each prompt go
+  frame = vlm::frame_prompt(model->chat_template);
   for (auto& pp : all_prompts(params)) {
     Prompt pr{pp, PromptTemplate(pp.prompt), {}, ptok.plain(pp.response_prefix), 0};
     for (int i = 0; i < pp.candidates; ++i)
@@ -55,21 +37,10 @@ VlmEngine::VlmEngine(std::shared_ptr<const VlmModel> m, CaptionerParams p)
                   frame.pre, pp.prompt, frame.post, pp.response_prefix);
     prompts.push_back(std::move(pr));
   }
-  try {
-    check_ctx_size();
-  } catch (...) {  // the destructor does not run for a constructor that throws
-    llama_batch_free(batch);
-    llama_batch_free(prompt_batch);
-    llama_free(ctx);
-    throw;
-  }
+  check_ctx_size();
 }
 
-VlmEngine::~VlmEngine() {
-  llama_batch_free(batch);
-  llama_batch_free(prompt_batch);
-  if (ctx) llama_free(ctx);
-}
+VlmEngine::~VlmEngine() = default;
 
 void VlmEngine::harvest(Seq& s) {
   if (s.text.empty() || !s.harvested.insert(s.text).second) return;
@@ -93,7 +64,7 @@ void VlmEngine::finish(Seq& s, std::vector<std::string> flags, std::vector<Capti
   c.logprob = s.logprob;
   Group& g = groups[s.group];
   g.per_prompt[s.prompt][(size_t)s.candidate].push_back(std::move(c));
-  llama_memory_seq_rm(llama_get_memory(ctx), s.id, -1, -1);
+  lm->seq_rm(s.id);
   free_ids.push_back(s.id);
   std::sort(free_ids.rbegin(),
             free_ids.rend());  // lowest id at the back: placement independent of finish order
@@ -112,7 +83,7 @@ void VlmEngine::finish(Seq& s, std::vector<std::string> flags, std::vector<Capti
 }
 
 void VlmEngine::step(std::vector<CaptionResult>& out) {
-  batch.n_tokens = 0;
+  entries.clear();
   std::vector<size_t> in_batch;
   for (size_t i = 0; i < live.size(); ++i) {
     Seq& s = live[i];
@@ -155,18 +126,17 @@ void VlmEngine::step(std::vector<CaptionResult>& out) {
       s.id = -1;
       continue;
     }
-    int j = batch.n_tokens++;
-    batch.token[j] = ch.token;
-    batch.pos[j] = s.pos++;
-    batch.n_seq_id[j] = 1;
-    batch.seq_id[j][0] = s.id;
-    batch.logits[j] = true;
+    entries.push_back({ch.token, s.pos++, s.id, true});
     in_batch.push_back(i);
   }
-  if (batch.n_tokens > 0) {
-    if (llama_decode(ctx, batch) != 0) throw std::runtime_error("llama_decode failed during generation");
+  if (!entries.empty()) {
+    try {
+      lm->decode(entries);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(fmt::format("decoding failed during generation ({})", e.what()));
+    }
     for (size_t j = 0; j < in_batch.size(); ++j) {
-      const float* l = llama_get_logits_ith(ctx, (int32_t)j);
+      const float* l = lm->logits((int)j);
       std::copy(l, l + model->n_vocab, live[in_batch[j]].logits.begin());
     }
   }
@@ -175,7 +145,7 @@ void VlmEngine::step(std::vector<CaptionResult>& out) {
 
 void VlmEngine::abandon(std::vector<CaptionResult>& out) {
   for (Seq& s : live) {
-    llama_memory_seq_rm(llama_get_memory(ctx), s.id, -1, -1);
+    lm->seq_rm(s.id);
     free_ids.push_back(s.id);
   }
   std::sort(free_ids.rbegin(), free_ids.rend());

@@ -19,6 +19,10 @@ void check_captioner_params(const CaptionerParams& params) {
   auto bad = [](const std::string& m) { throw std::invalid_argument(m); };
   if (params.parallel < 1 || params.parallel > 256)  // 256: llama.cpp's LLAMA_MAX_SEQ
     bad(fmt::format("--parallel must be from 1 to 256, got {}", params.parallel));
+  if (params.lm_engine != "llama" && params.lm_engine != "int8")
+    bad(fmt::format("--lm-engine must be llama or int8, got '{}'", params.lm_engine));
+  if (params.lm_engine == "int8" && params.kv_unified)
+    bad("--kv-unified is libllama's cache layout; --lm-engine int8 keeps a block of cells per sequence");
   if (params.batch < 1) bad(fmt::format("--batch must be at least 1, got {}", params.batch));
   if (params.threads < 0) bad(fmt::format("--threads must be >= 0 (0: all cores), got {}", params.threads));
   if (params.org_caption_max_tokens < 0)

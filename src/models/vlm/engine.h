@@ -12,6 +12,7 @@
 
 #include "models/prompt_template.h"
 #include "models/sampling/sampler.h"
+#include "models/vlm/lm_decoder.h"
 #include "models/vlm/model.h"
 #include "models/vlm/prompt_tokens.h"
 
@@ -85,8 +86,8 @@ struct VlmEngine : CaptionModel::Engine {
   int32_t tokenize_head(const Image& img, Chunks& chunks) const;
   // Evaluates `chunks` into sequence `seq` from position 0; returns the next position.
   llama_pos prefill(mtmd_input_chunks* chunks, llama_seq_id seq);
-  // Evaluates `tokens` into `seq` from `pos`; the logits of the last one are then current.
-  void decode_tokens(const std::vector<int>& tokens, llama_seq_id seq, llama_pos pos);
+  // Evaluates `tokens` into `seq` from `pos`; returns the logits of the last one.
+  const float* decode_tokens(const std::vector<int>& tokens, llama_seq_id seq, llama_pos pos);
   void step(std::vector<CaptionResult>& out);
   void finish(Seq& s, std::vector<std::string> flags, std::vector<CaptionResult>& out);
   void harvest(Seq& s);
@@ -95,9 +96,8 @@ struct VlmEngine : CaptionModel::Engine {
 
   std::shared_ptr<const VlmModel> model;
   CaptionerParams params;
-  llama_context* ctx = nullptr;
-  llama_batch batch{};         // one token per live sequence
-  llama_batch prompt_batch{};  // prompt tokens of one sequence
+  std::unique_ptr<LmDecoder> lm;  // the text model's engine (--lm-engine)
+  std::vector<LmEntry> entries;   // the entries of one decode call
   vlm::PromptTokenizer ptok{model->vocab};
   vlm::PromptFrame frame;
   std::vector<Prompt> prompts;

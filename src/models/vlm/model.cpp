@@ -1,5 +1,9 @@
 #include "models/vlm/model.h"
+
 #include "core/cpus.h"
+#include "core/log.h"
+#include "models/nn/int8_blocked.h"
+#include "models/vlm/lm_weights.h"
 
 #include <fmt/format.h>
 
@@ -58,6 +62,19 @@ VlmModel::VlmModel(const CaptionerParams& p) {
     if (!mtmd) throw std::runtime_error(with_log(fmt::format("cannot load mmproj {}", p.mmproj)));
     if (!mtmd_support_vision(mtmd))
       throw std::runtime_error(fmt::format("{} has no vision support", p.mmproj));
+    if (p.lm_engine == "int8") {
+      if (mtmd_decode_use_mrope(mtmd))
+        throw std::invalid_argument(fmt::format(
+            "{}: --lm-engine int8 does not run projectors with M-RoPE positions; use --lm-engine llama",
+            p.mmproj));
+      if (!nn::int8_blocked_vnni())
+        warn("--lm-engine int8: this CPU has no AVX512-VNNI; the int8 products run in plain loops (slow)");
+      try {
+        lm_weights = std::make_shared<const vlm::LmWeights>(p.model, false);
+      } catch (const vlm::LmUnsupported& e) {
+        throw std::invalid_argument(e.what());
+      }
+    }
   } catch (...) {
     if (mtmd) mtmd_free(mtmd);
     llama_model_free(model);

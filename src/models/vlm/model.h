@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -13,6 +14,10 @@
 #include "mtmd.h"
 
 namespace capforge {
+
+namespace vlm {
+class LmWeights;
+}
 
 class VlmModel : public CaptionModel {
  public:
@@ -28,8 +33,9 @@ class VlmModel : public CaptionModel {
   std::vector<int> eog;       // end-of-generation tokens
   std::string chat_template;  // resolved: a built-in name or template text
   mutable mtmd_context* mtmd = nullptr;
-  mutable std::mutex encode_mu;                    // libmtmd encoding is not thread-safe
-  mutable std::atomic<int64_t> chunks_encoded{0};  // image chunks through the projector (tests)
+  mutable std::mutex encode_mu;                      // libmtmd encoding is not thread-safe
+  mutable std::atomic<int64_t> chunks_encoded{0};    // image chunks through the projector (tests)
+  std::shared_ptr<const vlm::LmWeights> lm_weights;  // --lm-engine int8: the re-quantised text model
 };
 
 namespace vlm {

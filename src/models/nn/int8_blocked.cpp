@@ -1,0 +1,185 @@
+#include "models/nn/int8_blocked.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include "models/nn/int8.h"
+#include "models/nn/simd.h"
+
+namespace capforge::nn {
+
+namespace {
+
+constexpr int64_t kLanes = 16;  // channels per block (one 512-bit register of int32 sums)
+constexpr int kRows = 8;        // input rows per register tile (16 accumulators: 8 rows x 2 blocks)
+
+// A quantised input row as op 1 writes it: k4 * 4 u8 values (zeros past K), then the RowQuant.
+int64_t quant_row_bytes(int64_t k4) { return k4 * 4 + (int64_t)sizeof(RowQuant); }
+
+RowQuant row_quant_of(const uint8_t* row, int64_t k4) {
+  RowQuant r;
+  std::memcpy(&r, row + k4 * 4, sizeof r);
+  return r;
+}
+
+// acc[r][c] (r < rows, c < 32) = the integer products of rows a[r] (lda bytes apart) with the
+// pair of blocks at w (two blocks of k4 x 64 bytes).
+void tile_plain(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < 32; ++c) {
+      const int8_t* wb = w + (c / kLanes) * k4 * 64 + (c % kLanes) * 4;
+      int32_t s = 0;
+      for (int64_t k = 0; k < k4; ++k)
+        for (int j = 0; j < 4; ++j) s += (int32_t)a[r * lda + k * 4 + j] * wb[k * 64 + j];
+      acc[r][c] = s;
+    }
+}
+
+#if defined(__x86_64__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define CF_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+template <int R>
+CF_VNNI void tile_vnni(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
+  const int8_t* w1 = w + k4 * 64;
+  __m512i c0[R], c1[R];
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_si512();
+  for (int64_t k = 0; k < k4; ++k) {
+    const __m512i x0 = _mm512_load_si512(w + k * 64), x1 = _mm512_load_si512(w1 + k * 64);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      int32_t four;
+      std::memcpy(&four, a + r * lda + k * 4, 4);
+      const __m512i b = _mm512_set1_epi32(four);
+      c0[r] = _mm512_dpbusd_epi32(c0[r], b, x0);
+      c1[r] = _mm512_dpbusd_epi32(c1[r], b, x1);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_si512(acc[r], c0[r]);
+    _mm512_storeu_si512(acc[r] + 16, c1[r]);
+  }
+}
+
+void tile_vnni_any(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
+  switch (rows) {
+    case 1:
+      return tile_vnni<1>(a, lda, w, k4, acc);
+    case 2:
+      return tile_vnni<2>(a, lda, w, k4, acc);
+    case 3:
+      return tile_vnni<3>(a, lda, w, k4, acc);
+    case 4:
+      return tile_vnni<4>(a, lda, w, k4, acc);
+    case 5:
+      return tile_vnni<5>(a, lda, w, k4, acc);
+    case 6:
+      return tile_vnni<6>(a, lda, w, k4, acc);
+    case 7:
+      return tile_vnni<7>(a, lda, w, k4, acc);
+    default:
+      return tile_vnni<8>(a, lda, w, k4, acc);
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
+bool vnni() {
+#if defined(__x86_64__)
+  static const bool yes = has_avx512() && __builtin_cpu_supports("avx512vnni");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+void tile(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
+#if defined(__x86_64__)
+  if (vnni()) return tile_vnni_any(a, lda, rows, w, k4, acc);
+#endif
+  tile_plain(a, lda, rows, w, k4, acc);
+}
+
+// op 1: dst row m (quant_row_bytes) = src[0]'s f32 row m quantised; thread ith takes a share of rows.
+void quantize_op(ggml_tensor* dst, int ith, int nth, void* wp) {
+  const auto& w = *(const Int8Blocked*)wp;
+  const ggml_tensor* x = dst->src[0];
+  const int64_t M = ggml_nrows(x);
+  for (int64_t m = M * ith / nth; m < M * (ith + 1) / nth; ++m) {
+    auto* row = (uint8_t*)dst->data + m * dst->nb[1];
+    std::memset(row + w.K, 0, (size_t)(w.k4 * 4 - w.K));
+    const RowQuant r = quantize_row_u8((const float*)((const char*)x->data + m * x->nb[1]), w.K, row);
+    std::memcpy(row + w.k4 * 4, &r, sizeof r);
+  }
+}
+
+// op 2: dst [N, M] f32 = the products of src[0]'s quantised rows (+ src[1]); thread ith takes a
+// share of the block pairs (32 channels each), every row.
+void product_op(ggml_tensor* dst, int ith, int nth, void* wp) {
+  const auto& w = *(const Int8Blocked*)wp;
+  const ggml_tensor* qx = dst->src[0];
+  const ggml_tensor* res = dst->src[1];
+  const int64_t M = ggml_nrows(qx), lda = (int64_t)qx->nb[1], pairs = w.blocks / 2;
+  alignas(64) int32_t acc[kRows][32];
+  for (int64_t p = pairs * ith / nth; p < pairs * (ith + 1) / nth; ++p) {
+    const int64_t c0 = p * 32, nc = std::min<int64_t>(32, w.N - c0);
+    const int8_t* wb = w.q.get() + p * 2 * w.k4 * 64;
+    for (int64_t m0 = 0; m0 < M; m0 += kRows) {
+      const int rows = (int)std::min<int64_t>(kRows, M - m0);
+      const auto* a = (const uint8_t*)qx->data + m0 * lda;
+      tile(a, lda, rows, wb, w.k4, acc);
+      for (int r = 0; r < rows; ++r) {
+        float* y = (float*)((char*)dst->data + (m0 + r) * dst->nb[1]) + c0;
+        int8_rescale_row(acc[r], row_quant_of(a + r * lda, w.k4), w.scale.data() + c0, w.sum.data() + c0,
+                         nullptr, nc, y);
+        if (res) {
+          const float* rr = (const float*)((const char*)res->data + (m0 + r) * res->nb[1]) + c0;
+          for (int64_t c = 0; c < nc; ++c) y[c] += rr[c];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+bool int8_blocked_vnni() { return vnni(); }
+
+Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N) {
+  Int8Blocked b;
+  b.K = K, b.N = N, b.k4 = (K + 3) / 4, b.blocks = (N + 31) / 32 * 2;
+  std::vector<int8_t> rows((size_t)(N * (K + kInt8Tail)));
+  pack_int8_rows(w, K, N, rows.data());
+  b.q.reset((int8_t*)std::aligned_alloc(64, b.bytes()));
+  if (!b.q) throw std::bad_alloc();
+  std::memset(b.q.get(), 0, b.bytes());
+  b.scale.assign((size_t)(b.blocks * kLanes), 0.f);
+  b.sum.assign((size_t)(b.blocks * kLanes), 0);
+  int8_channel_terms(rows.data(), K, N, K + kInt8Tail, b.scale.data(), b.sum.data());
+  for (int64_t n = 0; n < N; ++n) {
+    const int8_t* src = rows.data() + n * (K + kInt8Tail);
+    int8_t* dst = b.q.get() + (n / kLanes) * b.k4 * 64 + (n % kLanes) * 4;
+    for (int64_t k = 0; k < K; ++k) dst[(k / 4) * 64 + k % 4] = src[k];
+  }
+  return b;
+}
+
+ggml_tensor* dense_int8_blocked(ggml_context* ctx, const Int8Blocked& w, ggml_tensor* x,
+                                ggml_tensor* residual) {
+  GGML_ASSERT(x->type == GGML_TYPE_F32 && x->ne[0] == w.K && ggml_is_contiguous_rows(x));
+  void* wp = const_cast<Int8Blocked*>(&w);
+  const int64_t M = ggml_nrows(x);
+  ggml_tensor* xs[1] = {x};
+  ggml_tensor* qx = ggml_custom_4d(ctx, GGML_TYPE_I8, quant_row_bytes(w.k4), M, 1, 1, xs, 1, quantize_op,
+                                   GGML_N_TASKS_MAX, wp);
+  ggml_tensor* args[2] = {qx, residual};
+  if (residual)
+    GGML_ASSERT(residual->type == GGML_TYPE_F32 && residual->ne[0] == w.N && ggml_nrows(residual) == M);
+  return ggml_custom_4d(ctx, GGML_TYPE_F32, w.N, M, 1, 1, args, residual ? 2 : 1, product_op,
+                        GGML_N_TASKS_MAX, wp);
+}
+
+}  // namespace capforge::nn
