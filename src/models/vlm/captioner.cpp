@@ -19,7 +19,9 @@ VlmEngine::VlmEngine(std::shared_ptr<const VlmModel> m, CaptionerParams p)
   vlm::check_captioner_params(params);
   if (params.ctx_size <= 0) params.ctx_size = params.parallel * 1024;
   seq_cells = params.kv_unified ? params.ctx_size : params.ctx_size / params.parallel;
-  if (model->lm_weights) {
+  if (params.lm_engine == "int8") {
+    if (!model->lm_weights)
+      throw std::invalid_argument("--lm-engine int8: the model was loaded for libllama (load it with int8)");
     const int threads = params.threads > 0 ? params.threads : available_cpus();
     lm = own_decoder(model->lm_weights, *model, params.parallel, seq_cells, params.batch, threads);
   } else {

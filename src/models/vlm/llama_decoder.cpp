@@ -31,6 +31,7 @@ class LlamaDecoder : public LmDecoder {
     if (!ctx_)
       throw std::runtime_error("cannot create a llama context (try a smaller --ctx-size or --parallel)");
     batch_ = llama_batch_init((int32_t)cp.n_batch, 0, 1);
+    capacity_ = cp.n_batch;
   }
   ~LlamaDecoder() override {
     llama_batch_free(batch_);
@@ -38,6 +39,8 @@ class LlamaDecoder : public LmDecoder {
   }
 
   void decode(const std::vector<LmEntry>& entries) override {
+    if (entries.size() > capacity_)
+      throw std::logic_error("llama decoder: more entries in one call than its batch holds");
     batch_.n_tokens = 0;
     for (const LmEntry& e : entries) {
       const int j = batch_.n_tokens++;
@@ -66,6 +69,7 @@ class LlamaDecoder : public LmDecoder {
  private:
   const VlmModel& model_;
   int batch_size_;
+  size_t capacity_ = 0;
   llama_context* ctx_ = nullptr;
   llama_batch batch_{};
 };

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "models/nn/simd.h"
 
 namespace capforge::vlm {
@@ -92,6 +94,15 @@ LmCache::LmCache(int layers, int slots, int cells, int kv_heads, int head_dim)
       hd_(head_dim) {
   slot_floats_ = (size_t)cells_ * (size_t)kv_heads_ * (size_t)hd_;
   const size_t n = slot_floats_ * (size_t)slots_;
+  // the pages are only touched as positions are written, but a cache larger than the machine
+  // would end in an out-of-memory kill mid-run: refuse it now
+  const double bytes = 2.0 * layers_ * (double)n * sizeof(float);
+  const double ram = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGE_SIZE);
+  if (ram > 0 && bytes > 0.8 * ram)
+    throw std::invalid_argument(fmt::format(
+        "--lm-engine int8: the caches for {} sequences of {} cells need {:.1f} GiB of the machine's "
+        "{:.1f}; lower --ctx-size or --parallel",
+        slots_, cells_, bytes / (1 << 30), ram / (1 << 30)));
   for (int l = 0; l < layers_; ++l) {  // calloc: fresh zero pages, faulted in when written
     k_.emplace_back((float*)std::calloc(n, sizeof(float)));
     v_.emplace_back((float*)std::calloc(n, sizeof(float)));

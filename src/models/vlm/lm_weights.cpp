@@ -87,7 +87,6 @@ class Reader {
     const size_t at = gguf_get_data_offset(g_) + gguf_get_tensor_offset(g_, id);
     if (at > file_.size() || ggml_nbytes(t) > file_.size() - at)
       fail(fmt::format("tensor {} lies past the end of the file (truncated?)", name));
-    used_.insert(name);
     *data = file_.data() + at;
     return t;
   }
@@ -101,17 +100,12 @@ class Reader {
     else
       ggml_get_type_traits(t->type)->to_float(d, dst, ne0 * ne1);
   }
-  void check_all_used() const {
-    for (int64_t i = 0; i < gguf_get_n_tensors(g_); ++i)
-      if (std::string n = gguf_get_tensor_name(g_, i); !used_.count(n)) unsupported("it has tensor " + n);
-  }
 
  private:
   std::string path_;
   gguf_context* g_;
   ggml_context* meta_;
   const MappedFile& file_;
-  std::set<std::string> used_;
 };
 
 }  // namespace
@@ -125,12 +119,17 @@ LmWeights::LmWeights(const std::string& path, bool as_f32) : f32(as_f32) {
   Reader R(path, g.get(), meta, *file_);
   if (std::string arch = R.text("general.architecture"); arch != "llama")
     R.unsupported(fmt::format("its architecture is '{}' (not llama)", arch));
-  if (std::string s = R.text("llama.rope.scaling.type"); !s.empty() && s != "none")
-    R.unsupported("it scales rope (" + s + ")");
-  if (R.has("llama.rope.scale_linear") && R.real("llama.rope.scale_linear", 1.f) != 1.f)
-    R.unsupported("it scales rope linearly");
+  // llama.cpp reads a missing scaling type as linear, its factor from scaling.factor, else
+  // scale_linear (llama-model.cpp); only "no scaling at all" runs here
+  std::string scaling = R.text("llama.rope.scaling.type");
+  if (scaling.empty()) scaling = "linear";
+  const float factor = R.has("llama.rope.scaling.factor") ? R.real("llama.rope.scaling.factor", 0.f)
+                                                          : R.real("llama.rope.scale_linear", 0.f);
+  if (scaling != "none" && (scaling != "linear" || (factor != 0.f && factor != 1.f)))
+    R.unsupported(fmt::format("it scales rope ({}, factor {})", scaling, factor));
+  if (R.real("llama.rope.scaling.attn_factor", 1.f) != 1.f)
+    R.unsupported("it scales rope's attention factor");
   if (R.integer("llama.expert_count", 0, 1 << 16, 0) > 0) R.unsupported("it has experts");
-  if (R.has("llama.attention.scale")) R.unsupported("it sets its own attention scale");
   LmConfig& c = cfg;
   c.n_layer = (int)R.integer("llama.block_count", 1, 512);
   c.n_embd = (int)R.integer("llama.embedding_length", 1, 65536);
@@ -151,6 +150,17 @@ LmWeights::LmWeights(const std::string& path, bool as_f32) : f32(as_f32) {
   c.rope_base = R.real("llama.rope.freq_base", 10000.f);
   if (!std::isfinite(c.eps) || c.eps < 0 || c.eps > 1 || !std::isfinite(c.rope_base) || c.rope_base <= 0)
     R.fail("layer_norm_rms_epsilon or rope.freq_base out of range");
+  {  // every stored tensor is one this decoder reads, before anything is converted
+    std::set<std::string> known = {"token_embd.weight", "output_norm.weight", "output.weight"};
+    for (int i = 0; i < c.n_layer; ++i)
+      for (const char* t : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate",
+                            "ffn_up", "ffn_down"})
+        known.insert(fmt::format("blk.{}.{}.weight", i, t));
+    for (int64_t i = 0; i < gguf_get_n_tensors(g.get()); ++i)
+      if (std::string n = gguf_get_tensor_name(g.get(), i); !known.count(n))
+        R.unsupported("it has tensor " + n);
+  }
+  if (c.n_embd > 65536 || c.n_ff > 65536) R.unsupported("its rows are longer than 65536 values");
   const ggml_tensor* emb = ggml_get_tensor(meta, "token_embd.weight");
   if (!emb) R.fail("missing tensor token_embd.weight");
   c.n_vocab = (int)std::clamp<int64_t>(emb->ne[1], 1, 1 << 22);
@@ -178,7 +188,11 @@ LmWeights::LmWeights(const std::string& path, bool as_f32) : f32(as_f32) {
     // the stored matrices `names` (each [K, rows[i]]) stacked into one [K, sum rows] matrix
     auto linear = [&](const std::vector<std::string>& names, int64_t K, const std::vector<int64_t>& rows) {
       int64_t N = 0;
-      for (int64_t r : rows) N += r;
+      for (size_t i = 0; i < names.size(); ++i) {  // shapes checked before anything is allocated
+        const uint8_t* d = nullptr;
+        R.tensor(names[i], K, rows[i], &d);
+        N += rows[i];
+      }
       std::vector<float> w((size_t)(K * N));
       for (size_t i = 0, at = 0; i < names.size(); at += (size_t)rows[i], ++i)
         R.dequant(names[i], K, rows[i], w, (int64_t)at);
@@ -205,7 +219,6 @@ LmWeights::LmWeights(const std::string& path, bool as_f32) : f32(as_f32) {
       l.gate_up = linear({b + "ffn_gate.weight", b + "ffn_up.weight"}, D, {F, F});
       l.down = linear({b + "ffn_down.weight"}, F, {D});
     }
-    R.check_all_used();
     buf_ = ggml_backend_alloc_ctx_tensors_from_buft(ctx_, ggml_backend_cpu_buffer_type());
     if (!buf_) R.fail("cannot allocate memory for the weights");
   } catch (...) {  // the destructor does not run for a constructor that throws

@@ -40,11 +40,11 @@ class OwnDecoder : public LmDecoder {
     len_.assign((size_t)slots_, 0);
     ops_.resize((size_t)c.n_layer);
     for (int l = 0; l < c.n_layer; ++l) ops_[(size_t)l] = {this, l};
+    x_.resize((size_t)batch_ * (size_t)c.n_embd);
     backend_ = ggml_backend_cpu_init();
     if (!backend_) throw std::runtime_error("cannot start ggml's CPU backend");
     ggml_backend_cpu_set_n_threads(backend_, threads);
     alloc_ = ggml_gallocr_new(ggml_backend_get_default_buffer_type(backend_));
-    x_.resize((size_t)batch_ * (size_t)c.n_embd);
   }
   ~OwnDecoder() override {
     ggml_gallocr_free(alloc_);
@@ -56,7 +56,12 @@ class OwnDecoder : public LmDecoder {
     for (size_t at = 0; at < entries.size(); at += (size_t)batch_) {
       const size_t n = std::min(entries.size() - at, (size_t)batch_);
       std::vector<LmEntry> part(entries.begin() + (long)at, entries.begin() + (long)(at + n));
-      for (size_t i = 0; i < n; ++i) w_->embed(part[i].token, x_.data() + i * (size_t)D);
+      for (size_t i = 0; i < n; ++i) {
+        if (part[i].token < 0 || part[i].token >= w_->cfg.n_vocab)
+          throw std::runtime_error(
+              fmt::format("int8 decoder: token {} is outside the vocabulary", part[i].token));
+        w_->embed(part[i].token, x_.data() + i * (size_t)D);
+      }
       run(part, (int)at);
     }
   }
@@ -166,15 +171,15 @@ void OwnDecoder::run(const std::vector<LmEntry>& part, int first) {
   const int M = (int)part.size(), D = c.n_embd, hd = c.head_dim, H = c.n_head, Hk = c.n_head_kv;
   const int64_t Q = (int64_t)H * hd;
   std::vector<int32_t> pos((size_t)M), out;
+  std::vector<int> len = len_;  // committed once the call succeeds
   for (int i = 0; i < M; ++i) {
     const LmEntry& e = part[(size_t)i];
     check_slot(e.seq);
-    if (e.pos < 0 || e.pos >= cells_ || e.pos > len_[(size_t)e.seq])
+    if (e.pos < 0 || e.pos >= cells_ || e.pos > len[(size_t)e.seq])
       throw std::runtime_error(
-          fmt::format("int8 decoder: position {} of sequence {} is out of order or past its {} "
-                      "cells",
-                      e.pos, e.seq, cells_));
-    len_[(size_t)e.seq] = e.pos + 1;
+          fmt::format("int8 decoder: position {} of sequence {} is out of order or past its {} cells", e.pos,
+                      e.seq, cells_));
+    len[(size_t)e.seq] = e.pos + 1;
     pos[(size_t)i] = e.pos;
     if (e.logits) out.push_back(i);
   }
@@ -234,6 +239,7 @@ void OwnDecoder::run(const std::vector<LmEntry>& part, int first) {
   const ggml_status st = ggml_backend_graph_compute(backend_, gf);
   cur_ = nullptr;
   if (st != GGML_STATUS_SUCCESS) throw std::runtime_error("int8 decoder: computing a step failed");
+  len_ = std::move(len);
   if (first == 0) logits_.clear();
   if (!logits) return;
   const size_t V = (size_t)c.n_vocab, base = logits_.size() / V;
