@@ -108,26 +108,66 @@ CF_AVX512 void rescale_avx512(const int32_t* acc, RowQuant a, const float* scale
   rescale_scalar(acc + n, a, scale + n, sum + n, bias ? bias + n : nullptr, N - n, y + n);
 }
 
+// pack_row's AVX-512 form: the same q (division and round-to-nearest-even as the scalar code; NaN
+// ignored by the maximum, quantised to 0).
+CF_AVX512 int32_t pack_row_avx512(const float* row, int64_t K, int8_t* q, float* scale_out) {
+  __m512 vmax = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) vmax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + k)), vmax);
+  float amax = _mm512_reduce_max_ps(vmax);
+  for (int64_t t = k; t < K; ++t) amax = std::fabs(row[t]) > amax ? std::fabs(row[t]) : amax;
+  const float scale = amax > 0 && std::isfinite(amax) ? amax / 127.f : 1.f;
+  const __m512 vs = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
+  __m512i vsum = _mm512_setzero_si512();
+  for (k = 0; k + 16 <= K; k += 16) {
+    const __m512 x = _mm512_div_ps(_mm512_loadu_ps(row + k), vs);
+    __m512 v = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, x, _CMP_ORD_Q), v);  // NaN -> 0
+    const __m512i i = _mm512_cvtps_epi32(v);
+    vsum = _mm512_add_epi32(vsum, i);
+    _mm_storeu_si128((__m128i*)(q + k), _mm512_cvtepi32_epi8(i));
+  }
+  int32_t sum = _mm512_reduce_add_epi32(vsum);
+  for (; k < K; ++k) {
+    const float v = std::min(std::max(std::nearbyint(row[k] / scale), -127.f), 127.f);
+    q[k] = (int8_t)(std::isnan(v) ? 0.f : v);
+    sum += q[k];
+  }
+  *scale_out = scale;
+  return sum;
+}
+
 #pragma GCC diagnostic pop
 
 #endif
+
+// One row of pack_int8_rows: q[0..K) and its scale; returns the sum of q.
+int32_t pack_row(const float* row, int64_t K, int8_t* q, float* scale_out) {
+#if defined(__x86_64__)
+  if (has_avx512()) return pack_row_avx512(row, K, q, scale_out);
+#endif
+  float amax = 0;
+  for (int64_t k = 0; k < K; ++k) amax = std::fabs(row[k]) > amax ? std::fabs(row[k]) : amax;
+  const float scale = amax > 0 && std::isfinite(amax) ? amax / 127.f : 1.f;
+  int32_t sum = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const float v = std::min(std::max(std::nearbyint(row[k] / scale), -127.f), 127.f);
+    q[k] = (int8_t)(std::isnan(v) ? 0.f : v);
+    sum += q[k];
+  }
+  *scale_out = scale;
+  return sum;
+}
 
 }  // namespace
 
 void pack_int8_rows(const float* w, int64_t K, int64_t N, int8_t* out) {
   if (K > kMaxK) throw std::invalid_argument("int8 weights: rows longer than 65536 values");
   for (int64_t n = 0; n < N; ++n) {
-    const float* row = w + n * K;
     int8_t* q = out + n * (K + kInt8Tail);
-    float amax = 0;
-    for (int64_t k = 0; k < K; ++k) amax = std::fabs(row[k]) > amax ? std::fabs(row[k]) : amax;
-    const float scale = amax > 0 && std::isfinite(amax) ? amax / 127.f : 1.f;
-    int32_t sum = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      const float v = std::min(std::max(std::nearbyint(row[k] / scale), -127.f), 127.f);
-      q[k] = (int8_t)(std::isnan(v) ? 0.f : v);
-      sum += q[k];
-    }
+    float scale;
+    const int32_t sum = pack_row(w + n * K, K, q, &scale);
     std::memcpy(q + K, &scale, sizeof scale);
     std::memcpy(q + K + 4, &sum, sizeof sum);
   }

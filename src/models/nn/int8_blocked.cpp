@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstring>
 #include <new>
+#include <stdexcept>
+
+#include <sys/mman.h>
 
 #include "models/nn/int8.h"
 #include "models/nn/simd.h"
@@ -149,20 +152,34 @@ void product_op(ggml_tensor* dst, int ith, int nth, void* wp) {
 bool int8_blocked_vnni() { return vnni(); }
 
 Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N) {
+  if (K > 65536) throw std::invalid_argument("int8 weights: rows longer than 65536 values");
   Int8Blocked b;
   b.K = K, b.N = N, b.k4 = (K + 3) / 4, b.blocks = (N + 31) / 32 * 2;
-  std::vector<int8_t> rows((size_t)(N * (K + kInt8Tail)));
-  pack_int8_rows(w, K, N, rows.data());
-  b.q.reset((int8_t*)std::aligned_alloc(64, b.bytes()));
+  // 2 MiB-aligned and advised huge: a decode step streams every weight, and 4 KiB pages cost a
+  // TLB miss every 4 KiB of it (and a fault each at first touch)
+  constexpr size_t kHuge = 2u << 20;
+  const size_t size = (b.bytes() + kHuge - 1) / kHuge * kHuge;
+  b.q.reset((int8_t*)std::aligned_alloc(size >= kHuge * 2 ? kHuge : 64, size));
   if (!b.q) throw std::bad_alloc();
-  std::memset(b.q.get(), 0, b.bytes());
-  b.scale.assign((size_t)(b.blocks * kLanes), 0.f);
-  b.sum.assign((size_t)(b.blocks * kLanes), 0);
-  int8_channel_terms(rows.data(), K, N, K + kInt8Tail, b.scale.data(), b.sum.data());
-  for (int64_t n = 0; n < N; ++n) {
-    const int8_t* src = rows.data() + n * (K + kInt8Tail);
-    int8_t* dst = b.q.get() + (n / kLanes) * b.k4 * 64 + (n % kLanes) * 4;
-    for (int64_t k = 0; k < K; ++k) dst[(k / 4) * 64 + k % 4] = src[k];
+  if (size >= kHuge * 2) madvise(b.q.get(), size, MADV_HUGEPAGE);  // a hint: failure changes nothing
+  const int64_t channels = b.blocks * kLanes;
+  b.scale.assign((size_t)channels, 0.f);
+  b.sum.assign((size_t)channels, 0);
+  // blocks of 16 channels per thread (each owns whole cache lines of q); every byte written once
+#pragma omp parallel for schedule(static, 1)
+  for (int64_t blk = 0; blk < b.blocks; ++blk) {
+    std::vector<int8_t> row((size_t)(b.k4 * 4 + kInt8Tail));
+    int8_t* dst = b.q.get() + blk * b.k4 * 64;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const int64_t n = blk * kLanes + l;
+      std::fill(row.begin(), row.end(), 0);
+      if (n < N) {
+        pack_int8_rows(w + n * K, K, 1, row.data());
+        int8_channel_terms(row.data(), K, 1, K + kInt8Tail, &b.scale[(size_t)n], &b.sum[(size_t)n]);
+        std::fill(row.begin() + K, row.end(), 0);  // zero inputs past K (over the row's tail)
+      }
+      for (int64_t g = 0; g < b.k4; ++g) std::memcpy(dst + g * 64 + l * 4, row.data() + g * 4, 4);
+    }
   }
   return b;
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include <unistd.h>
 
@@ -66,13 +67,32 @@ __attribute__((target("avx512f"))) void exp_avx512(float* s, int n, float max) {
     _mm512_storeu_ps(s + i, nn::exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(s + i), _mm512_set1_ps(max))));
 }
 
+// out [16 C] = sum_j p[j] v_j: each value row read once, the sums in registers.
+template <int C>
+__attribute__((target("avx512f"))) void weigh_rows(const float* values, int64_t ldv, int n, const float* p,
+                                                   float* out) {
+  __m512 acc[C];
+  for (int c = 0; c < C; ++c) acc[c] = _mm512_setzero_ps();
+  for (int j = 0; j < n; ++j) {
+    const __m512 pj = _mm512_set1_ps(p[j]);
+    const float* v = values + (size_t)j * (size_t)ldv;
+    for (int c = 0; c < C; ++c) acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v + 16 * c), acc[c]);
+  }
+  for (int c = 0; c < C; ++c) _mm512_storeu_ps(out + 16 * c, acc[c]);
+}
+
+template <int... Cs>
+bool weigh_any(std::integer_sequence<int, Cs...>, int chunks, const float* values, int64_t ldv, int n,
+               const float* p, float* out) {
+  return ((chunks == Cs + 1 ? (weigh_rows<Cs + 1>(values, ldv, n, p, out), true) : false) || ...);
+}
+
+// weigh_plain's sum with AVX-512 (head sizes up to 256 in registers; beyond, 256 at a time).
 __attribute__((target("avx512f"))) void weigh_avx512(const float* values, int64_t ldv, int hd, int n,
                                                      const float* p, float* out) {
-  for (int c = 0; c < hd; c += 16) {
-    __m512 acc = _mm512_setzero_ps();
-    for (int j = 0; j < n; ++j)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_loadu_ps(values + (size_t)j * (size_t)ldv + c), acc);
-    _mm512_storeu_ps(out + c, acc);
+  for (int c0 = 0; c0 < hd; c0 += 256) {
+    const int chunks = std::min(hd - c0, 256) / 16;
+    weigh_any(std::make_integer_sequence<int, 16>{}, chunks, values + c0, ldv, n, p, out + c0);
   }
 }
 #pragma GCC diagnostic pop

@@ -91,14 +91,23 @@ class Reader {
     return t;
   }
   // Rows [rows0 + ne1) of `out` (f32, rows of ne0) = tensor `name` dequantised.
-  void dequant(const std::string& name, int64_t ne0, int64_t ne1, std::vector<float>& out, int64_t row0) {
+  // Rows [row0, row0 + ne1) of `out` (rows of ne0) = tensor `name` dequantised (in blocks of rows
+  // on every core).
+  void dequant(const std::string& name, int64_t ne0, int64_t ne1, float* out, int64_t row0) {
     const uint8_t* d = nullptr;
     const ggml_tensor* t = tensor(name, ne0, ne1, &d);
-    float* dst = out.data() + row0 * ne0;
-    if (t->type == GGML_TYPE_F32)
-      std::memcpy(dst, d, (size_t)(ne0 * ne1) * sizeof(float));
-    else
-      ggml_get_type_traits(t->type)->to_float(d, dst, ne0 * ne1);
+    const size_t row_bytes = ggml_row_size(t->type, ne0);
+    const auto to_float = ggml_get_type_traits(t->type)->to_float;
+    constexpr int64_t kRows = 64;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < ne1; r += kRows) {
+      const int64_t n = std::min(kRows, ne1 - r);
+      float* dst = out + (row0 + r) * ne0;
+      if (t->type == GGML_TYPE_F32)
+        std::memcpy(dst, d + (size_t)r * row_bytes, (size_t)(n * ne0) * sizeof(float));
+      else
+        to_float(d + (size_t)r * row_bytes, dst, n * ne0);
+    }
   }
 
  private:
@@ -178,9 +187,11 @@ LmWeights::LmWeights(const std::string& path, bool as_f32) : f32(as_f32) {
   };
   std::vector<Todo> todo;
   try {
+    std::unique_ptr<float[]> scratch;
+    size_t scratch_n = 0;
     auto norm = [&](const std::string& name) {
       std::vector<float> v((size_t)D);
-      R.dequant(name, D, 1, v, 0);
+      R.dequant(name, D, 1, v.data(), 0);
       ggml_tensor* t = ggml_new_tensor_1d(ctx_, GGML_TYPE_F32, D);
       todo.push_back({t, std::move(v)});
       return t;
@@ -193,16 +204,19 @@ LmWeights::LmWeights(const std::string& path, bool as_f32) : f32(as_f32) {
         R.tensor(names[i], K, rows[i], &d);
         N += rows[i];
       }
-      std::vector<float> w((size_t)(K * N));
+      if ((size_t)(K * N) > scratch_n) {  // one buffer for every matrix, never zeroed
+        scratch.reset(new float[(size_t)(K * N)]);
+        scratch_n = (size_t)(K * N);
+      }
       for (size_t i = 0, at = 0; i < names.size(); at += (size_t)rows[i], ++i)
-        R.dequant(names[i], K, rows[i], w, (int64_t)at);
+        R.dequant(names[i], K, rows[i], scratch.get(), (int64_t)at);
       LmLinear l;
       if (!f32) {
-        l.i8 = nn::pack_int8_blocked(w.data(), K, N);
+        l.i8 = nn::pack_int8_blocked(scratch.get(), K, N);
         return l;
       }
       l.f32 = ggml_new_tensor_2d(ctx_, GGML_TYPE_F32, K, N);
-      todo.push_back({l.f32, std::move(w)});
+      todo.push_back({l.f32, std::vector<float>(scratch.get(), scratch.get() + K * N)});
       return l;
     };
     output_norm = norm("output_norm.weight");

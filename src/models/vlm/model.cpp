@@ -30,7 +30,8 @@ VlmModel::VlmModel(const CaptionerParams& p) {
   });
   vlm::check_text_model(p.model);
   llama_model_params mp = llama_model_default_params();
-  if (!p.gpu || p.lm_engine == "int8") mp.n_gpu_layers = 0;  // int8: libllama only tokenizes
+  if (!p.gpu || p.lm_engine == "int8") mp.n_gpu_layers = 0;
+  if (p.lm_engine == "int8") mp.use_extra_bufts = false;  // libllama only tokenizes: no repacked copy
   model = llama_model_load_from_file(p.model.c_str(), mp);
   if (!model) throw std::runtime_error(with_log(fmt::format("cannot load language model {}", p.model)));
   try {
