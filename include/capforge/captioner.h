@@ -78,6 +78,9 @@ struct CaptionerParams {
   // decoder for llama-architecture models: every matrix re-quantised to per-channel int8 at load,
   // on the CPU; faster decoding, captions close to but not equal to llama's).
   std::string lm_engine = "llama";
+  // VLM projector: "stored" (as the mmproj GGUF holds it) or "bf16" (its matrices converted at load,
+  // for CPUs with AVX512-BF16; the mlp and idefics3 projectors).
+  std::string mmproj_dtype = "stored";
   // Set (e.g. by Ctrl-C): caption() stops between decode steps; requests it did not finish get
   // error "interrupted". Not owned; null: never.
   const std::atomic<bool>* cancel = nullptr;

@@ -21,6 +21,8 @@ void check_captioner_params(const CaptionerParams& params) {
     bad(fmt::format("--parallel must be from 1 to 256, got {}", params.parallel));
   if (params.lm_engine != "llama" && params.lm_engine != "int8")
     bad(fmt::format("--lm-engine must be llama or int8, got '{}'", params.lm_engine));
+  if (params.mmproj_dtype != "stored" && params.mmproj_dtype != "bf16")
+    bad(fmt::format("--mmproj-dtype must be stored or bf16, got '{}'", params.mmproj_dtype));
   if (params.lm_engine == "int8" && params.kv_unified)
     bad("--kv-unified is libllama's cache layout; --lm-engine int8 keeps a block of cells per sequence");
   if (params.batch < 1) bad(fmt::format("--batch must be at least 1, got {}", params.batch));

@@ -2,11 +2,14 @@
 
 #include "core/cpus.h"
 #include "core/log.h"
+#include "ggml-cpu.h"
 #include "models/nn/int8_blocked.h"
 #include "models/vlm/lm_weights.h"
+#include "models/vlm/mmproj_bf16.h"
 
 #include <fmt/format.h>
 
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -59,7 +62,23 @@ VlmModel::VlmModel(const CaptionerParams& p) {
     cp.print_timings = false;
     cp.n_threads = default_threads(p.threads);
     cp.warmup = false;
-    mtmd = mtmd_init_from_file(p.mmproj.c_str(), model, cp);
+    std::string mmproj = p.mmproj;
+    struct Remove {  // the converted copy, once libmtmd has read it (or failed to)
+      std::string path;
+      ~Remove() {
+        if (!path.empty()) std::remove(path.c_str());
+      }
+    } converted;
+    if (p.mmproj_dtype == "bf16") {
+      if (!ggml_cpu_has_avx512_bf16()) {
+        warn(
+            "--mmproj-dtype bf16: this CPU has no AVX512-BF16 (bf16 products would be slower); the projector "
+            "loads as stored");
+      } else {
+        converted.path = mmproj = vlm::mmproj_as_bf16(p.mmproj);
+      }
+    }
+    mtmd = mtmd_init_from_file(mmproj.c_str(), model, cp);
     if (!mtmd) throw std::runtime_error(with_log(fmt::format("cannot load mmproj {}", p.mmproj)));
     if (!mtmd_support_vision(mtmd))
       throw std::runtime_error(fmt::format("{} has no vision support", p.mmproj));
