@@ -274,15 +274,17 @@ TEST_F(VlmInt8, Bf16ProjectorLoadsAndCleansUp) {
   EXPECT_FALSE(stored[0].captions[0].text.empty());
   EXPECT_EQ(temps(), before) << "the converted copy is removed once loaded";
 
-  gguf_context* g = gguf_init_from_file(p.mmproj.c_str(), {false, nullptr});
-  ASSERT_TRUE(g);
-  gguf_free(g);
   ggml_context* data = nullptr;
-  g = gguf_init_from_file(p.mmproj.c_str(), {false, &data});
-  gguf_set_val_str(g, "clip.projector_type", "resampler");
+  gguf_context* g = gguf_init_from_file(p.mmproj.c_str(), {false, &data});
+  ASSERT_TRUE(g);
+  gguf_context* out = gguf_init_empty();
+  gguf_set_kv(out, g);
+  gguf_set_val_str(out, "clip.projector_type", "resampler");
+  for (int64_t i = 0; i < gguf_get_n_tensors(g); ++i)
+    gguf_add_tensor(out, ggml_get_tensor(data, gguf_get_tensor_name(g, i)));
   const std::string other = *dir_ / "resampler.gguf";
-  ASSERT_TRUE(gguf_write_to_file(g, other.c_str(), false));
-  gguf_free(g), ggml_free(data);
+  ASSERT_TRUE(gguf_write_to_file(out, other.c_str(), false));
+  gguf_free(out), gguf_free(g), ggml_free(data);
   try {
     vlm::mmproj_as_bf16(other);
     ADD_FAILURE() << "a resampler projector should be refused";
