@@ -61,6 +61,12 @@ HeldOut held_out(const test::TempDir& dir, int n) {
   return h;
 }
 
+std::vector<CaptionRequest> requests(HeldOut& h) {
+  std::vector<CaptionRequest> reqs;
+  for (size_t i = 0; i < h.images.size(); ++i) reqs.push_back({h.keys[i], &h.images[i]});
+  return reqs;
+}
+
 CaptionerParams demo_params() {
   CaptionerParams p;
   p.model = (kDemo / "captioner.gguf").string();
@@ -80,8 +86,7 @@ TEST(DemoModels, RerankedBestOfNKeepsUpWithGreedy) {
   auto p = demo_params();
   p.sampling.greedy = true;
   auto vlm = load_captioner(p);
-  std::vector<CaptionRequest> reqs;
-  for (size_t i = 0; i < h.images.size(); ++i) reqs.push_back({h.keys[i], &h.images[i]});
+  auto reqs = requests(h);
   auto greedy = Captioner(vlm, p).caption(reqs);
 
   auto q = demo_params();
@@ -146,8 +151,7 @@ TEST(DemoModels, BlipGreedyAndLaionCocoSampling) {
   p.sampling.greedy = true;
   p.sampling.max_new_tokens = 30;
   auto blip = load_captioner(p);
-  std::vector<CaptionRequest> reqs;
-  for (size_t i = 0; i < h.images.size(); ++i) reqs.push_back({h.keys[i], &h.images[i]});
+  auto reqs = requests(h);
   auto greedy = Captioner(blip, p).caption(reqs);
 
   CaptionerParams q = p;  // --preset laion-coco's sampler
@@ -251,8 +255,7 @@ TEST(DemoModels, Int8DecoderKeepsTheCaptionersAccuracy) {
   auto h = held_out(dir, 200);
   auto p = demo_params();
   p.sampling.greedy = true;
-  std::vector<CaptionRequest> reqs;
-  for (size_t i = 0; i < h.images.size(); ++i) reqs.push_back({h.keys[i], &h.images[i]});
+  auto reqs = requests(h);
   auto ref = Captioner(load_captioner(p), p).caption(reqs);
   p.lm_engine = "int8";
   auto ours = Captioner(load_captioner(p), p).caption(reqs);

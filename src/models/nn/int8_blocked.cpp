@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <utility>
 
 #include <sys/mman.h>
 
@@ -67,25 +68,15 @@ CF_VNNI void tile_vnni(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k
   }
 }
 
+template <int... Rs>
+void tile_vnni_rows(std::integer_sequence<int, Rs...>, const uint8_t* a, int64_t lda, int rows,
+                    const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
+  (void)((rows == Rs + 1 ? (tile_vnni<Rs + 1>(a, lda, w, k4, acc), true) : false) || ...);
+}
+
+// tile_vnni with `rows` (1..kRows) as a compile-time count.
 void tile_vnni_any(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
-  switch (rows) {
-    case 1:
-      return tile_vnni<1>(a, lda, w, k4, acc);
-    case 2:
-      return tile_vnni<2>(a, lda, w, k4, acc);
-    case 3:
-      return tile_vnni<3>(a, lda, w, k4, acc);
-    case 4:
-      return tile_vnni<4>(a, lda, w, k4, acc);
-    case 5:
-      return tile_vnni<5>(a, lda, w, k4, acc);
-    case 6:
-      return tile_vnni<6>(a, lda, w, k4, acc);
-    case 7:
-      return tile_vnni<7>(a, lda, w, k4, acc);
-    default:
-      return tile_vnni<8>(a, lda, w, k4, acc);
-  }
+  tile_vnni_rows(std::make_integer_sequence<int, kRows>{}, a, lda, rows, w, k4, acc);
 }
 #pragma GCC diagnostic pop
 #endif
