@@ -42,8 +42,10 @@ struct RepairParams {
   std::string engine = "auto";
   // The ggml T5 engine's matrices: "stored" (as the GGUF holds them) or "bf16" (f16/f32 matrices
   // and the token embedding converted at load, norms kept f32; ignored by libllama; bf16 products run on
-  // oneDNN's kernels, ~2x an f16 file's speed on CPUs with AVX512-BF16; the logits move by bf16's rounding).
-  // Anything else: std::invalid_argument.
+  // oneDNN's kernels, ~2x an f16 file's speed on CPUs with AVX512-BF16; the logits move by bf16's rounding)
+  // or "int8" (every matrix re-quantised to per-channel int8, each input row to 8 bits: VNNI
+  // products; the logits move by int8's rounding, so some outputs change). Anything else:
+  // std::invalid_argument.
   std::string weights = "stored";
   // Sequences in flight: captions x beams; the context and batch are sized for them. llama.cpp's
   // 256 sequence ids cap the captions per wave at 256 when greedy and 256 / (2 x beams) with

@@ -107,10 +107,11 @@ void add_repair_model_options(CLI::App* cmd, RepairCli& r, const char* g, bool w
       ->check(CLI::IsMember({"auto", "llama", "ggml"}))
       ->group(g);
   cmd->add_option("--repair-dtype", p.weights,
-                  "ggml T5 engine's matrices: stored (as in the GGUF) or bf16 (converted at load; about 2x "
-                  "faster than f16 on CPUs with AVX512-BF16)")
+                  "ggml T5 engine's matrices: stored (as in the GGUF), bf16 (converted at load; about 2x "
+                  "faster than f16 on CPUs with AVX512-BF16) or int8 (per-channel int8 with each input row "
+                  "quantised to 8 bits, on AVX512-VNNI; changes some outputs: check with capforge eval)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"stored", "bf16"}))
+      ->check(CLI::IsMember({"stored", "bf16", "int8"}))
       ->group(g);
 }
 

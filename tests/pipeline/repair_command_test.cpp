@@ -201,6 +201,29 @@ TEST_F(RepairCli, TuneVariesTheRepairFlags) {
   EXPECT_NE(r.err.find("needs --repair-model"), std::string::npos) << r.err;
 }
 
+// --repair-dtype int8 from the CLI: every row repaired or given its status, the same outputs at
+// another batch size and thread count (each product's input rows are quantised one by one).
+TEST_F(RepairCli, Int8RepairRunsFromTheCliAtAnyBatching) {
+  need("none");
+  std::map<std::string, std::string> first;
+  for (auto [out, batch, threads] : {std::tuple{"i8a", "8", "1"}, std::tuple{"i8b", "3", "2"}}) {
+    auto r = test::run_capforge({"repair", "--pred", at("none"), "--out", at(out), "--repair-model",
+                                 at("t5.gguf"), "--repair-dtype", "int8", "--repair-max-change", "1",
+                                 "--batch-size", batch, "--threads", threads});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("summary: 8 rows, "), std::string::npos) << r.err;
+    std::map<std::string, std::string> got;
+    for (auto& g :
+         rows("SELECT key AS c0, re_caption AS c1, re_caption_repair_status AS c2 FROM " + all(out), 3)) {
+      EXPECT_TRUE(kStatuses.count(g[2])) << g[2];
+      got[g[0]] = g[1] + "|" + g[2];
+    }
+    EXPECT_EQ(got.size(), 8u);
+    if (first.empty()) first = got;
+    EXPECT_EQ(got, first) << out;
+  }
+}
+
 TEST_F(RepairCli, UsageErrorsExitTwoBeforeAnyOutput) {
   need("none");
   auto cap = [&](std::vector<std::string> extra) {
@@ -220,6 +243,7 @@ TEST_F(RepairCli, UsageErrorsExitTwoBeforeAnyOutput) {
       {{"--repair-model", t5, "--repair-early-stopping", "maybe"}, "--repair-early-stopping"},
       {{"--repair-model", t5, "--repair-kv-type", "q8_0"}, "--repair-kv-type"},
       {{"--repair-model", t5, "--repair-engine", "fast"}, "--repair-engine"},
+      {{"--repair-model", t5, "--repair-dtype", "int4"}, "--repair-dtype"},
       {{"--repair-model", at("lm.gguf"), "--repair-engine", "ggml"}, "T5 models only"},
       {{"--repair-engine", "llama"}, "--repair-engine needs --repair-model"},
       {{"--repair-model", at("lm.gguf"), "--repair-prompt", "fix this"}, "{caption}"},

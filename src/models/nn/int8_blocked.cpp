@@ -4,10 +4,12 @@
 #include <cstring>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include <sys/mman.h>
 
+#include "ggml-cpu.h"
 #include "models/nn/int8.h"
 #include "models/nn/simd.h"
 
@@ -142,7 +144,12 @@ void product_op(ggml_tensor* dst, int ith, int nth, void* wp) {
 
 bool int8_blocked_vnni() { return vnni(); }
 
-Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N) {
+namespace {
+
+// The blocked layout of N channels of K inputs; rows(n, scratch) gives channel n's K f32 weights
+// (a pointer into the source, or scratch [K] filled).
+template <class Rows>
+Int8Blocked pack_blocked(int64_t K, int64_t N, const Rows& rows) {
   if (K > 65536) throw std::invalid_argument("int8 weights: rows longer than 65536 values");
   Int8Blocked b;
   b.K = K, b.N = N, b.k4 = (K + 3) / 4, b.blocks = (N + 31) / 32 * 2;
@@ -157,22 +164,52 @@ Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N) {
   b.scale.assign((size_t)channels, 0.f);
   b.sum.assign((size_t)channels, 0);
   // blocks of 16 channels per thread (each owns whole cache lines of q); every byte written once
-#pragma omp parallel for schedule(static, 1)
-  for (int64_t blk = 0; blk < b.blocks; ++blk) {
+#pragma omp parallel
+  {
     std::vector<int8_t> row((size_t)(b.k4 * 4 + kInt8Tail));
-    int8_t* dst = b.q.get() + blk * b.k4 * 64;
-    for (int64_t l = 0; l < kLanes; ++l) {
-      const int64_t n = blk * kLanes + l;
-      std::fill(row.begin(), row.end(), 0);
-      if (n < N) {
-        pack_int8_rows(w + n * K, K, 1, row.data());
-        int8_channel_terms(row.data(), K, 1, K + kInt8Tail, &b.scale[(size_t)n], &b.sum[(size_t)n]);
-        std::fill(row.begin() + K, row.end(), 0);  // zero inputs past K (over the row's tail)
+    std::vector<float> scratch((size_t)K);
+#pragma omp for schedule(static, 1)
+    for (int64_t blk = 0; blk < b.blocks; ++blk) {
+      int8_t* dst = b.q.get() + blk * b.k4 * 64;
+      for (int64_t l = 0; l < kLanes; ++l) {
+        const int64_t n = blk * kLanes + l;
+        std::fill(row.begin(), row.end(), 0);
+        if (n < N) {
+          pack_int8_rows(rows(n, scratch.data()), K, 1, row.data());
+          int8_channel_terms(row.data(), K, 1, K + kInt8Tail, &b.scale[(size_t)n], &b.sum[(size_t)n]);
+          std::fill(row.begin() + K, row.end(), 0);  // zero inputs past K (over the row's tail)
+        }
+        for (int64_t g = 0; g < b.k4; ++g) std::memcpy(dst + g * 64 + l * 4, row.data() + g * 4, 4);
       }
-      for (int64_t g = 0; g < b.k4; ++g) std::memcpy(dst + g * 64 + l * 4, row.data() + g * 4, 4);
     }
   }
   return b;
+}
+
+}  // namespace
+
+Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N) {
+  return pack_blocked(K, N, [&](int64_t n, float*) { return w + n * K; });
+}
+
+Int8Blocked pack_int8_blocked(const ggml_tensor* w) {
+  const int64_t K = w->ne[0], N = ggml_nrows(w);
+  const auto* traits = ggml_get_type_traits(w->type);
+  if (w->type != GGML_TYPE_F32 && !traits->to_float)
+    throw std::invalid_argument(std::string("int8 weights: cannot dequantise type ") +
+                                ggml_type_name(w->type));
+  const char* data = (const char*)w->data;
+  return pack_blocked(K, N, [&](int64_t n, float* scratch) {
+    const char* src = data + (size_t)n * w->nb[1];
+    if (w->type == GGML_TYPE_F32) return (const float*)src;
+    if (w->type == GGML_TYPE_F16)  // the CPU backend's vectorised conversions (traits': one at a time)
+      ggml_cpu_fp16_to_fp32((const ggml_fp16_t*)src, scratch, K);
+    else if (w->type == GGML_TYPE_BF16)
+      ggml_cpu_bf16_to_fp32((const ggml_bf16_t*)src, scratch, K);
+    else
+      traits->to_float(src, scratch, K);
+    return (const float*)scratch;
+  });
 }
 
 ggml_tensor* dense_int8_blocked(ggml_context* ctx, const Int8Blocked& w, ggml_tensor* x,

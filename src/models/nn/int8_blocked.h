@@ -38,6 +38,11 @@ struct Int8Blocked {
 // a meaningless channel, never a crash.
 Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N);
 
+// A 2-D ggml matrix in host memory, [K, N] in ggml's order (ne0 = K inputs per row), of any type
+// ggml can dequantise (f32, f16, bf16, q8_0, q4_k...) -> the blocked layout (dequantised to f32
+// in blocks of rows on every core first). std::invalid_argument for a type without a dequantiser.
+Int8Blocked pack_int8_blocked(const ggml_tensor* w);
+
 // y [N, M] = w x [K, M] (f32, rows contiguous), plus `residual` ([N, M] f32, or null), as one ggml
 // op pair: x's rows quantised (rows split between threads), then the products (columns split).
 // `w` must outlive the graph.

@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <unordered_set>
 
+#include "models/nn/simd.h"
+
 namespace capforge::repair {
 
 EarlyStopping parse_early_stopping(const std::string& s) {
@@ -16,7 +18,49 @@ EarlyStopping parse_early_stopping(const std::string& s) {
   throw std::invalid_argument("early_stopping must be true, false or never, not '" + s + "'");
 }
 
+namespace {
+
+#if defined(__x86_64__)
+#pragma GCC diagnostic push  // GCC 12's AVX-512 intrinsics: false alarms on _mm512_undefined_*
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The largest non-NaN entry (-inf when there is none).
+__attribute__((target("avx512f"))) float max_avx512(const float* x, int n) {
+  __m512 m = _mm512_set1_ps(-INFINITY);
+  for (int i = 0; i < n; i += 16) {
+    const __mmask16 live = (__mmask16)(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+    // max_ps(a, b) gives b when a is NaN, so NaN entries leave m as it is
+    m = _mm512_max_ps(_mm512_mask_loadu_ps(m, live, x + i), m);
+  }
+  return _mm512_reduce_max_ps(m);
+}
+
+// sum(exp(x - mx)) over the non-NaN entries, in double (exp within ~1 ulp), 8 lanes of partial
+// sums.
+__attribute__((target("avx512f,avx512vl"))) double sum_exp_avx512(const float* x, int n, float mx) {
+  const __m512d m = _mm512_set1_pd((double)mx);
+  __m512d sum = _mm512_setzero_pd();
+  for (int i = 0; i < n; i += 8) {
+    __mmask8 live = (__mmask8)(n - i >= 8 ? 0xff : (1u << (n - i)) - 1);
+    const __m256 v = _mm256_maskz_loadu_ps(live, x + i);
+    live &= (__mmask8)_mm256_cmp_ps_mask(v, v, _CMP_ORD_Q);
+    sum = _mm512_mask_add_pd(sum, live, sum, nn::exp_pd_avx512(_mm512_sub_pd(_mm512_cvtps_pd(v), m)));
+  }
+  return _mm512_reduce_add_pd(sum);
+}
+#pragma GCC diagnostic pop
+#endif
+
+}  // namespace
+
 double log_sum_exp(const float* logits, int n) {
+#if defined(__x86_64__)
+  if (nn::has_avx512()) {
+    const float mx = max_avx512(logits, n);
+    if (std::isinf(mx)) return mx;  // every entry -inf (or NaN), or some +inf
+    return (double)mx + std::log(sum_exp_avx512(logits, n, mx));
+  }
+#endif
   double mx = -INFINITY;
   for (int i = 0; i < n; ++i) mx = std::max(mx, logit_value(logits[i]));
   if (std::isinf(mx)) return mx;  // every entry -inf (or NaN), or some +inf
@@ -44,6 +88,14 @@ double log_prob(const float* logits, int n_vocab, int token) {
 }
 
 int greedy_pick(const float* logits, int n_vocab, const std::vector<int>& ids, double penalty) {
+#if defined(__x86_64__)
+  if ((penalty == 1.0 || ids.empty()) && nn::has_avx512()) {  // argmax, lowest id among equals
+    const float mx = max_avx512(logits, n_vocab);
+    if (mx == -INFINITY) return 0;
+    for (int t = 0; t < n_vocab; ++t)
+      if (logits[t] == mx) return t;
+  }
+#endif
   std::unordered_set<int> seen;
   if (penalty != 1.0)
     for (int id : ids)

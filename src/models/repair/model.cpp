@@ -44,9 +44,14 @@ void check_engine_name(const std::string& engine) {
     throw std::invalid_argument(fmt::format("repair engine must be auto, llama or ggml, not '{}'", engine));
 }
 
+static T5Matrices matrices_of(const std::string& weights) {
+  return weights == "bf16" ? T5Matrices::bf16 : weights == "int8" ? T5Matrices::int8 : T5Matrices::stored;
+}
+
 void check_weights_name(const std::string& weights) {
-  if (weights != "stored" && weights != "bf16")
-    throw std::invalid_argument(fmt::format("repair weights must be stored or bf16, not '{}'", weights));
+  if (weights != "stored" && weights != "bf16" && weights != "int8")
+    throw std::invalid_argument(
+        fmt::format("repair weights must be stored, bf16 or int8, not '{}'", weights));
 }
 
 void init_llama_once() {
@@ -183,8 +188,8 @@ LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
       decoder_start = llama_model_decoder_start_token(model);
       if (engine == "ggml") {
         try {
-          t5w =
-              std::make_shared<const T5Weights>(path, true, p.weights == "bf16");  // throws naming the tensor
+          t5w = std::make_shared<const T5Weights>(path, true,
+                                                  matrices_of(p.weights));  // throws naming the tensor
         } catch (const T5Unsupported& e) {
           if (p.engine != "auto") throw;
           // a T5 this engine does not run, which libllama does: load it whole there instead

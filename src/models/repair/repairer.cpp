@@ -2,6 +2,8 @@
 // family-specific input step and tokenisation: input.cpp).
 #include <fmt/format.h>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -113,7 +115,11 @@ Repairer::Impl::Impl(std::shared_ptr<const RepairModel> m, const RepairParams& p
 
 Repairer::Impl::~Impl() = default;
 
-void Repairer::Impl::take_logits(int i, Job& job, int beam) const {
+namespace {
+constexpr const char* kNonFinite = "non-finite logits from the model";
+}  // namespace
+
+bool Repairer::Impl::copy_logits(int i, Job& job, int beam) const {
   const float* l = backend->logits(i);
   std::vector<float>& row = job.rows[(size_t)beam];
   row.resize((size_t)model->n_vocab);
@@ -123,7 +129,11 @@ void Repairer::Impl::take_logits(int i, Job& job, int beam) const {
     row[(size_t)t] = s == 1.0f ? l[t] : l[t] * s;
     finite = finite && std::isfinite(row[(size_t)t]);
   }
-  if (!finite && job.error.empty()) job.error = "non-finite logits from the model";
+  return finite;
+}
+
+void Repairer::Impl::take_logits(int i, Job& job, int beam) const {
+  if (!copy_logits(i, job, beam) && job.error.empty()) job.error = kNonFinite;
 }
 
 std::string Repairer::Impl::detokenize(const std::vector<llama_token>& tokens) const {
@@ -166,8 +176,34 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
     backend->add(t, job.pos, id, true);
     entries.emplace_back(&job, beam);
   };
-  for (Job* jp : wave) {
-    Job& job = *jp;
+  // the search math of each job (passes over the vocabulary: the greedy pick and its log-prob, a
+  // beam step) on every thread first; the loop below takes the results in wave order, so nothing
+  // depends on the thread count
+  std::vector<llama_token> pick(wave.size(), 0);
+  std::vector<double> pick_logprob(wave.size(), 0);
+  std::vector<BeamSearch::Step> beam_step(wave.size());
+  std::vector<std::string> beam_error(wave.size());
+  const int threads = params.threads > 0 ? params.threads : std::max(1, omp_get_max_threads());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (size_t w = 0; w < wave.size(); ++w) {
+    Job& job = *wave[w];
+    if (job.finished || !job.error.empty()) continue;
+    if (!job.beam) {
+      const std::vector<float>& row = job.rows[0];
+      pick[w] = greedy_pick(row.data(), V, job.history, params.repetition_penalty);
+      pick_logprob[w] = log_prob(row.data(), V, pick[w]);
+      continue;
+    }
+    std::vector<const float*> rows;
+    for (size_t b = 0; b < job.live.size(); ++b) rows.push_back(job.rows[job.first ? 0 : b].data());
+    try {
+      beam_step[w] = job.beam->step(rows, V);
+    } catch (const std::exception& e) {
+      beam_error[w] = e.what();
+    }
+  }
+  for (size_t w = 0; w < wave.size(); ++w) {
+    Job& job = *wave[w];
     if (job.finished) continue;
     if (!job.error.empty()) {  // non-finite logits (take_logits) or a failed search step
       out[job.index].error = job.error;
@@ -176,9 +212,8 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
       continue;
     }
     if (!job.beam) {  // greedy
-      const std::vector<float>& row = job.rows[0];
-      llama_token t = greedy_pick(row.data(), V, job.history, params.repetition_penalty);
-      job.logprob += log_prob(row.data(), V, t);
+      const llama_token t = pick[w];
+      job.logprob += pick_logprob[w];
       if (std::find(model->eog.begin(), model->eog.end(), t) != model->eog.end()) {
         finish(job, job.generated, job.logprob, out[job.index]);
         continue;
@@ -193,17 +228,13 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
       job.pos++;
       continue;
     }
-    std::vector<const float*> rows;
-    for (size_t b = 0; b < job.live.size(); ++b) rows.push_back(job.rows[job.first ? 0 : b].data());
-    BeamSearch::Step next;
-    try {
-      next = job.beam->step(rows, V);
-    } catch (const std::exception& e) {
-      out[job.index].error = e.what();
+    if (!beam_error[w].empty()) {
+      out[job.index].error = beam_error[w];
       job.finished = true;
       release(job);
       continue;
     }
+    const BeamSearch::Step& next = beam_step[w];
     if (job.beam->done()) {
       BeamSearch::Result r = job.beam->result();
       finish(job, r.tokens, r.score, out[job.index]);
@@ -234,7 +265,14 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
   }
   if (backend->pending() == 0) return true;
   if (!backend->decode(err)) return false;
-  for (size_t i = 0; i < entries.size(); ++i) take_logits((int)i, *entries[i].first, entries[i].second);
+  // each entry's row copied and checked on every thread (a beam's own row: no two write one);
+  // the errors set after, in order
+  std::vector<char> finite(entries.size(), 1);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (size_t i = 0; i < entries.size(); ++i)
+    finite[i] = copy_logits((int)i, *entries[i].first, entries[i].second);
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (!finite[i] && entries[i].first->error.empty()) entries[i].first->error = kNonFinite;
   return true;
 }
 

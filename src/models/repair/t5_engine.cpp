@@ -24,6 +24,7 @@ namespace capforge::repair {
 namespace {
 
 constexpr int kChunkTokens = 2048;  // padded encoder tokens per encoder graph (more than one caption)
+constexpr int kLenRound = 64;       // decoder cache lengths and bias spans, a multiple of this
 constexpr int kMinRows = 2;         // rows per decode step at least (ggml's tiled GEMM needs 2)
 
 struct Graph {  // a graph context's metadata arena and its allocator, reused across calls
@@ -162,15 +163,9 @@ void T5Backend::encode_wave(const std::vector<EncodeItem>& wave) {
     enc_max = std::max(enc_max, (int)it.tokens->size());
   }
   // reuse the last wave's caches when they fit and are not much larger (fresh pages cost more than
-  // mapped ones). Attention reads masked rows, which must be finite: a reused cache holds the last
-  // waves' values there, finite unless a step produced non-finite logits (then it is cleared; only
-  // a caption's own rows are written, so NaN stays where it showed).
-  // at least two caption slots: with one, a long caption (512+ encoder keys) alone in its wave
-  // would send ggml_flash_attn_ext down its split-KV path, whose per-thread partial sums round
-  // otherwise than the path every multi-caption wave takes (outputs would then depend on the
-  // batching and the thread count); the spare slot is one masked key
-  captions = std::max(captions, 2);
-  max_len = round_up(max_len, kReducePad);  // and fewer reallocations as waves' lengths vary
+  // mapped ones). Attention reads a sequence's or caption's own rows only; a cache that saw
+  // non-finite logits is cleared all the same.
+  max_len = round_up(max_len, kLenRound);  // fewer reallocations as waves' lengths vary
   const size_t need = T5Cache::bytes(c, captions, per_, max_len, enc_max);
   if (cache_ && cache_->captions >= captions && cache_->max_len >= max_len && cache_->enc_len >= enc_max &&
       ggml_backend_buffer_get_size(cache_->buf) <= 2 * need + (16u << 20)) {
@@ -201,7 +196,6 @@ void T5Backend::encode_wave(const std::vector<EncodeItem>& wave) {
       Le = le;
       ++end;
     }
-    const int Lk = round_up(Le, kReducePad);  // keys padded: the attention sums (t5_graph.h)
     const int B = (int)(end - first);
     std::vector<int> slots, lens;
     for (size_t i = first; i < end; ++i) {
@@ -209,32 +203,29 @@ void T5Backend::encode_wave(const std::vector<EncodeItem>& wave) {
       lens.push_back((int)wave[order[i]].tokens->size());
     }
     std::vector<int32_t> tokens((size_t)Le * B, 0);
-    std::vector<float> pad((size_t)Lk * Le * B), bias((size_t)Lk * Le * H, 0.0f);
+    std::vector<float> bias((size_t)Le * Le * H, 0.0f);
     for (int b = 0; b < B; ++b) {
       const std::vector<llama_token>& t = *wave[order[first + (size_t)b]].tokens;
       std::copy(t.begin(), t.end(), tokens.begin() + (long)b * Le);
       // padding repeats the caption's last token (not token 0, whose embedding a broken model may
-      // hold non-finite: that would poison the caption's masked sums through 0 x NaN)
+      // hold non-finite); its outputs are never read
       std::fill(tokens.begin() + (long)b * Le + (long)t.size(), tokens.begin() + (long)(b + 1) * Le,
                 t.back());
-      for (int q = 0; q < Le; ++q)
-        for (int k = 0; k < Lk; ++k)
-          pad[((size_t)b * Le + q) * Lk + k] = k < (int)t.size() ? 0.0f : -INFINITY;
     }
     for (int q = 0; q < Le; ++q)
       for (int k = 0; k < Le; ++k) {
         const size_t bucket = (size_t)t5_position_bucket(k, q, c.buckets, true);
-        for (int64_t h = 0; h < H; ++h) bias[((size_t)h * Le + q) * Lk + k] = w_->enc_bias[bucket * H + h];
+        for (int64_t h = 0; h < H; ++h) bias[((size_t)h * Le + q) * Le + k] = w_->enc_bias[bucket * H + h];
       }
     compute_graph(
         backend_, enc_graph_->alloc, enc_graph_->meta, t5_encode_nodes(c, slots.size()), "T5 encoder",
         [&](ggml_context* ctx, ggml_cgraph* gf) {
-          return build_t5_encode(ctx, gf, *w_, *cache_, Le, Lk, slots, lens);
+          return build_t5_encode(ctx, gf, *w_, *cache_, Le, slots, lens);
         },
         [&](T5EncodeGraph& g) {
           ggml_backend_tensor_set(g.tokens, tokens.data(), 0, ggml_nbytes(g.tokens));
           ggml_backend_tensor_set(g.bias, bias.data(), 0, ggml_nbytes(g.bias));
-          ggml_backend_tensor_set(g.pad, pad.data(), 0, ggml_nbytes(g.pad));
+          ggml_backend_tensor_set(g.lens, lens.data(), 0, ggml_nbytes(g.lens));
         },
         [](T5EncodeGraph&) {});
     first = end;
@@ -249,8 +240,8 @@ void T5Backend::step() {
   }
   const T5Config& c = w_->cfg;
   const int P = cache_->slots(), Lmax = cache_->max_len, n = (int)entries_.size();
-  const int64_t A = c.inner(), H = c.n_head, Np = cache_->enc_len, C = per_;
-  std::vector<int32_t> tokens, live, want, scatter((size_t)P, 0), pos_of((size_t)P, -1);
+  const int64_t H = c.n_head, C = per_;
+  std::vector<int32_t> tokens, cross, want, pos_of((size_t)P, -1);
   std::vector<int64_t> rows;
   int span = 1;
   row_of_.assign((size_t)n, -1);
@@ -270,13 +261,14 @@ void T5Backend::step() {
       throw std::runtime_error(fmt::format("token {} outside the vocabulary", e.token));
     pos_of[(size_t)e.id] = e.pos;
     tokens.push_back(e.token);
-    live.push_back(e.id);
-    scatter[(size_t)e.id] = i;
+    const int slot = e.id / (int)C;
+    cross.push_back(slot);
+    cross.push_back(enc_len_[(size_t)slot]);
     rows.push_back((int64_t)e.id * Lmax + e.pos);
     if (e.logits) row_of_[(size_t)i] = (int)want.size(), want.push_back(i);
     span = std::max(span, (int)e.pos + 1);
   }
-  span = std::min(Lmax, round_up(span, kReducePad));
+  span = std::min(Lmax, round_up(span, kLenRound));  // the bias rows' width: fewer graph shapes
   // A lone entry runs as two identical rows (the second writes the same cache row with the same
   // values and is never read): ggml's matrix products take another path, which rounds otherwise,
   // for a single row than for several, and a sequence's output must not depend on whether it
@@ -284,7 +276,8 @@ void T5Backend::step() {
   const int rows_n = std::max(n, kMinRows);
   for (int i = n; i < rows_n; ++i) {
     tokens.push_back(tokens[0]);
-    live.push_back(live[0]);
+    cross.push_back(cross[0]);
+    cross.push_back(cross[1]);
     rows.push_back(rows[0]);
   }
   // self-attention: the decoder's position bias for keys up to the entry's position (f32, added
@@ -297,12 +290,6 @@ void T5Backend::step() {
       for (int64_t h = 0; h < H; ++h) mask[((size_t)i * H + h) * span + k] = w_->dec_bias[bucket * H + h];
     }
   }
-  const ggml_fp16_t zero = ggml_fp32_to_fp16(0.0f), minus_inf = ggml_fp32_to_fp16(-INFINITY);
-  std::vector<ggml_fp16_t> cross((size_t)Np * C * cache_->captions);
-  for (int s = 0; s < cache_->captions; ++s)
-    for (int64_t q = 0; q < C; ++q)
-      for (int64_t k = 0; k < Np; ++k)
-        cross[((size_t)s * C + q) * Np + k] = k < enc_len_[(size_t)s] ? zero : minus_inf;
   const int m = (int)want.size();
   while ((int)want.size() < kMinRows) want.push_back(m ? want[0] : 0);  // none read beyond m
   compute_graph(
@@ -313,10 +300,8 @@ void T5Backend::step() {
       [&](T5StepGraph& g) {
         ggml_backend_tensor_set(g.tokens, tokens.data(), 0, ggml_nbytes(g.tokens));
         ggml_backend_tensor_set(g.rows, rows.data(), 0, ggml_nbytes(g.rows));
-        ggml_backend_tensor_set(g.live, live.data(), 0, ggml_nbytes(g.live));
-        ggml_backend_tensor_set(g.scatter, scatter.data(), 0, ggml_nbytes(g.scatter));
+        ggml_backend_tensor_set(g.cross, cross.data(), 0, ggml_nbytes(g.cross));
         ggml_backend_tensor_set(g.mask, mask.data(), 0, ggml_nbytes(g.mask));
-        ggml_backend_tensor_set(g.cross_mask, cross.data(), 0, ggml_nbytes(g.cross_mask));
         ggml_backend_tensor_set(g.out, want.data(), 0, ggml_nbytes(g.out));
       },
       [&](T5StepGraph& g) {

@@ -8,6 +8,7 @@
 
 #include "ggml-alloc.h"
 #include "models/nn/dense.h"
+#include "models/repair/t5_attention.h"
 
 namespace capforge::repair {
 
@@ -15,10 +16,20 @@ namespace {
 
 constexpr size_t kCacheAlign = 64;  // a multiple of ggml's TENSOR_ALIGNMENT (32)
 
-// A product with a weight matrix: f32 weights on ggml's kernels (greedy output must equal
-// llama.cpp's on the same f32 model, near-ties included), reduced types wherever is fastest.
-ggml_tensor* mm(ggml_context* ctx, ggml_tensor* w, ggml_tensor* x) {
-  return nn::dense(ctx, w, x, nullptr, true);
+// A product with a weight matrix, shaped like x with w's outputs in dim 0, plus `residual` (shaped
+// like the result, or null): f32 weights on ggml's kernels (greedy output must equal llama.cpp's
+// on the same f32 model, near-ties included), int8 blocks where the weights hold them, reduced
+// types wherever is fastest.
+ggml_tensor* mm(ggml_context* ctx, const T5Weights& W, ggml_tensor* w, ggml_tensor* x,
+                ggml_tensor* residual = nullptr) {
+  if (const nn::Int8Blocked* b = W.int8(w)) {
+    if (!ggml_is_contiguous(x)) x = ggml_cont(ctx, x);
+    if (residual && !ggml_is_contiguous(residual)) residual = ggml_cont(ctx, residual);
+    ggml_tensor* y = nn::dense_int8_blocked(ctx, *b, x, residual);
+    return ggml_reshape_4d(ctx, y, w->ne[1], x->ne[1], x->ne[2], x->ne[3]);
+  }
+  ggml_tensor* y = nn::dense(ctx, w, x, nullptr, true);
+  return residual ? ggml_add(ctx, residual, y) : y;
 }
 
 ggml_tensor* rms_norm(ggml_context* ctx, ggml_tensor* x, ggml_tensor* w, float eps) {
@@ -33,32 +44,18 @@ ggml_tensor* gelu_new(ggml_context* ctx, ggml_tensor* x) {
   return ggml_mul(ctx, x, ggml_scale_bias(ctx, t, 0.5f, 0.5f));
 }
 
-// Zero-pads contiguous `x` along dim 0 or 1 to `to` elements. ggml_pad's CPU loop runs the outermost
-// dimension innermost (one float per step across the batch), so the tensor is first viewed with
-// the padded dimension's outer dimensions folded into one: then it writes whole rows in order.
-ggml_tensor* pad_dim(ggml_context* ctx, ggml_tensor* x, int dim, int64_t to) {
-  const int64_t add = to - x->ne[dim];
-  if (add == 0) return x;
-  if (dim == 0) {
-    ggml_tensor* p =
-        ggml_pad(ctx, ggml_reshape_2d(ctx, x, x->ne[0], ggml_nelements(x) / x->ne[0]), (int)add, 0, 0, 0);
-    return ggml_reshape_4d(ctx, p, to, x->ne[1], x->ne[2], x->ne[3]);
-  }
-  ggml_tensor* p =
-      ggml_pad(ctx, ggml_reshape_3d(ctx, x, x->ne[0], x->ne[1], x->ne[2] * x->ne[3]), 0, (int)add, 0, 0);
-  return ggml_reshape_4d(ctx, p, x->ne[0], to, x->ne[2], x->ne[3]);
-}
-
-ggml_tensor* ffn(ggml_context* ctx, ggml_tensor* x, const T5Layer& l) {
-  ggml_tensor* up = mm(ctx, l.up, x);
-  ggml_tensor* h = l.gate ? ggml_mul(ctx, gelu_new(ctx, mm(ctx, l.gate, x)), up) : ggml_relu(ctx, up);
-  return mm(ctx, l.down, h);
+// x + FFN(norm(x)).
+ggml_tensor* ffn(ggml_context* ctx, const T5Weights& W, ggml_tensor* x, const T5Layer& l) {
+  ggml_tensor* n = rms_norm(ctx, x, l.ffn_norm, W.cfg.eps);
+  ggml_tensor* up = mm(ctx, W, l.up, n);
+  ggml_tensor* h = l.gate ? ggml_mul(ctx, gelu_new(ctx, mm(ctx, W, l.gate, n)), up) : ggml_relu(ctx, up);
+  return mm(ctx, W, l.down, h, x);
 }
 
 }  // namespace
 
 T5Cache::T5Cache(const T5Config& c, int caps, int per, int len, int enc, ggml_backend_t backend)
-    : captions(caps), per_caption(per), max_len(len), enc_len(round_up(enc, kReducePad)) {
+    : captions(caps), per_caption(per), max_len(len), enc_len(round_up(enc, kEncPad)) {
   const int L = c.dec_layers;
   const int64_t A = c.inner(), H = c.n_head, hd = c.d_kv, P = slots(), Np = enc_len;
   ctx = ggml_init({ggml_tensor_overhead() * (size_t)(4 * L + 4), nullptr, true});
@@ -92,7 +89,7 @@ T5Cache::T5Cache(const T5Config& c, int caps, int per, int len, int enc, ggml_ba
 }
 
 size_t T5Cache::bytes(const T5Config& c, int caps, int per, int len, int enc) {
-  const size_t A = (size_t)c.inner(), Np = (size_t)round_up(enc, kReducePad);
+  const size_t A = (size_t)c.inner(), Np = (size_t)round_up(enc, kEncPad);
   return (size_t)c.dec_layers * sizeof(float) *
          (2 * A * (size_t)len * (size_t)(caps * per) + 2 * A * Np * (size_t)caps);
 }
@@ -113,30 +110,22 @@ size_t t5_encode_nodes(const T5Config& c, size_t captions) {
 }
 
 T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int Le,
-                              int Lk, const std::vector<int>& slots, const std::vector<int>& lens) {
+                              const std::vector<int>& slots, const std::vector<int>& lens) {
   const T5Config& c = w.cfg;
-  const int64_t B = (int64_t)slots.size(), A = c.inner(), H = c.n_head, hd = c.d_kv;
+  const int64_t B = (int64_t)slots.size(), H = c.n_head, hd = c.d_kv;
   T5EncodeGraph g;
   g.tokens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, Le * B);
-  g.bias = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, Lk, Le, H);
-  g.pad = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, Lk, Le, 1, B);
-  for (ggml_tensor* t : {g.tokens, g.bias, g.pad}) ggml_set_input(t);
+  g.bias = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, Le, Le, H);
+  g.lens = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, B);
+  for (ggml_tensor* t : {g.tokens, g.bias, g.lens}) ggml_set_input(t);
 
   ggml_tensor* x = ggml_reshape_3d(ctx, ggml_get_rows(ctx, w.tok_embd, g.tokens), c.d_model, Le, B);
   for (const T5Layer& l : w.enc) {
     ggml_tensor* h = rms_norm(ctx, x, l.attn_norm, c.eps);
-    auto heads = [&](ggml_tensor* W) {  // [hd, Le, H, B]
-      return ggml_permute(ctx, ggml_reshape_4d(ctx, mm(ctx, W, h), hd, H, Le, B), 0, 2, 1, 3);
-    };
-    ggml_tensor* keys = pad_dim(ctx, ggml_cont(ctx, heads(l.k)), 1, Lk);  // [hd, Lk, H, B]
-    ggml_tensor* kq = ggml_mul_mat(ctx, keys, heads(l.q));                // [Lk keys, Le queries, H, B]
-    kq = ggml_soft_max_ext(ctx, ggml_add(ctx, kq, g.bias), g.pad, 1.0f, 0.0f);
-    ggml_tensor* v = ggml_reshape_4d(ctx, mm(ctx, l.v, h), hd, H, Le, B);
-    v = pad_dim(ctx, ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3)), 0, Lk);  // [Lk, hd, H, B]
-    ggml_tensor* o = ggml_mul_mat(ctx, v, kq);                                  // [hd, Le, H, B]
-    o = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_permute(ctx, o, 0, 2, 1, 3)), A, Le, B);
-    x = ggml_add(ctx, x, mm(ctx, l.o, o));
-    x = ggml_add(ctx, x, ffn(ctx, rms_norm(ctx, x, l.ffn_norm, c.eps), l));
+    ggml_tensor* o =
+        t5_encoder_attention(ctx, mm(ctx, w, l.q, h), mm(ctx, w, l.k, h), mm(ctx, w, l.v, h), g.bias,
+                             g.lens);  // [A, Le, B]
+    x = ffn(ctx, w, mm(ctx, w, l.o, o, x), l);
   }
   x = rms_norm(ctx, x, w.enc_norm, c.eps);  // [D, Le, B]: the encoder's output
 
@@ -146,7 +135,7 @@ T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weight
   for (size_t li = 0; li < w.dec.size(); ++li) {
     const T5Layer& l = w.dec[li];
     for (auto [W, dst] : {std::pair{l.ck, cache.ck[li]}, std::pair{l.cv, cache.cv[li]}}) {
-      ggml_tensor* src = ggml_reshape_4d(ctx, mm(ctx, W, x), hd, H, Le, B);
+      ggml_tensor* src = ggml_reshape_4d(ctx, mm(ctx, w, W, x), hd, H, Le, B);
       src = ggml_cont(ctx, ggml_permute(ctx, src, 0, 2, 1, 3));
       for (int64_t b = 0; b < B; ++b) {
         const int64_t n = lens[(size_t)b];
@@ -166,9 +155,8 @@ size_t t5_step_nodes(const T5Config& c) { return 80 * (size_t)c.dec_layers + 256
 T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int n,
                           int span, int m) {
   const T5Config& c = w.cfg;
-  const int64_t A = c.inner(), H = c.n_head, hd = c.d_kv;
-  const int64_t P = cache.slots(), C = cache.per_caption, S = cache.captions, Lmax = cache.max_len;
-  const size_t f = sizeof(float);
+  const int64_t H = c.n_head;
+  const int64_t Lmax = cache.max_len;
   T5StepGraph g;
   auto input = [&](ggml_type type, int64_t len) {
     ggml_tensor* in = ggml_new_tensor_1d(ctx, type, len);
@@ -177,55 +165,29 @@ T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w
   };
   g.tokens = input(GGML_TYPE_I32, n);
   g.rows = input(GGML_TYPE_I64, n);
-  g.live = input(GGML_TYPE_I32, n);
-  g.scatter = input(GGML_TYPE_I32, P);
   g.out = input(GGML_TYPE_I32, m);
   g.mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F32, span, 1, H, n);
   ggml_set_input(g.mask);
-  g.cross_mask = ggml_new_tensor_4d(ctx, GGML_TYPE_F16, cache.enc_len, C, 1, S);
-  ggml_set_input(g.cross_mask);
+  g.cross = input(GGML_TYPE_I32, 2 * n);
 
   ggml_tensor* x = ggml_get_rows(ctx, w.tok_embd, g.tokens);  // [D, n]
   for (size_t li = 0; li < w.dec.size(); ++li) {
     const T5Layer& l = w.dec[li];
     // causal self-attention over each sequence's own cache rows (this token's included)
     ggml_tensor* h = rms_norm(ctx, x, l.attn_norm, c.eps);
-    ggml_tensor* kc = ggml_set_rows(ctx, cache.k[li], mm(ctx, l.k, h), g.rows);
-    ggml_tensor* vc = ggml_set_rows(ctx, cache.v[li], mm(ctx, l.v, h), g.rows);
-    // the live sequences' first `span` rows only (not every slot's): [A * span] per slot, one
-    // whole row per live sequence gathered to [hd, span, H, n]
-    auto gather = [&](ggml_tensor* cached) {
-      ggml_tensor* g3 = ggml_get_rows(ctx, ggml_view_2d(ctx, cached, A * span, P, A * Lmax * f, 0), g.live);
-      return ggml_view_4d(ctx, g3, hd, span, H, n, A * f, hd * f, A * span * f, 0);
-    };
-    ggml_tensor* Q = mm(ctx, l.q, h);                                         // [A, n]
-    Q = ggml_permute(ctx, ggml_reshape_4d(ctx, Q, hd, H, 1, n), 0, 2, 1, 3);  // [hd, 1, H, n]
-    ggml_tensor* kq = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, gather(kc), Q), g.mask, 1.0f,
-                                        0.0f);  // [span, 1, H, n]
-    // the weighted sum of the values, key by key in order for each output element (ggml_out_prod:
-    // the masked keys add exact zeros, so the span a step pads to does not change the sum)
-    ggml_tensor* att =
-        ggml_out_prod(ctx, gather(vc), ggml_reshape_4d(ctx, kq, 1, span, H, n));  // [hd, 1, H, n]
-    att = ggml_reshape_2d(ctx, att, A, n);
-    x = ggml_add(ctx, x, mm(ctx, l.o, att));
+    ggml_tensor* kc = ggml_set_rows(ctx, cache.k[li], mm(ctx, w, l.k, h), g.rows);
+    ggml_tensor* vc = ggml_set_rows(ctx, cache.v[li], mm(ctx, w, l.v, h), g.rows);
+    // each entry over its own sequence's cache rows, in place (t5_attention.h)
+    ggml_tensor* att = t5_cached_attention(ctx, mm(ctx, w, l.q, h), kc, vc, g.rows, g.mask, (int)Lmax);
+    x = mm(ctx, w, l.o, att, x);
 
-    // cross-attention: the sequences of caption slot i sit at slots i*C .. i*C+C-1, so queries
-    // laid out [hd, C, H, S] meet that caption's keys without copying them. One fused op per
-    // layer (ggml_flash_attn_ext, f32 throughout here): it skips the masked keys, so a caption
-    // costs its own length, not the wave's longest, and its result does not depend on the
-    // padding (each query row runs alone over its caption's keys in order).
+    // cross-attention: each entry over its caption's keys in the cache (t5_attention.h)
     h = rms_norm(ctx, x, l.cross_norm, c.eps);
-    ggml_tensor* q = ggml_get_rows(ctx, mm(ctx, l.cq, h), g.scatter);         // [A, P]
-    q = ggml_permute(ctx, ggml_reshape_4d(ctx, q, hd, H, C, S), 0, 2, 1, 3);  // [hd, C, H, S], a view
-    ggml_tensor* co = ggml_flash_attn_ext(ctx, q, cache.ck[li], cache.cv[li], g.cross_mask, 1.0f, 0.0f, 0.0f);
-    ggml_flash_attn_ext_set_prec(co, GGML_PREC_F32);
-    co = ggml_get_rows(ctx, ggml_reshape_2d(ctx, co, A, P), g.live);  // [hd, H, C, S] -> [A, n]
-    x = ggml_add(ctx, x, mm(ctx, l.co, co));
-
-    x = ggml_add(ctx, x, ffn(ctx, rms_norm(ctx, x, l.ffn_norm, c.eps), l));
+    ggml_tensor* co = t5_cross_attention(ctx, mm(ctx, w, l.cq, h), cache.ck[li], cache.cv[li], g.cross);
+    x = ffn(ctx, w, mm(ctx, w, l.co, co, x), l);
   }
   x = rms_norm(ctx, ggml_get_rows(ctx, x, g.out), w.dec_norm, c.eps);  // [D, m]
-  g.logits = mm(ctx, w.output, x);                                     // [V, m]
+  g.logits = mm(ctx, w, w.output, x);                                  // [V, m]
   ggml_set_output(g.logits);
   ggml_build_forward_expand(gf, g.logits);
   return g;

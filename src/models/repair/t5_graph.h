@@ -5,6 +5,7 @@
 //   not at every decode step as llama.cpp does).
 // - step: one decoder token for each live sequence: causal self-attention over the sequence's own
 //   cache rows, cross-attention over its caption's slot, FFN; logits for the rows asked for.
+// Attention is t5_attention.h's CPU ops (f32).
 // Norms: RMS without mean or bias (ggml_rms_norm x weight); attention without 1/sqrt(d) scaling;
 // relative position biases (bucketed on the host) in self-attention only; FFN ReLU (T5 v1.0) or
 // gelu_new(x W_gate) * (x W_up) (gated, Flan-T5; computed in f32, where llama.cpp's
@@ -19,17 +20,11 @@
 
 namespace capforge::repair {
 
-// The attention reductions over keys that ggml vectorises (the encoder's, and the softmax over
-// the decoder's self-attention span) are padded to a multiple of this with masked, exactly-zero
-// terms: ggml's vector sums (64 floats per step in ggml_vec_dot_f32, 16 in tinyBLAS and soft_max)
-// then add the same terms in the same order whatever the other captions of the wave or step are,
-// so a caption's output does not depend on its neighbours (without it f16 t5-base flipped
-// near-ties between batch sizes). The decoder's weighted sums of values (ggml_out_prod, key by
-// key) and its cross-attention (ggml_flash_attn_ext, which skips masked keys; the engine keeps two
-// caption slots at least so that it never takes its split-KV path) do not depend on the padding at
-// all. Every matrix product has two rows at least (the engine doubles a lone decode entry): ggml
-// computes a single row on another path.
-constexpr int kReducePad = 64;
+// What keeps a caption's output independent of its neighbours (without it f16 t5-base flipped
+// near-ties between batch sizes): the three attentions are t5_attention.h's ops, which read a
+// caption's or sequence's own keys only, each query row alone; every matrix product has two rows
+// at least (the engine doubles a lone decode entry): ggml computes a single row on another path.
+constexpr int kEncPad = 8;  // a caption slot's cross-attention rows, a multiple of this
 inline int round_up(int v, int to) { return (v + to - 1) / to * to; }
 
 // One wave's caches on the CPU backend (f32). Sequence slot s (= seq id) belongs to caption slot
@@ -44,7 +39,7 @@ struct T5Cache {
   T5Cache& operator=(const T5Cache&) = delete;
 
   int captions, per_caption, max_len;
-  int enc_len;  // encoder tokens per caption slot, padded to a multiple of 32 (tiled GEMMs)
+  int enc_len;  // encoder tokens per caption slot, padded to a multiple of kEncPad
   int slots() const { return captions * per_caption; }
   // Back to all zeros (fresh pages: only those touched again are faulted in).
   void clear();
@@ -62,30 +57,28 @@ struct T5Cache {
   size_t map_size = 0;
 };
 
-// Encoder inputs: tokens [Le * B] i32 (caption b at b * Le, padded with 0); bias [Lk, Le, H] f32
-// (the encoder's position bias, key innermost); pad [Lk, Le, 1, B] f32 (0 for keys of caption b,
-// -inf for its padding). Lk >= Le: the keys and values are zero-padded to Lk for the attention
-// sums (kReducePad), the per-token work runs on Le tokens. Caption b's lens[b] keys/values go to caption slot
-// slots[b].
+// Encoder inputs: tokens [Le * B] i32 (caption b at b * Le, padded); bias [Le, Le, H] f32 (the
+// encoder's position bias, key innermost); lens [B] i32: caption b's tokens (its only keys; the
+// padding's outputs are computed and never used). Caption b's lens[b] cross-attention keys/values
+// go to caption slot slots[b].
 struct T5EncodeGraph {
-  ggml_tensor *tokens = nullptr, *bias = nullptr, *pad = nullptr;
+  ggml_tensor *tokens = nullptr, *bias = nullptr, *lens = nullptr;
 };
 T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int Le,
-                              int Lk, const std::vector<int>& slots, const std::vector<int>& lens);
+                              const std::vector<int>& slots, const std::vector<int>& lens);
 size_t t5_encode_nodes(const T5Config& c, size_t captions);
 
 // Step inputs for n entries over the cache's P slots (all set by the caller):
 //   tokens [n] i32; rows [n] i64: slot * max_len + pos (the entry's key/value row);
-//   live [n] i32: each entry's slot;
-//   scatter [P] i32: for every slot, its entry (any for a slot without one: its result is
-//   ignored); mask [span, 1, H, n] f32: per entry the decoder position bias for keys <= its
-//   position, -inf beyond; cross_mask [enc_len, per_caption, 1, captions] f16: 0 for the
-//   caption's tokens, -inf beyond; out [m] i32: the entries whose logits are wanted.
-//   logits: [vocab, m]. Self-attention reads only the entries' own slots (gathered), so spare and
-//   finished slots cost nothing there.
+//   cross [2 * n] i32: each entry's caption slot and its
+//   caption's encoder token count; mask [span, 1, H, n] f32: per entry the decoder position bias
+//   for keys <= its position (span > every position); out [m] i32: the entries whose logits are
+//   wanted.
+//   logits: [vocab, m]. Both attentions read only the entries' own rows, so spare and finished
+//   slots cost nothing.
 struct T5StepGraph {
-  ggml_tensor *tokens = nullptr, *rows = nullptr, *live = nullptr, *scatter = nullptr, *mask = nullptr,
-              *cross_mask = nullptr, *out = nullptr, *logits = nullptr;
+  ggml_tensor *tokens = nullptr, *rows = nullptr, *cross = nullptr, *mask = nullptr, *out = nullptr,
+              *logits = nullptr;
 };
 T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w, T5Cache& cache, int n,
                           int span, int m);

@@ -217,7 +217,8 @@ class Loader {
 
 }  // namespace
 
-T5Weights::T5Weights(const std::string& p, bool map, bool bf16) : path(p) {
+T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path(p) {
+  const bool bf16 = matrices == T5Matrices::bf16;
   ggml_context* meta = nullptr;
   std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path.c_str(), gguf_init_params{true, &meta}));
   if (!g) throw std::runtime_error(fmt::format("T5 model {}: not a valid GGUF file", path));
@@ -316,12 +317,28 @@ T5Weights::T5Weights(const std::string& p, bool map, bool bf16) : path(p) {
       L.load_all();
     }
     ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    if (matrices == T5Matrices::int8) {
+      auto pack = [&](const ggml_tensor* w) {
+        if (w && !int8(w)) int8_.emplace_back(w, std::make_unique<nn::Int8Blocked>(nn::pack_int8_blocked(w)));
+      };
+      for (const std::vector<T5Layer>* stack : {&enc, &dec})
+        for (const T5Layer& l : *stack)
+          for (const ggml_tensor* w : {l.q, l.k, l.v, l.o, l.cq, l.ck, l.cv, l.co, l.up, l.gate, l.down})
+            pack(w);
+      pack(output);
+    }
   } catch (...) {
     if (buf_) ggml_backend_buffer_free(buf_);
     ggml_free(ctx_);
     map_.reset();
     throw;
   }
+}
+
+const nn::Int8Blocked* T5Weights::int8(const ggml_tensor* w) const {
+  for (const auto& [t, b] : int8_)
+    if (t == w) return b.get();
+  return nullptr;
 }
 
 T5Weights::~T5Weights() {

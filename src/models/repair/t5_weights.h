@@ -11,11 +11,13 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/mapped_file.h"
 #include "ggml-backend.h"
 #include "ggml.h"
+#include "models/nn/int8_blocked.h"
 
 namespace capforge::repair {
 
@@ -44,6 +46,13 @@ struct T5Layer {
 // max_distance 128): relative position key - query.
 int t5_position_bucket(int key, int query, int n_buckets, bool bidirectional);
 
+// How the engine holds the matrices (attention, cross-attention, FFN, LM head; never the norms, the
+// position biases or the token embedding's rows): as stored; f16/f32 ones converted to bf16; or
+// every one re-quantised to per-channel int8 for VNNI products (nn/int8_blocked.h: each input row
+// quantised to u8 on its own, exact integer sums, so a row's result depends on nothing else in
+// its batch).
+enum class T5Matrices { stored, bf16, int8 };
+
 class T5Weights {
  public:
   // Throws std::runtime_error naming the file and the tensor or key that is missing, misshapen or
@@ -52,7 +61,8 @@ class T5Weights {
   // `bf16`: f16 and f32 matrices and the token embedding (not the norms) are converted to bf16 as
   // they load, into memory
   // (the products then run on oneDNN's bf16 kernels where available; see models/nn/dense.h).
-  explicit T5Weights(const std::string &path, bool map = true, bool bf16 = false);
+  // `int8`: the tensors load as stored, then every matrix is packed to int8 blocks (int8()).
+  explicit T5Weights(const std::string &path, bool map = true, T5Matrices matrices = T5Matrices::stored);
   ~T5Weights();
   T5Weights(const T5Weights &) = delete;
   T5Weights &operator=(const T5Weights &) = delete;
@@ -64,7 +74,11 @@ class T5Weights {
   // Relative attention bias of block 0, on the host: [bucket * n_head + head].
   std::vector<float> enc_bias, dec_bias;
 
+  // Matrix w's int8 blocks when the weights were loaded as T5Matrices::int8, else null.
+  const nn::Int8Blocked *int8(const ggml_tensor *w) const;
+
  private:
+  std::vector<std::pair<const ggml_tensor *, std::unique_ptr<nn::Int8Blocked>>> int8_;
   ggml_context *ctx_ = nullptr;
   ggml_backend_buffer_t buf_ = nullptr;
   std::unique_ptr<MappedFile> map_;  // the file, when the weights are used in place
