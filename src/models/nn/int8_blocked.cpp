@@ -29,6 +29,18 @@ RowQuant row_quant_of(const uint8_t* row, int64_t k4) {
   return r;
 }
 
+// Where a tile's results go: row r of the tile at y + r * ldy (its 32 channels' live ones, mask
+// m0 / m1 per block), plus res + r * ldr when res is set; the pair's weight scales and sums.
+struct TileOut {
+  float* y;
+  int64_t ldy;
+  const float* res;
+  int64_t ldr;
+  const float* scale;
+  const int32_t* sum;
+  uint16_t m0, m1;
+};
+
 // acc[r][c] (r < rows, c < 32) = the integer products of rows a[r] (lda bytes apart) with the
 // pair of blocks at w (two blocks of k4 x 64 bytes).
 void tile_plain(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
@@ -48,8 +60,11 @@ void tile_plain(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define CF_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
+// The integer products of rows a[r] (lda bytes apart, each followed by its RowQuant at k4 * 4) with
+// the pair of blocks at w, rescaled in registers: int8_rescale_row's expression, operation for
+// operation (the same bits), then + the residual.
 template <int R>
-CF_VNNI void tile_vnni(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
+CF_VNNI void tile_vnni(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k4, const TileOut& o) {
   const int8_t* w1 = w + k4 * 64;
   __m512i c0[R], c1[R];
   for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_si512();
@@ -64,21 +79,36 @@ CF_VNNI void tile_vnni(const uint8_t* a, int64_t lda, const int8_t* w, int64_t k
       c1[r] = _mm512_dpbusd_epi32(c1[r], b, x1);
     }
   }
+  const __m512 s0 = _mm512_loadu_ps(o.scale), s1 = _mm512_loadu_ps(o.scale + 16);
+  const __m512i u0 = _mm512_loadu_si512(o.sum), u1 = _mm512_loadu_si512(o.sum + 16);
   for (int r = 0; r < R; ++r) {
-    _mm512_storeu_si512(acc[r], c0[r]);
-    _mm512_storeu_si512(acc[r] + 16, c1[r]);
+    const RowQuant q = row_quant_of(a + r * lda, k4);
+    const __m512i vz = _mm512_set1_epi32(q.zero);
+    const __m512 vs = _mm512_set1_ps(q.scale);
+    __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c0[r], _mm512_mullo_epi32(vz, u0))),
+                              _mm512_mul_ps(vs, s0));
+    __m512 v1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c1[r], _mm512_mullo_epi32(vz, u1))),
+                              _mm512_mul_ps(vs, s1));
+    float* y = o.y + r * o.ldy;
+    if (o.res) {
+      const float* rr = o.res + r * o.ldr;
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(o.m0, rr));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(o.m1, rr + 16));
+    }
+    _mm512_mask_storeu_ps(y, o.m0, v0);
+    _mm512_mask_storeu_ps(y + 16, o.m1, v1);
   }
 }
 
 template <int... Rs>
 void tile_vnni_rows(std::integer_sequence<int, Rs...>, const uint8_t* a, int64_t lda, int rows,
-                    const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
-  (void)((rows == Rs + 1 ? (tile_vnni<Rs + 1>(a, lda, w, k4, acc), true) : false) || ...);
+                    const int8_t* w, int64_t k4, const TileOut& o) {
+  (void)((rows == Rs + 1 ? (tile_vnni<Rs + 1>(a, lda, w, k4, o), true) : false) || ...);
 }
 
 // tile_vnni with `rows` (1..kRows) as a compile-time count.
-void tile_vnni_any(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
-  tile_vnni_rows(std::make_integer_sequence<int, kRows>{}, a, lda, rows, w, k4, acc);
+void tile_vnni_any(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t k4, const TileOut& o) {
+  tile_vnni_rows(std::make_integer_sequence<int, kRows>{}, a, lda, rows, w, k4, o);
 }
 #pragma GCC diagnostic pop
 #endif
@@ -92,11 +122,17 @@ bool vnni() {
 #endif
 }
 
-void tile(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t k4, int32_t (*acc)[32]) {
-#if defined(__x86_64__)
-  if (vnni()) return tile_vnni_any(a, lda, rows, w, k4, acc);
-#endif
+// tile_vnni's results from plain loops (CPUs without AVX512-VNNI; the same bits).
+void tile_plain_out(const uint8_t* a, int64_t lda, int rows, const int8_t* w, int64_t k4, int64_t nc,
+                    const TileOut& o) {
+  alignas(64) int32_t acc[kRows][32];
   tile_plain(a, lda, rows, w, k4, acc);
+  for (int r = 0; r < rows; ++r) {
+    float* y = o.y + r * o.ldy;
+    int8_rescale_row(acc[r], row_quant_of(a + r * lda, k4), o.scale, o.sum, nullptr, nc, y);
+    if (o.res)
+      for (int64_t c = 0; c < nc; ++c) y[c] += o.res[r * o.ldr + c];
+  }
 }
 
 // op 1: dst row m (quant_row_bytes) = src[0]'s f32 row m quantised; thread ith takes a share of rows.
@@ -119,23 +155,33 @@ void product_op(ggml_tensor* dst, int ith, int nth, void* wp) {
   const ggml_tensor* qx = dst->src[0];
   const ggml_tensor* res = dst->src[1];
   const int64_t M = ggml_nrows(qx), lda = (int64_t)qx->nb[1], pairs = w.blocks / 2;
-  alignas(64) int32_t acc[kRows][32];
+  const bool fast = vnni();
   for (int64_t p = pairs * ith / nth; p < pairs * (ith + 1) / nth; ++p) {
     const int64_t c0 = p * 32, nc = std::min<int64_t>(32, w.N - c0);
     const int8_t* wb = w.q.get() + p * 2 * w.k4 * 64;
-    for (int64_t m0 = 0; m0 < M; m0 += kRows) {
-      const int rows = (int)std::min<int64_t>(kRows, M - m0);
+    TileOut o;
+    o.scale = w.scale.data() + c0;  // both padded to whole blocks (zeros past N)
+    o.sum = w.sum.data() + c0;
+    o.m0 = (uint16_t)(nc >= 16 ? 0xffff : (1u << nc) - 1);
+    o.m1 = (uint16_t)(nc >= 32 ? 0xffff : nc > 16 ? (1u << (nc - 16)) - 1 : 0);
+    o.ldy = (int64_t)(dst->nb[1] / sizeof(float));
+    o.ldr = res ? (int64_t)(res->nb[1] / sizeof(float)) : 0;
+    // the fewest tiles of at most kRows rows, of even sizes (18 rows: 6 + 6 + 6, not 8 + 8 + 2)
+    const int64_t tiles = (M + kRows - 1) / kRows;
+    for (int64_t t = 0, m0 = 0; t < tiles; ++t) {
+      const int rows = (int)((M * (t + 1)) / tiles - m0);
       const auto* a = (const uint8_t*)qx->data + m0 * lda;
-      tile(a, lda, rows, wb, w.k4, acc);
-      for (int r = 0; r < rows; ++r) {
-        float* y = (float*)((char*)dst->data + (m0 + r) * dst->nb[1]) + c0;
-        int8_rescale_row(acc[r], row_quant_of(a + r * lda, w.k4), w.scale.data() + c0, w.sum.data() + c0,
-                         nullptr, nc, y);
-        if (res) {
-          const float* rr = (const float*)((const char*)res->data + (m0 + r) * res->nb[1]) + c0;
-          for (int64_t c = 0; c < nc; ++c) y[c] += rr[c];
-        }
+      o.y = (float*)((char*)dst->data + m0 * dst->nb[1]) + c0;
+      o.res = res ? (const float*)((const char*)res->data + m0 * res->nb[1]) + c0 : nullptr;
+#if defined(__x86_64__)
+      if (fast) {
+        tile_vnni_any(a, lda, rows, wb, w.k4, o);
+        m0 += rows;
+        continue;
       }
+#endif
+      tile_plain_out(a, lda, rows, wb, w.k4, nc, o);
+      m0 += rows;
     }
   }
 }
