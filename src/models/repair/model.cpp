@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "ggml.h"
 #include "gguf.h"
+#include "models/nn/int8_blocked.h"
 #include "models/repair/t5_weights.h"
 #include "models/vlm/model.h"
 
@@ -188,6 +189,9 @@ LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
       decoder_start = llama_model_decoder_start_token(model);
       if (engine == "ggml") {
         try {
+          if (p.weights == "int8" && !nn::int8_blocked_vnni())
+            spdlog::warn(
+                "--repair-dtype int8: this CPU has no AVX512-VNNI; the int8 products run in plain loops (slow)");
           t5w = std::make_shared<const T5Weights>(path, true,
                                                   matrices_of(p.weights));  // throws naming the tensor
         } catch (const T5Unsupported& e) {

@@ -24,7 +24,7 @@ namespace capforge::repair {
 namespace {
 
 constexpr int kChunkTokens = 2048;  // padded encoder tokens per encoder graph (more than one caption)
-constexpr int kLenRound = 64;       // decoder cache lengths and bias spans, a multiple of this
+constexpr int kLenRound = 16;       // decoder cache lengths and bias spans, a multiple of this
 constexpr int kMinRows = 2;         // rows per decode step at least (ggml's tiled GEMM needs 2)
 
 struct Graph {  // a graph context's metadata arena and its allocator, reused across calls
