@@ -44,7 +44,7 @@ print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
     bt = best_torch.get(r["mode"])
     vs = f"{rate(r) / rate(bt):.2f}x" if bt else ""
-    name = {"fp32": "fp32", "bf16": "bf16 autocast"}.get(r["dtype"], r["dtype"])
+    name = {"fp32": "fp32", "bf16": "bf16 autocast", "qint8": "qint8 (quantize_dynamic)"}.get(r["dtype"], r["dtype"])
     mode = "greedy" if r["mode"] == "greedy" else "2 beams, rep. penalty 2.5"
     mark = " (best)" if r is bt else ""
     print(f"| {r['side']} | {name} | {mode} | {r['setting']}{mark} | {r['captions']} | {rate(r):.2f} | {vs} | "
@@ -126,6 +126,24 @@ for eq_cf in sorted(work.glob("texts-*-f32-greedy.jsonl")):
     eos = sum(1 for t in theirs if t["ids"] and t["ids"][-1] == 1)
     print(f"\ngreedy f32 (capforge --repair-engine {engine}, f32 weights + f32 caches, vs torch fp32): "
           f"**{same} of {len(ours)}** outputs identical ({eos} of {len(theirs)} ended with </s> before the limit)")
+
+
+# every greedy run against the f32 reference (torch fp32's texts): how many outputs each reduced
+# precision changes, capforge's and the peer's alike
+if eq_torch.exists():
+    tokens, types = read_vocab(models / "t5-base-v1_0-f32.gguf")
+    ref = [llama_detok(json.loads(line)["ids"], tokens, types) for line in eq_torch.read_text().splitlines()]
+    print("\ngreedy outputs identical to torch fp32's (the f32 reference), per run:")
+    for f in sorted(work.glob("texts-*-greedy.jsonl")):
+        if "-f32-greedy" in f.name:
+            continue
+        ours = [capforge_text(json.loads(line)) for line in f.read_text().splitlines()]
+        print(f"- capforge {f.name[len('texts-'):-len('-greedy.jsonl')]}: {sum(o == t for o, t in zip(ours, ref))} of {len(ref)}")
+    for f in sorted(work.glob("torch-*-greedy.jsonl")):
+        if f.name == eq_torch.name:
+            continue
+        theirs = [llama_detok(json.loads(line)["ids"], tokens, types) for line in f.read_text().splitlines()]
+        print(f"- torch {f.name[len('torch-'):-len('-greedy.jsonl')]}: {sum(o == t for o, t in zip(theirs, ref))} of {len(ref)}")
 
 
 def cli_texts(path):

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch peer of bench/repair: caption repair with a T5 GGUF's weights in PyTorch eager.
 
-  torch_peer_t5.py MODEL.gguf fp32|bf16 THREADS CAPTIONS.jsonl [--beams N] [--rep P] [--batch B]
+  torch_peer_t5.py MODEL.gguf fp32|bf16|qint8 THREADS CAPTIONS.jsonl [--beams N] [--rep P] [--batch B]
                    [--out OUT.jsonl] [--max-tokens-ratio R] [--max-tokens-extra E]
 
 impl "hf" (when $TRANSFORMERS_SRC points at Hugging Face transformers 4.47's src/; $HF_STANDINS, default
@@ -13,7 +13,9 @@ early_stopping=True. Otherwise impl "own": tools/demo-models/t5.py (HF semantics
 time for beams). The captions are sorted by length and batched B at a time (what a user does to
 batch); max_new_tokens = ceil(R * caption tokens) + E per caption (capforge's rule), the batch's
 largest in generate(), a per-row stopping criterion in greedy so each caption stops at its own limit.
-bf16: torch.autocast("cpu", dtype=torch.bfloat16). Model loading is excluded from the time.
+bf16: torch.autocast("cpu", dtype=torch.bfloat16). qint8: torch.ao.quantization.quantize_dynamic on every
+nn.Linear (per-tensor int8 weights, each batch's activations quantised on the fly; fbgemm's kernels), the
+peer's own int8 path. Model loading (and quantising) is excluded from the time.
 Prints one JSON line: impl, captions, seconds, captions_per_s, stages {encode, decode}, new tokens.
 --out writes each caption's generated ids (without the decoder start token) in input order.
 """
@@ -120,7 +122,7 @@ def run_own(model, batches, limits, a):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
-    ap.add_argument("variant", choices=["fp32", "bf16"])
+    ap.add_argument("variant", choices=["fp32", "bf16", "qint8"])
     ap.add_argument("threads", type=int)
     ap.add_argument("captions")
     ap.add_argument("--beams", type=int, default=1)
@@ -155,6 +157,11 @@ def main():
             finally:
                 enc_timer.stop()
         model.encode = encode
+    if a.variant == "qint8":
+        if impl != "hf":
+            sys.exit("qint8 needs TRANSFORMERS_SRC (the own implementation's layers are not nn.Linear throughout)")
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        enc_timer = Timer(model.encoder)
     ids = [sp.encode(c) + [cfg.eos_token_id] for c in caps]
     limits = [max(1, math.ceil(a.max_tokens_ratio * (len(x) - 1) - 1e-9) + a.max_tokens_extra) for x in ids]
     order = sorted(range(len(ids)), key=lambda i: (-len(ids[i]), i))
