@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include <omp.h>
 #include <sys/mman.h>
 
 #include "ggml-cpu.h"
@@ -209,24 +210,26 @@ Int8Blocked pack_blocked(int64_t K, int64_t N, const Rows& rows) {
   const int64_t channels = b.blocks * kLanes;
   b.scale.assign((size_t)channels, 0.f);
   b.sum.assign((size_t)channels, 0);
-  // blocks of 16 channels per thread (each owns whole cache lines of q); every byte written once
-#pragma omp parallel
-  {
-    std::vector<int8_t> row((size_t)(b.k4 * 4 + kInt8Tail));
-    std::vector<float> scratch((size_t)K);
-#pragma omp for schedule(static, 1)
-    for (int64_t blk = 0; blk < b.blocks; ++blk) {
-      int8_t* dst = b.q.get() + blk * b.k4 * 64;
-      for (int64_t l = 0; l < kLanes; ++l) {
-        const int64_t n = blk * kLanes + l;
-        std::fill(row.begin(), row.end(), 0);
-        if (n < N) {
-          pack_int8_rows(rows(n, scratch.data()), K, 1, row.data());
-          int8_channel_terms(row.data(), K, 1, K + kInt8Tail, &b.scale[(size_t)n], &b.sum[(size_t)n]);
-          std::fill(row.begin() + K, row.end(), 0);  // zero inputs past K (over the row's tail)
-        }
-        for (int64_t g = 0; g < b.k4; ++g) std::memcpy(dst + g * 64 + l * 4, row.data() + g * 4, 4);
+  // blocks of 16 channels per thread (each owns whole cache lines of q); every byte written once.
+  // Each thread's buffers are allocated here, outside the parallel loop, which must not throw.
+  const int threads = std::max(1, omp_get_max_threads());
+  const size_t row_len = (size_t)(b.k4 * 4 + kInt8Tail);
+  std::vector<int8_t> row_buf(row_len * (size_t)threads);
+  std::vector<float> scratch_buf((size_t)K * (size_t)threads);
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
+  for (int64_t blk = 0; blk < b.blocks; ++blk) {
+    int8_t* row = row_buf.data() + row_len * (size_t)omp_get_thread_num();
+    float* scratch = scratch_buf.data() + (size_t)K * (size_t)omp_get_thread_num();
+    int8_t* dst = b.q.get() + blk * b.k4 * 64;
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const int64_t n = blk * kLanes + l;
+      std::fill(row, row + row_len, 0);
+      if (n < N) {
+        pack_int8_rows(rows(n, scratch), K, 1, row);
+        int8_channel_terms(row, K, 1, K + kInt8Tail, &b.scale[(size_t)n], &b.sum[(size_t)n]);
+        std::fill(row + K, row + row_len, 0);  // zero inputs past K (over the row's tail)
       }
+      for (int64_t g = 0; g < b.k4; ++g) std::memcpy(dst + g * 64 + l * 4, row + g * 4, 4);
     }
   }
   return b;

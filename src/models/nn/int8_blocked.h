@@ -39,8 +39,8 @@ struct Int8Blocked {
 Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N);
 
 // A 2-D ggml matrix in host memory, [K, N] in ggml's order (ne0 = K inputs per row), of any type
-// ggml can dequantise (f32, f16, bf16, q8_0, q4_k...) -> the blocked layout (dequantised to f32
-// in blocks of rows on every core first). std::invalid_argument for a type without a dequantiser.
+// ggml can dequantise (f32, f16, bf16, q8_0, q4_k...) -> the blocked layout (each row dequantised
+// to f32 as it is packed, on every core). std::invalid_argument for a type without a dequantiser.
 Int8Blocked pack_int8_blocked(const ggml_tensor* w);
 
 // y [N, M] = w x [K, M] (f32, rows contiguous), plus `residual` ([N, M] f32, or null), as one ggml

@@ -1,7 +1,7 @@
 // AVX-512 helpers for the CPU kernels (attention, layer norm, the product op's epilogue, int8):
-// the one check that picks their AVX-512 code, and exp over 16 floats (Cephes' expf polynomial on
-// the reduced argument, within 2 ulp). Callers compile the vector code in functions that target
-// avx512f (and the extensions they use).
+// the one check that picks their AVX-512 code, exp over 16 floats (Cephes' expf polynomial on
+// the reduced argument, within 2 ulp) and over 8 doubles (a log-sum-exp's terms). NaN in, NaN out. Callers
+// compile the vector code in functions that target avx512f (and the extensions they use).
 #pragma once
 
 #if defined(__x86_64__)
@@ -20,8 +20,9 @@ inline bool has_avx512() {
 // exp(x); exactly 0 below -87.3 (and for -inf), +inf above ~88.7.
 __attribute__((target("avx512f"))) inline __m512 exp_avx512(__m512 x) {
   const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-  x = _mm512_min_ps(x, _mm512_set1_ps(89.0f));
+  // the bound first: max/min give their second operand when either is NaN, so NaN stays NaN
+  x = _mm512_max_ps(_mm512_set1_ps(-87.3f), x);
+  x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -40,8 +41,8 @@ __attribute__((target("avx512f"))) inline __m512 exp_avx512(__m512 x) {
 // |r| <= ln2/2); exactly 0 below -708 (and for -inf), +inf above ~709.7.
 __attribute__((target("avx512f"))) inline __m512d exp_pd_avx512(__m512d x) {
   const __mmask8 tiny = _mm512_cmp_pd_mask(x, _mm512_set1_pd(-708.0), _CMP_LT_OQ);
-  x = _mm512_max_pd(x, _mm512_set1_pd(-708.0));
-  x = _mm512_min_pd(x, _mm512_set1_pd(710.0));
+  x = _mm512_max_pd(_mm512_set1_pd(-708.0), x);  // NaN stays NaN (as above)
+  x = _mm512_min_pd(_mm512_set1_pd(710.0), x);
   const __m512d n = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(1.4426950408889634)),
                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512d r = _mm512_fnmadd_pd(n, _mm512_set1_pd(6.93147180369123816490e-01), x);

@@ -107,9 +107,9 @@ struct Repairer::Impl {
   // a row holding NaN or inf sets job.error ("non-finite logits from the model"), which the next
   // step() reports for that caption alone (its sequences released, the wave goes on).
   void take_logits(int i, Job& job, int beam) const;
-  // take_logits without the error: whether the row is finite (safe on several threads for
-  // different rows).
-  bool copy_logits(int i, Job& job, int beam) const;
+  // take_logits' copy of row `l` (a backend->logits() row) without the error: whether it is
+  // finite. Safe on several threads for different job rows (no backend call).
+  bool copy_logits(const float* l, Job& job, int beam) const;
   void finish(Job& job, std::vector<llama_token> tokens, double score, RepairOutput& out);
   void release(Job& job);  // empties the job's sequences
   std::string detokenize(const std::vector<llama_token>& tokens) const;

@@ -119,8 +119,7 @@ namespace {
 constexpr const char* kNonFinite = "non-finite logits from the model";
 }  // namespace
 
-bool Repairer::Impl::copy_logits(int i, Job& job, int beam) const {
-  const float* l = backend->logits(i);
+bool Repairer::Impl::copy_logits(const float* l, Job& job, int beam) const {
   std::vector<float>& row = job.rows[(size_t)beam];
   row.resize((size_t)model->n_vocab);
   const float s = model->logit_scale;
@@ -133,7 +132,7 @@ bool Repairer::Impl::copy_logits(int i, Job& job, int beam) const {
 }
 
 void Repairer::Impl::take_logits(int i, Job& job, int beam) const {
-  if (!copy_logits(i, job, beam) && job.error.empty()) job.error = kNonFinite;
+  if (!copy_logits(backend->logits(i), job, beam) && job.error.empty()) job.error = kNonFinite;
 }
 
 std::string Repairer::Impl::detokenize(const std::vector<llama_token>& tokens) const {
@@ -188,15 +187,15 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
   for (size_t w = 0; w < wave.size(); ++w) {
     Job& job = *wave[w];
     if (job.finished || !job.error.empty()) continue;
-    if (!job.beam) {
-      const std::vector<float>& row = job.rows[0];
-      pick[w] = greedy_pick(row.data(), V, job.history, params.repetition_penalty);
-      pick_logprob[w] = log_prob(row.data(), V, pick[w]);
-      continue;
-    }
-    std::vector<const float*> rows;
-    for (size_t b = 0; b < job.live.size(); ++b) rows.push_back(job.rows[job.first ? 0 : b].data());
-    try {
+    try {  // nothing may leave an OpenMP region: a failure is this job's error
+      if (!job.beam) {
+        const std::vector<float>& row = job.rows[0];
+        pick[w] = greedy_pick(row.data(), V, job.history, params.repetition_penalty);
+        pick_logprob[w] = log_prob(row.data(), V, pick[w]);
+        continue;
+      }
+      std::vector<const float*> rows;
+      for (size_t b = 0; b < job.live.size(); ++b) rows.push_back(job.rows[job.first ? 0 : b].data());
       beam_step[w] = job.beam->step(rows, V);
     } catch (const std::exception& e) {
       beam_error[w] = e.what();
@@ -207,6 +206,12 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
     if (job.finished) continue;
     if (!job.error.empty()) {  // non-finite logits (take_logits) or a failed search step
       out[job.index].error = job.error;
+      job.finished = true;
+      release(job);
+      continue;
+    }
+    if (!beam_error[w].empty()) {  // the search step above failed
+      out[job.index].error = beam_error[w];
       job.finished = true;
       release(job);
       continue;
@@ -226,12 +231,6 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
       }
       add(job, 0, t, job.live[0]);
       job.pos++;
-      continue;
-    }
-    if (!beam_error[w].empty()) {
-      out[job.index].error = beam_error[w];
-      job.finished = true;
-      release(job);
       continue;
     }
     const BeamSearch::Step& next = beam_step[w];
@@ -265,12 +264,15 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
   }
   if (backend->pending() == 0) return true;
   if (!backend->decode(err)) return false;
-  // each entry's row copied and checked on every thread (a beam's own row: no two write one);
-  // the errors set after, in order
+  // the rows asked for in order (a backend's logits() may reorder its outputs: llama.cpp's does),
+  // then copied and checked on every thread (a beam's own row: no two write one), the errors set
+  // after, in order
+  std::vector<const float*> from(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) from[i] = backend->logits((int)i);
   std::vector<char> finite(entries.size(), 1);
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (size_t i = 0; i < entries.size(); ++i)
-    finite[i] = copy_logits((int)i, *entries[i].first, entries[i].second);
+    finite[i] = copy_logits(from[i], *entries[i].first, entries[i].second);
   for (size_t i = 0; i < entries.size(); ++i)
     if (!finite[i] && entries[i].first->error.empty()) entries[i].first->error = kNonFinite;
   return true;

@@ -281,7 +281,7 @@ void T5Backend::step() {
     rows.push_back(rows[0]);
   }
   // self-attention: the decoder's position bias for keys up to the entry's position (f32, added
-  // to the scores exactly), -inf beyond
+  // to the scores exactly); the rest of each row is never read
   std::vector<float> mask((size_t)span * H * rows_n, -INFINITY);
   for (int i = 0; i < rows_n; ++i) {
     const int qp = entries_[(size_t)(i < n ? i : 0)].pos;

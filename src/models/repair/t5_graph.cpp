@@ -16,19 +16,24 @@ namespace {
 
 constexpr size_t kCacheAlign = 64;  // a multiple of ggml's TENSOR_ALIGNMENT (32)
 
+// Where a product with f32 weights runs: ggml's kernels in the decode steps (a few rows: oneDNN
+// would re-lay the weights out at every call; and greedy f32 output then equals llama.cpp's,
+// near-ties included), oneDNN's in the encoder (chunks of up to 2048 rows: ~1.8x ggml's there;
+// t5-base f32 greedy output stays identical to PyTorch fp32's, bench/repair).
+enum class F32On { ggml, onednn };
+
 // A product with a weight matrix, shaped like x with w's outputs in dim 0, plus `residual` (shaped
-// like the result, or null): f32 weights on ggml's kernels (greedy output must equal llama.cpp's
-// on the same f32 model, near-ties included), int8 blocks where the weights hold them, reduced
-// types wherever is fastest.
-ggml_tensor* mm(ggml_context* ctx, const T5Weights& W, ggml_tensor* w, ggml_tensor* x,
-                ggml_tensor* residual = nullptr) {
+// like the result, or null): int8 blocks where the weights hold them, f32 weights as `f32` says,
+// reduced types wherever is fastest.
+ggml_tensor* mm(ggml_context* ctx, const T5Weights& W, ggml_tensor* w, ggml_tensor* x, ggml_tensor* residual,
+                F32On f32) {
   if (const nn::Int8Blocked* b = W.int8(w)) {
     if (!ggml_is_contiguous(x)) x = ggml_cont(ctx, x);
     if (residual && !ggml_is_contiguous(residual)) residual = ggml_cont(ctx, residual);
     ggml_tensor* y = nn::dense_int8_blocked(ctx, *b, x, residual);
     return ggml_reshape_4d(ctx, y, w->ne[1], x->ne[1], x->ne[2], x->ne[3]);
   }
-  ggml_tensor* y = nn::dense(ctx, w, x, nullptr, true);
+  ggml_tensor* y = nn::dense(ctx, w, x, nullptr, f32 == F32On::ggml);
   return residual ? ggml_add(ctx, residual, y) : y;
 }
 
@@ -45,11 +50,12 @@ ggml_tensor* gelu_new(ggml_context* ctx, ggml_tensor* x) {
 }
 
 // x + FFN(norm(x)).
-ggml_tensor* ffn(ggml_context* ctx, const T5Weights& W, ggml_tensor* x, const T5Layer& l) {
+ggml_tensor* ffn(ggml_context* ctx, const T5Weights& W, ggml_tensor* x, const T5Layer& l, F32On f32) {
   ggml_tensor* n = rms_norm(ctx, x, l.ffn_norm, W.cfg.eps);
-  ggml_tensor* up = mm(ctx, W, l.up, n);
-  ggml_tensor* h = l.gate ? ggml_mul(ctx, gelu_new(ctx, mm(ctx, W, l.gate, n)), up) : ggml_relu(ctx, up);
-  return mm(ctx, W, l.down, h, x);
+  ggml_tensor* up = mm(ctx, W, l.up, n, nullptr, f32);
+  ggml_tensor* h =
+      l.gate ? ggml_mul(ctx, gelu_new(ctx, mm(ctx, W, l.gate, n, nullptr, f32)), up) : ggml_relu(ctx, up);
+  return mm(ctx, W, l.down, h, x, f32);
 }
 
 }  // namespace
@@ -120,22 +126,23 @@ T5EncodeGraph build_t5_encode(ggml_context* ctx, ggml_cgraph* gf, const T5Weight
   for (ggml_tensor* t : {g.tokens, g.bias, g.lens}) ggml_set_input(t);
 
   ggml_tensor* x = ggml_reshape_3d(ctx, ggml_get_rows(ctx, w.tok_embd, g.tokens), c.d_model, Le, B);
+  constexpr F32On f32 = F32On::onednn;
   for (const T5Layer& l : w.enc) {
     ggml_tensor* h = rms_norm(ctx, x, l.attn_norm, c.eps);
     ggml_tensor* o =
-        t5_encoder_attention(ctx, mm(ctx, w, l.q, h), mm(ctx, w, l.k, h), mm(ctx, w, l.v, h), g.bias,
+        t5_encoder_attention(ctx, mm(ctx, w, l.q, h, nullptr, f32), mm(ctx, w, l.k, h, nullptr, f32),
+                             mm(ctx, w, l.v, h, nullptr, f32), g.bias,
                              g.lens);  // [A, Le, B]
-    x = ffn(ctx, w, mm(ctx, w, l.o, o, x), l);
+    x = ffn(ctx, w, mm(ctx, w, l.o, o, x, f32), l, f32);
   }
   x = rms_norm(ctx, x, w.enc_norm, c.eps);  // [D, Le, B]: the encoder's output
 
   // every decoder layer's cross-attention keys and values [hd, Le, H, B], each caption's own rows
-  // into its slot (not its padding: masked rows must stay finite, and padding could be NaN in a
-  // broken model whose padding token's embedding is)
+  // into its slot (its padding is never read)
   for (size_t li = 0; li < w.dec.size(); ++li) {
     const T5Layer& l = w.dec[li];
     for (auto [W, dst] : {std::pair{l.ck, cache.ck[li]}, std::pair{l.cv, cache.cv[li]}}) {
-      ggml_tensor* src = ggml_reshape_4d(ctx, mm(ctx, w, W, x), hd, H, Le, B);
+      ggml_tensor* src = ggml_reshape_4d(ctx, mm(ctx, w, W, x, nullptr, f32), hd, H, Le, B);
       src = ggml_cont(ctx, ggml_permute(ctx, src, 0, 2, 1, 3));
       for (int64_t b = 0; b < B; ++b) {
         const int64_t n = lens[(size_t)b];
@@ -171,23 +178,26 @@ T5StepGraph build_t5_step(ggml_context* ctx, ggml_cgraph* gf, const T5Weights& w
   g.cross = input(GGML_TYPE_I32, 2 * n);
 
   ggml_tensor* x = ggml_get_rows(ctx, w.tok_embd, g.tokens);  // [D, n]
+  constexpr F32On f32 = F32On::ggml;
   for (size_t li = 0; li < w.dec.size(); ++li) {
     const T5Layer& l = w.dec[li];
     // causal self-attention over each sequence's own cache rows (this token's included)
     ggml_tensor* h = rms_norm(ctx, x, l.attn_norm, c.eps);
-    ggml_tensor* kc = ggml_set_rows(ctx, cache.k[li], mm(ctx, w, l.k, h), g.rows);
-    ggml_tensor* vc = ggml_set_rows(ctx, cache.v[li], mm(ctx, w, l.v, h), g.rows);
+    ggml_tensor* kc = ggml_set_rows(ctx, cache.k[li], mm(ctx, w, l.k, h, nullptr, f32), g.rows);
+    ggml_tensor* vc = ggml_set_rows(ctx, cache.v[li], mm(ctx, w, l.v, h, nullptr, f32), g.rows);
     // each entry over its own sequence's cache rows, in place (t5_attention.h)
-    ggml_tensor* att = t5_cached_attention(ctx, mm(ctx, w, l.q, h), kc, vc, g.rows, g.mask, (int)Lmax);
-    x = mm(ctx, w, l.o, att, x);
+    ggml_tensor* att =
+        t5_cached_attention(ctx, mm(ctx, w, l.q, h, nullptr, f32), kc, vc, g.rows, g.mask, (int)Lmax);
+    x = mm(ctx, w, l.o, att, x, f32);
 
     // cross-attention: each entry over its caption's keys in the cache (t5_attention.h)
     h = rms_norm(ctx, x, l.cross_norm, c.eps);
-    ggml_tensor* co = t5_cross_attention(ctx, mm(ctx, w, l.cq, h), cache.ck[li], cache.cv[li], g.cross);
-    x = ffn(ctx, w, mm(ctx, w, l.co, co, x), l);
+    ggml_tensor* co =
+        t5_cross_attention(ctx, mm(ctx, w, l.cq, h, nullptr, f32), cache.ck[li], cache.cv[li], g.cross);
+    x = ffn(ctx, w, mm(ctx, w, l.co, co, x, f32), l, f32);
   }
   x = rms_norm(ctx, ggml_get_rows(ctx, x, g.out), w.dec_norm, c.eps);  // [D, m]
-  g.logits = mm(ctx, w, w.output, x);                                  // [V, m]
+  g.logits = mm(ctx, w, w.output, x, nullptr, f32);                    // [V, m]
   ggml_set_output(g.logits);
   ggml_build_forward_expand(gf, g.logits);
   return g;

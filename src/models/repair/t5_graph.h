@@ -30,9 +30,8 @@ inline int round_up(int v, int to) { return (v + to - 1) / to * to; }
 // One wave's caches on the CPU backend (f32). Sequence slot s (= seq id) belongs to caption slot
 // s / per_caption.
 struct T5Cache {
-  // Throws std::runtime_error when the memory cannot be mapped. Zero-filled: masked rows that
-  // attention still reads must hold finite values (0 x NaN would poison a sum); a reused cache
-  // keeps the last wave's finite values there, or is cleared.
+  // Throws std::runtime_error when the memory cannot be mapped. Zero-filled (fresh pages); attention
+  // reads only rows a sequence or caption wrote, so a reused cache's older rows are never read.
   T5Cache(const T5Config& c, int captions, int per_caption, int max_len, int enc_len, ggml_backend_t backend);
   ~T5Cache();
   T5Cache(const T5Cache&) = delete;
