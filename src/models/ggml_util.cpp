@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <thread>
 
@@ -65,6 +66,21 @@ void upload_f32(ggml_tensor* t, const std::vector<float>& v) {
     ggml_quantize_chunk(t->type, v.data(), buf.data(), 0, rows, row, nullptr);
   }
   ggml_backend_tensor_set(t, buf.data(), 0, buf.size());
+}
+
+void to_f32(ggml_type type, const void* src, float* dst, int64_t n) {
+  switch (type) {
+    case GGML_TYPE_F32:
+      std::memcpy(dst, src, (size_t)n * sizeof(float));
+      return;
+    case GGML_TYPE_F16:
+      return ggml_cpu_fp16_to_fp32((const ggml_fp16_t*)src, dst, n);
+    case GGML_TYPE_BF16:
+      return ggml_cpu_bf16_to_fp32((const ggml_bf16_t*)src, dst, n);
+    default:
+      if (const auto to_float = ggml_get_type_traits(type)->to_float) return to_float(src, dst, n);
+      throw std::invalid_argument(fmt::format("cannot dequantise type {}", ggml_type_name(type)));
+  }
 }
 
 int64_t row_stride(const ggml_tensor* x) {

@@ -28,6 +28,11 @@ ggml_type weight_type_from_name(const std::string& name);
 // before the buffer's pages are first written; buffers under 4 MB and device buffers are skipped.
 void advise_huge_pages(ggml_backend_buffer_t buf);
 
+// n values of `type` at src (f32, f16, bf16 or any type ggml dequantises; n whole blocks of it) as
+// f32 at dst: the CPU backend's vectorised conversions for f16 and bf16 (the type traits' take one
+// value at a time), the same values. std::invalid_argument for a type without a dequantiser.
+void to_f32(ggml_type type, const void* src, float* dst, int64_t n);
+
 // Copies f32 `values` into `t` (already allocated in a backend buffer), converting to t's type.
 void upload_f32(ggml_tensor* t, const std::vector<float>& values);
 

@@ -10,7 +10,7 @@
 #include <omp.h>
 #include <sys/mman.h>
 
-#include "ggml-cpu.h"
+#include "models/ggml_util.h"
 #include "models/nn/int8.h"
 #include "models/nn/simd.h"
 
@@ -243,20 +243,14 @@ Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N) {
 
 Int8Blocked pack_int8_blocked(const ggml_tensor* w) {
   const int64_t K = w->ne[0], N = ggml_nrows(w);
-  const auto* traits = ggml_get_type_traits(w->type);
-  if (w->type != GGML_TYPE_F32 && !traits->to_float)
+  if (w->type != GGML_TYPE_F32 && !ggml_get_type_traits(w->type)->to_float)
     throw std::invalid_argument(std::string("int8 weights: cannot dequantise type ") +
                                 ggml_type_name(w->type));
   const char* data = (const char*)w->data;
   return pack_blocked(K, N, [&](int64_t n, float* scratch) {
     const char* src = data + (size_t)n * w->nb[1];
     if (w->type == GGML_TYPE_F32) return (const float*)src;
-    if (w->type == GGML_TYPE_F16)  // the CPU backend's vectorised conversions (traits': one at a time)
-      ggml_cpu_fp16_to_fp32((const ggml_fp16_t*)src, scratch, K);
-    else if (w->type == GGML_TYPE_BF16)
-      ggml_cpu_bf16_to_fp32((const ggml_bf16_t*)src, scratch, K);
-    else
-      traits->to_float(src, scratch, K);
+    to_f32(w->type, src, scratch, K);
     return (const float*)scratch;
   });
 }

@@ -181,7 +181,7 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
   std::vector<llama_token> pick(wave.size(), 0);
   std::vector<double> pick_logprob(wave.size(), 0);
   std::vector<BeamSearch::Step> beam_step(wave.size());
-  std::vector<std::string> beam_error(wave.size());
+  std::vector<std::string> search_error(wave.size());
   const int threads = params.threads > 0 ? params.threads : std::max(1, omp_get_max_threads());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (size_t w = 0; w < wave.size(); ++w) {
@@ -198,7 +198,7 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
       for (size_t b = 0; b < job.live.size(); ++b) rows.push_back(job.rows[job.first ? 0 : b].data());
       beam_step[w] = job.beam->step(rows, V);
     } catch (const std::exception& e) {
-      beam_error[w] = e.what();
+      search_error[w] = e.what();
     }
   }
   for (size_t w = 0; w < wave.size(); ++w) {
@@ -210,8 +210,8 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
       release(job);
       continue;
     }
-    if (!beam_error[w].empty()) {  // the search step above failed
-      out[job.index].error = beam_error[w];
+    if (!search_error[w].empty()) {  // its search math above failed
+      out[job.index].error = search_error[w];
       job.finished = true;
       release(job);
       continue;

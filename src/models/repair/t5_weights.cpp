@@ -133,10 +133,7 @@ class Loader {
     std::vector<char> raw(ggml_nbytes(t));
     read(offset(name), raw.data(), raw.size(), name);
     std::vector<float> out((size_t)ggml_nelements(t));
-    if (t->type == GGML_TYPE_F32)
-      std::memcpy(out.data(), raw.data(), raw.size());
-    else
-      ggml_get_type_traits(t->type)->to_float(raw.data(), out.data(), (int64_t)out.size());
+    to_f32(t->type, raw.data(), out.data(), (int64_t)out.size());
     return out;
   }
 

@@ -9,6 +9,7 @@
 
 #include "ggml-cpu.h"
 #include "gguf.h"
+#include "models/ggml_util.h"
 
 namespace capforge::vlm {
 
@@ -97,16 +98,11 @@ class Reader {
     const uint8_t* d = nullptr;
     const ggml_tensor* t = tensor(name, ne0, ne1, &d);
     const size_t row_bytes = ggml_row_size(t->type, ne0);
-    const auto to_float = ggml_get_type_traits(t->type)->to_float;
     constexpr int64_t kRows = 64;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static)  // the type was checked above: to_f32 cannot throw here
     for (int64_t r = 0; r < ne1; r += kRows) {
       const int64_t n = std::min(kRows, ne1 - r);
-      float* dst = out + (row0 + r) * ne0;
-      if (t->type == GGML_TYPE_F32)
-        std::memcpy(dst, d + (size_t)r * row_bytes, (size_t)(n * ne0) * sizeof(float));
-      else
-        to_float(d + (size_t)r * row_bytes, dst, n * ne0);
+      to_f32(t->type, d + (size_t)r * row_bytes, out + (row0 + r) * ne0, n * ne0);
     }
   }
 
@@ -248,11 +244,7 @@ LmWeights::~LmWeights() {
 }
 
 void LmWeights::embed(int token, float* out) const {
-  const uint8_t* row = embd_ + (size_t)token * embd_row_;
-  if (embd_type_ == GGML_TYPE_F32)
-    std::memcpy(out, row, (size_t)cfg.n_embd * sizeof(float));
-  else
-    ggml_get_type_traits(embd_type_)->to_float(row, out, cfg.n_embd);
+  to_f32(embd_type_, embd_ + (size_t)token * embd_row_, out, cfg.n_embd);
 }
 
 }  // namespace capforge::vlm

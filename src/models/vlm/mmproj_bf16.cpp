@@ -12,6 +12,7 @@
 
 #include "ggml.h"
 #include "gguf.h"
+#include "models/ggml_util.h"
 
 namespace capforge::vlm {
 
@@ -68,7 +69,7 @@ std::string mmproj_as_bf16(const std::string& mmproj) {
     } else {
       std::unique_ptr<float[]> row(new float[(size_t)t->ne[0]]);
       for (int64_t r = 0; r < t->ne[1]; ++r) {
-        ggml_fp16_to_fp32_row((const ggml_fp16_t*)t->data + r * t->ne[0], row.get(), t->ne[0]);
+        to_f32(GGML_TYPE_F16, (const ggml_fp16_t*)t->data + r * t->ne[0], row.get(), t->ne[0]);
         ggml_fp32_to_bf16_row(row.get(), (ggml_bf16_t*)x->data + r * t->ne[0], t->ne[0]);
       }
     }
@@ -76,7 +77,7 @@ std::string mmproj_as_bf16(const std::string& mmproj) {
   }
   std::string path = (std::filesystem::temp_directory_path() / "capforge-mmproj-bf16-XXXXXX").string();
   const int fd = mkstemp(path.data());
-  if (fd < 0) throw std::runtime_error(fmt::format("cannot create a temporary file for the bf16 projector"));
+  if (fd < 0) throw std::runtime_error("cannot create a temporary file for the bf16 projector");
   close(fd);
   if (!gguf_write_to_file(dst.get(), path.c_str(), false)) {
     std::remove(path.c_str());
