@@ -105,11 +105,9 @@ inline std::string trim(const std::string& s) {
 
 // llama-completion, greedy, the same numerics settings as params_for(); its stdout is the
 // generated text only (--no-display-prompt), then " [end of text]" when it stopped at EOS, then a
-// blank line. Its logger thread is not joined at exit, so the tail of stdout is sometimes lost:
-// rerun until the closing blank line is there.
+// blank line (rerun while that is lost: test::run_llama_cli).
 inline std::string cli(const std::string& model, const std::string& prompt, int n) {
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    auto r = run_process({CAPFORGE_LLAMA_COMPLETION,
+  auto r = run_llama_cli({CAPFORGE_LLAMA_COMPLETION,
                           "-m",
                           model,
                           "-p",
@@ -135,15 +133,15 @@ inline std::string cli(const std::string& model, const std::string& prompt, int 
                           "2048",
                           "--repeat-penalty",
                           "1"});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    if (r.out.size() < 2 || r.out.substr(r.out.size() - 2) != "\n\n") continue;
-    std::string out = r.out;
-    if (size_t at = out.rfind("[end of text]"); at != std::string::npos) out.resize(at);
-    repair_utf8(out);  // the CLI prints a byte-level token's partial character as it is; we repair it
-    return trim(out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  if (!r.complete) {
+    ADD_FAILURE() << "llama-completion's output was cut at every attempt";
+    return "";
   }
-  ADD_FAILURE() << "llama-completion's output was cut five times";
-  return "";
+  std::string out = r.out;
+  if (size_t at = out.rfind("[end of text]"); at != std::string::npos) out.resize(at);
+  repair_utf8(out);  // the CLI prints a byte-level token's partial character as it is; we repair it
+  return trim(out);
 }
 
 // The model's tokenizer for building reference inputs.

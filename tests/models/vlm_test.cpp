@@ -97,17 +97,11 @@ TEST_F(Vlm, GreedyEqualsLlamaMtmdCli) {
     Image& im = imgs[(size_t)i];
     std::string path = *dir_ / ("img" + std::to_string(i) + ".png");
     test::write_file(path, test::encode_png(im));
-    std::string theirs;
-    for (int attempt = 0; attempt < 3; ++attempt) {  // its stdout tail is sometimes lost (LLAMA_CPP_NOTES)
-      auto r = test::run_process({CAPFORGE_MTMD_CLI, "-m", p.model, "--mmproj", p.mmproj, "--image", path,
+    auto r = test::run_llama_cli({CAPFORGE_MTMD_CLI, "-m", p.model, "--mmproj", p.mmproj, "--image", path,
                                   "-p", p.prompt, "-n", "16", "--temp", "0", "-t", "2"});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      if (r.out.size() >= 2 && r.out.substr(r.out.size() - 2) == "\n\n") {
-        theirs = r.out;
-        break;
-      }
-    }
-    ASSERT_FALSE(theirs.empty()) << "llama-mtmd-cli output was cut three times";
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_TRUE(r.complete) << "llama-mtmd-cli output was cut at every attempt";
+    const std::string& theirs = r.out;
     ASSERT_EQ(ours[(size_t)i].captions.size(), 1u);
     EXPECT_EQ(collapse(ours[(size_t)i].captions[0].text), collapse(theirs)) << "image " << i;
     EXPECT_EQ(ours[(size_t)i].captions[0].tokens, 16);

@@ -82,6 +82,16 @@ ProcessResult run_capforge(const std::vector<std::string>& args, double timeout_
   return run_process(argv, timeout_s);
 }
 
+LlamaCliResult run_llama_cli(const std::vector<std::string>& argv, int attempts) {
+  LlamaCliResult r;
+  for (int i = 0; i < attempts && !r.complete; ++i) {
+    static_cast<ProcessResult&>(r) = run_process(argv);
+    r.complete = r.exit_code == 0 && r.out.size() >= 2 && r.out.compare(r.out.size() - 2, 2, "\n\n") == 0;
+    if (r.exit_code != 0) break;  // a failure, not a lost tail
+  }
+  return r;
+}
+
 int spawn_capforge(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {capforge_bin()};
   argv.insert(argv.end(), args.begin(), args.end());

@@ -20,6 +20,15 @@ std::string make_fixture_bin();
 ProcessResult run_process(const std::vector<std::string>& argv, double timeout_s = 120);
 ProcessResult run_capforge(const std::vector<std::string>& args, double timeout_s = 120);
 
+// One of llama.cpp's CLIs (llama-completion, llama-mtmd-cli), whose stdout ends with a blank line.
+// Their logger thread is not joined at exit, so that tail is sometimes lost (on some hosts every
+// other run; LLAMA_CPP_NOTES): reruns until it is there, at most `attempts` times. The first
+// complete run, or the last one; `complete` says which.
+struct LlamaCliResult : ProcessResult {
+  bool complete = false;
+};
+LlamaCliResult run_llama_cli(const std::vector<std::string>& argv, int attempts = 20);
+
 // Starts capforge in the background; returns its pid (stdout/stderr to /dev/null).
 int spawn_capforge(const std::vector<std::string>& args);
 
