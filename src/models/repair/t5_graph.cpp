@@ -16,10 +16,10 @@ namespace {
 
 constexpr size_t kCacheAlign = 64;  // a multiple of ggml's TENSOR_ALIGNMENT (32)
 
-// Where a product with f32 weights runs: ggml's kernels in the decode steps (a few rows: oneDNN
-// would re-lay the weights out at every call; and greedy f32 output then equals llama.cpp's,
-// near-ties included), oneDNN's in the encoder (chunks of up to 2048 rows: ~1.8x ggml's there;
-// t5-base f32 greedy output stays identical to PyTorch fp32's, bench/repair).
+// Where a product with f32 weights runs in the encoder (F32On::onednn: oneDNN's kernels, chunks of
+// up to 2048 rows, ~1.8x ggml's there) and in the decode steps (F32On::ggml: the weights' f32
+// panels where T5Weights made them, nn/f32_blocked.h, ~3x ggml's kernels at 9-64 rows; else
+// ggml's). t5-base f32 greedy output stays identical to PyTorch fp32's (bench/repair).
 enum class F32On { ggml, onednn };
 
 // A product with a weight matrix, shaped like x with w's outputs in dim 0, plus `residual` (shaped
@@ -31,6 +31,12 @@ ggml_tensor* mm(ggml_context* ctx, const T5Weights& W, ggml_tensor* w, ggml_tens
     if (!ggml_is_contiguous(x)) x = ggml_cont(ctx, x);
     if (residual && !ggml_is_contiguous(residual)) residual = ggml_cont(ctx, residual);
     ggml_tensor* y = nn::dense_int8_blocked(ctx, *b, x, residual);
+    return ggml_reshape_4d(ctx, y, w->ne[1], x->ne[1], x->ne[2], x->ne[3]);
+  }
+  if (const nn::F32Blocked* p = f32 == F32On::ggml ? W.f32_panels(w) : nullptr) {
+    if (!ggml_is_contiguous(x)) x = ggml_cont(ctx, x);
+    if (residual && !ggml_is_contiguous(residual)) residual = ggml_cont(ctx, residual);
+    ggml_tensor* y = nn::dense_f32_blocked(ctx, *p, x, residual);
     return ggml_reshape_4d(ctx, y, w->ne[1], x->ne[1], x->ne[2], x->ne[3]);
   }
   ggml_tensor* y = nn::dense(ctx, w, x, nullptr, f32 == F32On::ggml);

@@ -16,6 +16,7 @@
 #include "gguf.h"
 #include "models/ggml_util.h"
 #include "models/nn/dense.h"
+#include "models/nn/simd.h"
 
 namespace capforge::repair {
 
@@ -323,6 +324,15 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path
           for (const ggml_tensor* w : {l.q, l.k, l.v, l.o, l.cq, l.ck, l.cv, l.co, l.up, l.gate, l.down})
             pack(w);
       pack(output);
+    } else if (matrices == T5Matrices::stored && nn::has_avx512()) {
+      // the decode steps' products: few rows at a time (the encoder's run on oneDNN, t5_graph.cpp)
+      auto pack = [&](const ggml_tensor* w) {
+        if (w && w->type == GGML_TYPE_F32 && !f32_panels(w))
+          f32_.emplace_back(w, std::make_unique<nn::F32Blocked>(nn::pack_f32_blocked(w)));
+      };
+      for (const T5Layer& l : dec)
+        for (const ggml_tensor* w : {l.q, l.k, l.v, l.o, l.cq, l.co, l.up, l.gate, l.down}) pack(w);
+      pack(output);
     }
   } catch (...) {
     if (buf_) ggml_backend_buffer_free(buf_);
@@ -334,6 +344,12 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path
 
 const nn::Int8Blocked* T5Weights::int8(const ggml_tensor* w) const {
   for (const auto& [t, b] : int8_)
+    if (t == w) return b.get();
+  return nullptr;
+}
+
+const nn::F32Blocked* T5Weights::f32_panels(const ggml_tensor* w) const {
+  for (const auto& [t, b] : f32_)
     if (t == w) return b.get();
   return nullptr;
 }

@@ -1,0 +1,166 @@
+#include "models/nn/f32_blocked.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include <omp.h>
+#include <sys/mman.h>
+
+#include "models/nn/simd.h"
+
+namespace capforge::nn {
+
+namespace {
+
+constexpr int64_t kPanel = 32;  // channels per panel (two 512-bit registers of f32)
+constexpr int kRows = 12;       // input rows per register tile (24 accumulators)
+
+// Where a tile's results go: row r at y + r * ldy (the panel's live channels, masks m0 / m1), plus
+// res + r * ldr when res is set.
+struct TileOut {
+  float* y;
+  int64_t ldy;
+  const float* res;
+  int64_t ldr;
+  int nc;  // live channels (1..32)
+  uint16_t m0, m1;
+};
+
+// The products of `rows` rows a[r] (lda floats apart) with the panel at w, in plain loops: the
+// same fused multiply-adds in the same order as tile_avx512.
+void tile_plain(const float* a, int64_t lda, int rows, const float* w, int64_t K, const TileOut& o) {
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < o.nc; ++c) {
+      float s = 0.f;
+      for (int64_t k = 0; k < K; ++k) s = std::fma(a[r * lda + k], w[k * kPanel + c], s);
+      if (o.res) s = s + o.res[r * o.ldr + c];
+      o.y[r * o.ldy + c] = s;
+    }
+}
+
+#if defined(__x86_64__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define CF_AVX512 __attribute__((target("avx512f")))
+
+template <int R>
+CF_AVX512 void tile_avx512(const float* a, int64_t lda, const float* w, int64_t K, const TileOut& o) {
+  __m512 c0[R], c1[R];
+  for (int r = 0; r < R; ++r) c0[r] = c1[r] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 x0 = _mm512_load_ps(w + k * kPanel), x1 = _mm512_load_ps(w + k * kPanel + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      const __m512 b = _mm512_set1_ps(a[r * lda + k]);
+      c0[r] = _mm512_fmadd_ps(b, x0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(b, x1, c1[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    __m512 v0 = c0[r], v1 = c1[r];
+    if (o.res) {
+      const float* rr = o.res + r * o.ldr;
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(o.m0, rr));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(o.m1, rr + 16));
+    }
+    float* y = o.y + r * o.ldy;
+    _mm512_mask_storeu_ps(y, o.m0, v0);
+    _mm512_mask_storeu_ps(y + 16, o.m1, v1);
+  }
+}
+
+template <int... Rs>
+void tile_avx512_rows(std::integer_sequence<int, Rs...>, const float* a, int64_t lda, int rows,
+                      const float* w, int64_t K, const TileOut& o) {
+  (void)((rows == Rs + 1 ? (tile_avx512<Rs + 1>(a, lda, w, K, o), true) : false) || ...);
+}
+#pragma GCC diagnostic pop
+#endif
+
+// One tile of `rows` (1..kRows) rows.
+void tile(const float* a, int64_t lda, int rows, const float* w, int64_t K, const TileOut& o) {
+#if defined(__x86_64__)
+  if (has_avx512()) {
+    tile_avx512_rows(std::make_integer_sequence<int, kRows>{}, a, lda, rows, w, K, o);
+    return;
+  }
+#endif
+  tile_plain(a, lda, rows, w, K, o);
+}
+
+// dst [N, M] f32 = w src[0] (+ src[1]); thread ith takes a share of the panels, every row.
+void product_op(ggml_tensor* dst, int ith, int nth, void* wp) {
+  const auto& w = *(const F32Blocked*)wp;
+  const ggml_tensor* x = dst->src[0];
+  const ggml_tensor* res = dst->src[1];
+  const int64_t M = ggml_nrows(x), lda = (int64_t)(x->nb[1] / sizeof(float));
+  for (int64_t p = w.panels * ith / nth; p < w.panels * (ith + 1) / nth; ++p) {
+    const int64_t c0 = p * kPanel;
+    TileOut o;
+    o.nc = (int)std::min<int64_t>(kPanel, w.N - c0);
+    o.m0 = (uint16_t)(o.nc >= 16 ? 0xffff : (1u << o.nc) - 1);
+    o.m1 = (uint16_t)(o.nc >= 32 ? 0xffff : o.nc > 16 ? (1u << (o.nc - 16)) - 1 : 0);
+    o.ldy = (int64_t)(dst->nb[1] / sizeof(float));
+    o.ldr = res ? (int64_t)(res->nb[1] / sizeof(float)) : 0;
+    const float* wb = w.w.get() + p * w.K * kPanel;
+    // the fewest tiles of at most kRows rows, of even sizes (18 rows: 9 + 9, not 12 + 6)
+    const int64_t tiles = (M + kRows - 1) / kRows;
+    for (int64_t t = 0, m0 = 0; t < tiles; ++t) {
+      const int rows = (int)((M * (t + 1)) / tiles - m0);
+      o.y = (float*)((char*)dst->data + m0 * dst->nb[1]) + c0;
+      o.res = res ? (const float*)((const char*)res->data + m0 * res->nb[1]) + c0 : nullptr;
+      tile((const float*)x->data + m0 * lda, lda, rows, wb, w.K, o);
+      m0 += rows;
+    }
+  }
+}
+
+}  // namespace
+
+F32Blocked pack_f32_blocked(const ggml_tensor* w) {
+  if (w->type != GGML_TYPE_F32)
+    throw std::invalid_argument(std::string("f32 panels: weights of type ") + ggml_type_name(w->type));
+  F32Blocked b;
+  b.K = w->ne[0], b.N = ggml_nrows(w), b.panels = (b.N + kPanel - 1) / kPanel;
+  // 2 MiB-aligned and advised huge, as int8_blocked.cpp's blocks: a step streams every weight
+  constexpr size_t kHuge = 2u << 20;
+  const size_t size = std::max<size_t>((b.bytes() + kHuge - 1) / kHuge * kHuge, 64);
+  b.w.reset((float*)std::aligned_alloc(size >= kHuge * 2 ? kHuge : 64, size));
+  if (!b.w) throw std::bad_alloc();
+  if (size >= kHuge * 2) madvise(b.w.get(), size, MADV_HUGEPAGE);  // a hint: failure changes nothing
+  const int64_t K = b.K, N = b.N;
+  const char* data = (const char*)w->data;
+  const size_t nb1 = w->nb[1];
+  float* out = b.w.get();
+#pragma omp parallel for schedule(static, 1)
+  for (int64_t p = 0; p < b.panels; ++p) {
+    float* dst = out + p * K * kPanel;
+    for (int64_t c = 0; c < kPanel; ++c) {
+      const int64_t n = p * kPanel + c;
+      const float* src = n < N ? (const float*)(data + (size_t)n * nb1) : nullptr;
+      for (int64_t k = 0; k < K; ++k) dst[k * kPanel + c] = src ? src[k] : 0.f;
+    }
+  }
+  return b;
+}
+
+ggml_tensor* dense_f32_blocked(ggml_context* ctx, const F32Blocked& w, ggml_tensor* x,
+                               ggml_tensor* residual) {
+  GGML_ASSERT(x->type == GGML_TYPE_F32 && x->ne[0] == w.K && ggml_is_contiguous(x));
+  const int64_t M = ggml_nrows(x);
+  if (residual)
+    GGML_ASSERT(residual->type == GGML_TYPE_F32 && residual->ne[0] == w.N && ggml_nrows(residual) == M &&
+                ggml_is_contiguous(residual));
+  ggml_tensor* args[2] = {x, residual};
+  return ggml_custom_4d(ctx, GGML_TYPE_F32, w.N, M, 1, 1, args, residual ? 2 : 1, product_op,
+                        GGML_N_TASKS_MAX, const_cast<F32Blocked*>(&w));
+}
+
+}  // namespace capforge::nn
