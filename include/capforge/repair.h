@@ -51,7 +51,7 @@ struct RepairParams {
   // 256 sequence ids cap the captions per wave at 256 when greedy and 256 / (2 x beams) with
   // beams (a spare id per beam): a larger parallel is clamped to that silently. beams must be
   // <= 128 (std::invalid_argument).
-  int parallel = 32;
+  int parallel = 64;
   int threads = 0;  // 0: all cores
   bool gpu = true;
   std::string kv_type = "f16";  // KV cache type: f16 (llama.cpp's default) or f32

@@ -1,6 +1,7 @@
 // The f32 panels of the T5 engine's decode steps (nn/f32_blocked.h) against their contract: each
 // output one fused multiply-add chain over k in order, then + the residual, bit for bit, at any
-// row count and thread count.
+// row count and thread count. N covers a last panel with 1, 6, 13 and 25 live channels (one or both
+// masks partial) and whole panels.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -31,7 +32,7 @@ struct HostMatrix {
 TEST(F32Blocked, EachOutputIsOneFmaChainAtAnyRowsAndThreads) {
   std::mt19937 rng(7);
   std::normal_distribution<float> d;
-  for (auto [K, N] : {std::pair<int64_t, int64_t>{37, 70}, {64, 32}, {130, 45}, {16, 1}}) {
+  for (auto [K, N] : {std::pair<int64_t, int64_t>{37, 70}, {64, 32}, {130, 45}, {16, 1}, {20, 57}}) {
     HostMatrix m(GGML_TYPE_F32, K, N);
     auto* w = (float*)m.t->data;
     for (int64_t i = 0; i < K * N; ++i) w[i] = d(rng);

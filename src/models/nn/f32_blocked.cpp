@@ -129,12 +129,15 @@ F32Blocked pack_f32_blocked(const ggml_tensor* w) {
     throw std::invalid_argument(std::string("f32 panels: weights of type ") + ggml_type_name(w->type));
   F32Blocked b;
   b.K = w->ne[0], b.N = ggml_nrows(w), b.panels = (b.N + kPanel - 1) / kPanel;
-  // 2 MiB-aligned and advised huge, as int8_blocked.cpp's blocks: a step streams every weight
+  // 2 MiB-aligned, and its whole 2 MiB pages advised huge, as int8_blocked.cpp's blocks: a step
+  // streams every weight. The tail past the last whole huge page stays in small pages (rounding
+  // the size up instead would make up to 2 MiB per matrix resident for nothing).
   constexpr size_t kHuge = 2u << 20;
-  const size_t size = std::max<size_t>((b.bytes() + kHuge - 1) / kHuge * kHuge, 64);
-  b.w.reset((float*)std::aligned_alloc(size >= kHuge * 2 ? kHuge : 64, size));
-  if (!b.w) throw std::bad_alloc();
-  if (size >= kHuge * 2) madvise(b.w.get(), size, MADV_HUGEPAGE);  // a hint: failure changes nothing
+  void* mem = nullptr;
+  if (posix_memalign(&mem, kHuge, std::max<size_t>(b.bytes(), 64)) != 0) throw std::bad_alloc();
+  b.w.reset((float*)mem);
+  if (const size_t whole = b.bytes() / kHuge * kHuge; whole > 0)
+    madvise(mem, whole, MADV_HUGEPAGE);  // a hint: failure changes nothing
   const int64_t K = b.K, N = b.N;
   const char* data = (const char*)w->data;
   const size_t nb1 = w->nb[1];

@@ -68,4 +68,11 @@ __attribute__((target("avx512f"))) inline __m512d exp_pd_avx512(__m512d x) {
 }
 
 }  // namespace capforge::nn
+#endif  // __x86_64__
+
+#if !defined(__x86_64__)
+namespace capforge::nn {
+// No AVX-512 code is compiled off x86: callers take their plain loops.
+inline bool has_avx512() { return false; }
+}  // namespace capforge::nn
 #endif
