@@ -16,15 +16,16 @@ namespace {
 
 constexpr size_t kCacheAlign = 64;  // a multiple of ggml's TENSOR_ALIGNMENT (32)
 
-// Where a product with f32 weights runs in the encoder (F32On::onednn: oneDNN's kernels, chunks of
-// up to 2048 rows, ~1.8x ggml's there) and in the decode steps (F32On::ggml: the weights' f32
-// panels where T5Weights made them, nn/f32_blocked.h, ~3x ggml's kernels at 9-64 rows; else
-// ggml's). t5-base f32 greedy output stays identical to PyTorch fp32's (bench/repair).
+// Where a product with f32 weights runs when they have no panels (nn::dense): on oneDNN in the
+// encoder (F32On::onednn: chunks of up to 2048 rows, ~1.8x ggml's there), on ggml's kernels in the
+// decode steps (F32On::ggml: CPUs without AVX-512; elsewhere the decoder's matrices have panels,
+// ~3x ggml's kernels at 9-64 rows). t5-base f32 greedy output stays identical to PyTorch fp32's
+// (bench/repair).
 enum class F32On { ggml, onednn };
 
 // A product with a weight matrix, shaped like x with w's outputs in dim 0, plus `residual` (shaped
-// like the result, or null): int8 blocks where the weights hold them, f32 weights as `f32` says,
-// reduced types wherever is fastest.
+// like the result, or null): int8 blocks or panels where T5Weights made them (t5_weights.h),
+// nn::dense otherwise, f32 weights there as `f32` says.
 ggml_tensor* mm(ggml_context* ctx, const T5Weights& W, ggml_tensor* w, ggml_tensor* x, ggml_tensor* residual,
                 F32On f32) {
   if (const nn::Int8Blocked* b = W.int8(w)) {
@@ -33,10 +34,10 @@ ggml_tensor* mm(ggml_context* ctx, const T5Weights& W, ggml_tensor* w, ggml_tens
     ggml_tensor* y = nn::dense_int8_blocked(ctx, *b, x, residual);
     return ggml_reshape_4d(ctx, y, w->ne[1], x->ne[1], x->ne[2], x->ne[3]);
   }
-  if (const nn::F32Blocked* p = f32 == F32On::ggml ? W.f32_panels(w) : nullptr) {
+  if (const nn::Panels* p = W.panels(w)) {
     if (!ggml_is_contiguous(x)) x = ggml_cont(ctx, x);
     if (residual && !ggml_is_contiguous(residual)) residual = ggml_cont(ctx, residual);
-    ggml_tensor* y = nn::dense_f32_blocked(ctx, *p, x, residual);
+    ggml_tensor* y = nn::dense_panels(ctx, *p, x, residual);
     return ggml_reshape_4d(ctx, y, w->ne[1], x->ne[1], x->ne[2], x->ne[3]);
   }
   ggml_tensor* y = nn::dense(ctx, w, x, nullptr, f32 == F32On::ggml);

@@ -325,14 +325,19 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path
             pack(w);
       pack(output);
     } else if (matrices == T5Matrices::stored && nn::has_avx512()) {
-      // the decode steps' products: few rows at a time (the encoder's run on oneDNN, t5_graph.cpp)
-      auto pack = [&](const ggml_tensor* w) {
-        if (w && w->type == GGML_TYPE_F32 && !f32_panels(w))
-          f32_.emplace_back(w, std::make_unique<nn::F32Blocked>(nn::pack_f32_blocked(w)));
+      // products in f32 arithmetic on panels wherever they beat the alternative: every decode
+      // step (few rows), and the encoder's (many rows) where oneDNN does not take the type
+      auto pack = [&](const ggml_tensor* w, bool decode) {
+        if (w && nn::panels_take(w->type) && (decode || !nn::dense_uses_onednn(w->type)) && !panels(w))
+          panels_.emplace_back(w, std::make_unique<nn::Panels>(nn::pack_panels(w)));
       };
-      for (const T5Layer& l : dec)
-        for (const ggml_tensor* w : {l.q, l.k, l.v, l.o, l.cq, l.co, l.up, l.gate, l.down}) pack(w);
-      pack(output);
+      for (const T5Layer& l : enc)
+        for (const ggml_tensor* w : {l.q, l.k, l.v, l.o, l.up, l.gate, l.down}) pack(w, false);
+      for (const T5Layer& l : dec) {
+        for (const ggml_tensor* w : {l.q, l.k, l.v, l.o, l.cq, l.co, l.up, l.gate, l.down}) pack(w, true);
+        for (const ggml_tensor* w : {l.ck, l.cv}) pack(w, false);  // once per caption, at encode time
+      }
+      pack(output, true);
     }
   } catch (...) {
     if (buf_) ggml_backend_buffer_free(buf_);
@@ -348,8 +353,8 @@ const nn::Int8Blocked* T5Weights::int8(const ggml_tensor* w) const {
   return nullptr;
 }
 
-const nn::F32Blocked* T5Weights::f32_panels(const ggml_tensor* w) const {
-  for (const auto& [t, b] : f32_)
+const nn::Panels* T5Weights::panels(const ggml_tensor* w) const {
+  for (const auto& [t, b] : panels_)
     if (t == w) return b.get();
   return nullptr;
 }

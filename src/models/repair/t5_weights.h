@@ -17,8 +17,8 @@
 #include "core/mapped_file.h"
 #include "ggml-backend.h"
 #include "ggml.h"
-#include "models/nn/f32_blocked.h"
 #include "models/nn/int8_blocked.h"
+#include "models/nn/panels.h"
 
 namespace capforge::repair {
 
@@ -63,8 +63,9 @@ class T5Weights {
   // they load, into memory
   // (the products then run on oneDNN's bf16 kernels where available; see models/nn/dense.h).
   // `int8`: the tensors load as stored, then every matrix is packed to int8 blocks (int8()).
-  // `stored` on a CPU with AVX-512: the decoder's f32 matrices and the output layer are also laid
-  // out in f32 panels for the decode steps (f32_panels(); the same values, another copy in memory).
+  // `stored` on a CPU with AVX-512: the decoder's f32/f16/bf16 matrices and the output layer are
+  // also laid out in panels for the decode steps (panels(); the same values, another copy in
+  // memory), and so are the f16 matrices the encoder uses where oneDNN does not take them.
   explicit T5Weights(const std::string &path, bool map = true, T5Matrices matrices = T5Matrices::stored);
   ~T5Weights();
   T5Weights(const T5Weights &) = delete;
@@ -79,12 +80,12 @@ class T5Weights {
 
   // Matrix w's int8 blocks when the weights were loaded as T5Matrices::int8, else null.
   const nn::Int8Blocked *int8(const ggml_tensor *w) const;
-  // Matrix w's f32 panels (nn/f32_blocked.h), where it has them (see the constructor), else null.
-  const nn::F32Blocked *f32_panels(const ggml_tensor *w) const;
+  // Matrix w's panels (nn/panels.h), where it has them (see the constructor), else null.
+  const nn::Panels *panels(const ggml_tensor *w) const;
 
  private:
   std::vector<std::pair<const ggml_tensor *, std::unique_ptr<nn::Int8Blocked>>> int8_;
-  std::vector<std::pair<const ggml_tensor *, std::unique_ptr<nn::F32Blocked>>> f32_;
+  std::vector<std::pair<const ggml_tensor *, std::unique_ptr<nn::Panels>>> panels_;
   ggml_context *ctx_ = nullptr;
   ggml_backend_buffer_t buf_ = nullptr;
   std::unique_ptr<MappedFile> map_;  // the file, when the weights are used in place
