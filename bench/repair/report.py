@@ -19,6 +19,14 @@ def rate(r):
     return r["r"]["captions_per_s"] if r["side"] == "torch" else r["captions"] / r["full"]["wall"]
 
 
+def rate_loaded(r):
+    """captions/s with the model loaded: capforge's summary seconds (read, repair, write), the peer's
+    generate() time (its timer never covered the load)"""
+    if r["side"] == "torch":
+        return r["r"]["captions_per_s"]
+    return r["captions"] / r["work"] if r.get("work") else None
+
+
 def encode_share(r):
     if r["side"] == "torch":
         return f"{r['r']['stages']['encode'] / r['r']['seconds']:.0%} (timed encoder)"
@@ -39,16 +47,21 @@ if impl:
 print(f"t5-base v1.0 shape, random weights; {n} captions ({cli_n} for the CLI), {threads} threads; max new tokens "
       "ceil(1.5 x caption tokens) + 8\n")
 print("| side | weights / compute | mode | setting | captions | captions/s | vs torch best (same mode) | "
-      "encode share | others' load |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+      "captions/s, model loaded | vs torch best | encode share | others' load |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
     bt = best_torch.get(r["mode"])
     vs = f"{rate(r) / rate(bt):.2f}x" if bt else ""
-    name = {"fp32": "fp32", "bf16": "bf16 autocast", "qint8": "qint8 (quantize_dynamic)"}.get(r["dtype"], r["dtype"])
+    loaded = rate_loaded(r)
+    vs_loaded = f"{loaded / rate(bt):.2f}x" if bt and loaded and r["side"] == "capforge" else ""
+    loaded = f"{loaded:.2f}" if loaded and r["side"] == "capforge" else ""
+    name = r["dtype"]
+    if r["side"] == "torch":
+        name = {"bf16": "bf16 autocast", "qint8": "qint8 (quantize_dynamic)"}.get(name, name)
     mode = "greedy" if r["mode"] == "greedy" else "2 beams, rep. penalty 2.5"
     mark = " (best)" if r is bt else ""
     print(f"| {r['side']} | {name} | {mode} | {r['setting']}{mark} | {r['captions']} | {rate(r):.2f} | {vs} | "
-          f"{encode_share(r)} | {r['full']['others']:.2f} |")
+          f"{loaded} | {vs_loaded} | {encode_share(r)} | {r['full']['others']:.2f} |")
 print("(others' load: the CPU the rest of the machine used meanwhile, in cores on average; above ~0.1 the run "
       "shared its cores)")
 
@@ -60,6 +73,19 @@ for mode in dict.fromkeys(r["mode"] for r in cf):
         bt = best_torch[mode]
         print(f"{mode}: capforge's best ({top['dtype']}) / torch's best ({bt['dtype']}, {bt['setting']}): "
               f"**{rate(top) / rate(bt):.2f}x** (goal >= 2x)")
+        loaded = [r for r in cf if r["mode"] == mode and rate_loaded(r)]
+        if loaded:
+            tl = max(loaded, key=rate_loaded)
+            print(f"{mode}, the model loaded on both sides: capforge's best ({tl['dtype']}) / torch's best: "
+                  f"**{rate_loaded(tl) / rate(bt):.2f}x**")
+        fp32 = [r for r in rows if r["side"] == "torch" and r["mode"] == mode and r["dtype"] == "fp32"]
+        for dt in ("f32", "f16"):
+            same = [r for r in cf if r["mode"] == mode and r["dtype"] == dt]
+            if fp32 and same:
+                f, c = max(fp32, key=rate), same[0]
+                extra = f", {rate_loaded(c) / rate(f):.2f}x model loaded" if rate_loaded(c) else ""
+                print(f"{mode}: capforge {dt} / torch fp32's best ({f['setting']}; f32 arithmetic on both): "
+                      f"**{rate(c) / rate(f):.2f}x**{extra}")
     cli = [r for r in rows if r["side"] == "cli" and r["mode"] == mode]
     if cli:
         f16 = [r for r in cf if r["mode"] == mode and r["dtype"] == "f16"]
@@ -144,6 +170,19 @@ if eq_torch.exists():
             continue
         theirs = [llama_detok(json.loads(line)["ids"], tokens, types) for line in f.read_text().splitlines()]
         print(f"- torch {f.name[len('torch-'):-len('-greedy.jsonl')]}: {sum(o == t for o, t in zip(theirs, ref))} of {len(ref)}")
+
+
+# capforge's f16 weights in f32 arithmetic (panels) against torch fp32 on the same f16 weights (the
+# peer's fp32 runs load the f16 file): an equality check for the weights users download
+torch_f16 = sorted(work.glob("torch-fp32-*-greedy.jsonl"))
+for f in sorted(work.glob("texts-*-f16-greedy.jsonl")):
+    if not torch_f16:
+        break
+    tokens, types = read_vocab(models / "t5-base-v1_0-f32.gguf")
+    ours = [capforge_text(json.loads(line)) for line in f.read_text().splitlines()]
+    theirs = [llama_detok(json.loads(line)["ids"], tokens, types) for line in torch_f16[0].read_text().splitlines()]
+    print(f"\ngreedy f16 (capforge --repair-engine {f.name.split('-')[1]}, f16 weights in f32 arithmetic, vs torch "
+          f"fp32 on the same f16 weights): **{sum(o == t for o, t in zip(ours, theirs))} of {len(ours)}** outputs identical")
 
 
 def cli_texts(path):
