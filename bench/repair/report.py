@@ -80,7 +80,7 @@ for mode in dict.fromkeys(r["mode"] for r in cf):
                   f"**{rate_loaded(tl) / rate(bt):.2f}x**")
         fp32 = [r for r in rows if r["side"] == "torch" and r["mode"] == mode and r["dtype"] == "fp32"]
         for dt in ("f32", "f16"):
-            same = [r for r in cf if r["mode"] == mode and r["dtype"] == dt]
+            same = [r for r in cf if r["mode"] == mode and r["dtype"] == dt and "ggml" in r["setting"]]
             if fp32 and same:
                 f, c = max(fp32, key=rate), same[0]
                 extra = f", {rate_loaded(c) / rate(f):.2f}x model loaded" if rate_loaded(c) else ""
@@ -175,13 +175,13 @@ if eq_torch.exists():
 # capforge's f16 weights in f32 arithmetic (panels) against torch fp32 on the same f16 weights (the
 # peer's fp32 runs load the f16 file): an equality check for the weights users download
 torch_f16 = sorted(work.glob("torch-fp32-*-greedy.jsonl"))
-for f in sorted(work.glob("texts-*-f16-greedy.jsonl")):
+for f in sorted(work.glob("texts-ggml-f16-greedy.jsonl")):
     if not torch_f16:
         break
     tokens, types = read_vocab(models / "t5-base-v1_0-f32.gguf")
     ours = [capforge_text(json.loads(line)) for line in f.read_text().splitlines()]
     theirs = [llama_detok(json.loads(line)["ids"], tokens, types) for line in torch_f16[0].read_text().splitlines()]
-    print(f"\ngreedy f16 (capforge --repair-engine {f.name.split('-')[1]}, f16 weights in f32 arithmetic, vs torch "
+    print(f"\ngreedy f16 (capforge --repair-engine ggml, f16 weights in f32 arithmetic, vs torch "
           f"fp32 on the same f16 weights): **{sum(o == t for o, t in zip(ours, theirs))} of {len(ours)}** outputs identical")
 
 

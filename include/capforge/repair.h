@@ -47,11 +47,14 @@ struct RepairParams {
   // products; the logits move by int8's rounding, so some outputs change). Anything else:
   // std::invalid_argument.
   std::string weights = "stored";
-  // Sequences in flight: captions x beams; the context and batch are sized for them. llama.cpp's
-  // 256 sequence ids cap the captions per wave at 256 when greedy and 256 / (2 x beams) with
-  // beams (a spare id per beam): a larger parallel is clamped to that silently. beams must be
-  // <= 128 (std::invalid_argument).
-  int parallel = 64;
+  // Sequences in flight: captions x beams; the context and batch are sized for them. 0: the
+  // engine's default, 64 on capforge's ggml T5 engine (a decode step reads each weight once for
+  // more captions) and 32 on libllama (whose context, and KV cache, grows with it), at least
+  // beams. llama.cpp's 256 sequence ids cap the captions per wave at 256 when greedy and
+  // 256 / (2 x beams) with beams (a spare id per beam): a larger parallel is clamped to that
+  // silently. Below beams (but not 0), or negative: std::invalid_argument. beams must be <= 128
+  // (std::invalid_argument).
+  int parallel = 0;
   int threads = 0;  // 0: all cores
   bool gpu = true;
   std::string kv_type = "f16";  // KV cache type: f16 (llama.cpp's default) or f32

@@ -91,9 +91,11 @@ void add_repair_model_options(CLI::App* cmd, RepairCli& r, const char* g, bool w
         ->capture_default_str()
         ->check(number_range(-200, 200))
         ->group(g);
-  cmd->add_option("--repair-parallel", p.parallel, "repair sequences in flight (captions x beams)")
+  cmd->add_option("--repair-parallel", p.parallel,
+                  "repair sequences in flight (captions x beams); 0: the engine's default (64 on capforge's "
+                  "ggml T5 engine, 32 on libllama)")
       ->capture_default_str()
-      ->check(int_range(1, 4096))
+      ->check(int_range(0, 4096))
       ->group(g);
   cmd->add_option("--repair-kv-type", p.kv_type, "repair model's KV cache: f16 (llama.cpp's default) or f32")
       ->capture_default_str()
@@ -119,7 +121,7 @@ void check_repair_settings(const RepairCli& r) {
   if (r.params.prompt.find("{caption}") == std::string::npos)
     throw UsageError("--repair-prompt has no {caption}: the caption would not reach the model",
                      "e.g. --repair-prompt 'Fix the grammar of this caption: {caption}'");
-  if (r.params.parallel < r.params.beams)
+  if (r.params.parallel > 0 && r.params.parallel < r.params.beams)
     throw UsageError(
         fmt::format("--repair-parallel {} is below --repair-beams {}: one caption's beams must fit",
                     r.params.parallel, r.params.beams));

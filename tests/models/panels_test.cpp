@@ -52,7 +52,7 @@ TEST(Panels, EachOutputIsOneFmaChainAtAnyRowsAndThreads) {
       const nn::Panels b = nn::pack_panels(m.t);
       ASSERT_EQ(b.panels, (N + 31) / 32);
       ASSERT_EQ(b.type, type);
-      for (int64_t M : {1, 7, 12, 13, 25}) {
+      for (int64_t M : {1, 7, 12, 13, 25, 200}) {  // 200: row blocks, several when threads outnumber panels
         std::vector<float> x((size_t)(K * M)), r((size_t)(N * M));
         for (auto& v : x) v = d(rng) * 3;
         for (auto& v : r) v = d(rng);
@@ -69,7 +69,7 @@ TEST(Panels, EachOutputIsOneFmaChainAtAnyRowsAndThreads) {
           ggml_tensor* tx = g.input(GGML_TYPE_F32, K, M);
           ggml_tensor* tr = with_res ? g.input(GGML_TYPE_F32, N, M) : nullptr;
           g.build(nn::dense_panels(g.ctx(), b, tx, tr));
-          for (int threads : {1, 2, 3}) {
+          for (int threads : {1, 2, 3, 16}) {
             g.set(tx, x);  // the graph's later ops may reuse an input's memory
             if (tr) g.set(tr, r);
             const auto got = g.compute(threads);

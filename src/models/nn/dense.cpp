@@ -2,12 +2,10 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
 
-#include "core/log.h"
 #include "ggml-backend.h"
 #include "models/ggml_util.h"
 #include "models/nn/epilogue.h"

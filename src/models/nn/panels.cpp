@@ -2,14 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <omp.h>
 #include <sys/mman.h>
 
 #include "models/nn/simd.h"
@@ -123,28 +121,32 @@ void product(ggml_tensor* dst, int ith, int nth, const Panels& w) {
   const ggml_tensor* res = dst->src[1];
   const int64_t M = ggml_nrows(x), lda = (int64_t)(x->nb[1] / sizeof(float));
   const size_t panel_bytes = (size_t)(w.K * kPanel) * ggml_type_size(w.type);
-  // blocks of up to kRowBlock rows, each through every panel of this thread, so that the block's
-  // inputs stay in cache (an encoder's 2048 rows of 3072 are 25 MB)
-  for (int64_t b0 = 0; b0 < M; b0 += kRowBlock) {
-    const int64_t rows_b = std::min(kRowBlock, M - b0);
-    for (int64_t p = w.panels * ith / nth; p < w.panels * (ith + 1) / nth; ++p) {
-      const int64_t c0 = p * kPanel;
-      TileOut o;
-      o.nc = (int)std::min<int64_t>(kPanel, w.N - c0);
-      o.m0 = (uint16_t)(o.nc >= 16 ? 0xffff : (1u << o.nc) - 1);
-      o.m1 = (uint16_t)(o.nc >= 32 ? 0xffff : o.nc > 16 ? (1u << (o.nc - 16)) - 1 : 0);
-      o.ldy = (int64_t)(dst->nb[1] / sizeof(float));
-      o.ldr = res ? (int64_t)(res->nb[1] / sizeof(float)) : 0;
-      const void* wb = (const char*)w.w.get() + (size_t)p * panel_bytes;
-      // the fewest tiles of at most kRows rows, of even sizes (18 rows: 9 + 9, not 12 + 6)
-      const int64_t tiles = (rows_b + kRows - 1) / kRows;
-      for (int64_t t = 0, m0 = b0; t < tiles; ++t) {
-        const int rows = (int)(b0 + (rows_b * (t + 1)) / tiles - m0);
-        o.y = (float*)((char*)dst->data + m0 * dst->nb[1]) + c0;
-        o.res = res ? (const float*)((const char*)res->data + m0 * res->nb[1]) + c0 : nullptr;
-        tile<T>((const float*)x->data + m0 * lda, lda, rows, wb, w.K, o);
-        m0 += rows;
-      }
+  // Work items: a block of rows through one panel, taken in order (block-major) in an even share
+  // per thread, so a thread runs each row block through a run of panels while the block's inputs
+  // are in cache (an encoder's 2048 rows of 3072 are 25 MB). Blocks are of up to kRowBlock rows,
+  // fewer when there are too few panels to give every thread two items (16 threads on a
+  // 768-channel matrix); never fewer than a tile's kRows.
+  const int64_t want = std::max<int64_t>(1, (2 * nth + w.panels - 1) / std::max<int64_t>(1, w.panels));
+  const int64_t block = std::clamp<int64_t>((M + want - 1) / want, kRows, kRowBlock);
+  const int64_t blocks = (M + block - 1) / block, items = blocks * w.panels;
+  for (int64_t it = items * ith / nth; it < items * (ith + 1) / nth; ++it) {
+    const int64_t b0 = it / w.panels * block, p = it % w.panels;
+    const int64_t rows_b = std::min(block, M - b0), c0 = p * kPanel;
+    TileOut o;
+    o.nc = (int)std::min<int64_t>(kPanel, w.N - c0);
+    o.m0 = (uint16_t)(o.nc >= 16 ? 0xffff : (1u << o.nc) - 1);
+    o.m1 = (uint16_t)(o.nc >= 32 ? 0xffff : o.nc > 16 ? (1u << (o.nc - 16)) - 1 : 0);
+    o.ldy = (int64_t)(dst->nb[1] / sizeof(float));
+    o.ldr = res ? (int64_t)(res->nb[1] / sizeof(float)) : 0;
+    const void* wb = (const char*)w.w.get() + (size_t)p * panel_bytes;
+    // the fewest tiles of at most kRows rows, of even sizes (18 rows: 9 + 9, not 12 + 6)
+    const int64_t tiles = (rows_b + kRows - 1) / kRows;
+    for (int64_t t = 0, m0 = b0; t < tiles; ++t) {
+      const int rows = (int)(b0 + (rows_b * (t + 1)) / tiles - m0);
+      o.y = (float*)((char*)dst->data + m0 * dst->nb[1]) + c0;
+      o.res = res ? (const float*)((const char*)res->data + m0 * res->nb[1]) + c0 : nullptr;
+      tile<T>((const float*)x->data + m0 * lda, lda, rows, wb, w.K, o);
+      m0 += rows;
     }
   }
 }
@@ -193,8 +195,8 @@ bool panels_take(ggml_type type) {
 Panels pack_panels(const ggml_tensor* w) {
   if (!panels_take(w->type))
     throw std::invalid_argument(std::string("weight panels: weights of type ") + ggml_type_name(w->type));
-  if (w->nb[0] != ggml_type_size(w->type) || !w->data)
-    throw std::invalid_argument("weight panels: the weights' rows must be contiguous, in host memory");
+  if (w->nb[0] != ggml_type_size(w->type) || !w->data || w->ne[2] != 1 || w->ne[3] != 1)
+    throw std::invalid_argument("weight panels: a 2-D matrix with contiguous rows in host memory");
   Panels b;
   b.type = w->type, b.K = w->ne[0], b.N = ggml_nrows(w), b.panels = (b.N + kPanel - 1) / kPanel;
   // 2 MiB-aligned, and its whole 2 MiB pages advised huge, as int8_blocked.cpp's blocks: a step

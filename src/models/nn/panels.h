@@ -1,15 +1,15 @@
-// Products with f32, f16 or bf16 weights in f32 arithmetic, for few rows at a time (a decoder's
-// steps: one token per live sequence), where ggml's kernels reach about half the machine's f32
-// peak (and round the input to f16 for f16 weights) and oneDNN would re-lay the weights out at
-// every call. The weights are laid out once, at load, in panels of 32 output channels ([K][32]
-// values each, in their stored type), so a product streams each weight once, from the thread
-// that owns its panel, and a tile of up to 12 input rows x 32 channels stays in registers for
-// the whole of K. f16 and bf16 weights are widened to f32 in registers (exactly).
+// Products with f32, f16 or bf16 weights in f32 arithmetic, at a decoder step's few rows (one
+// token per live sequence) and at an encoder's many, where ggml's kernels reach a third of these
+// (and round the input to f16 for f16 weights) and oneDNN would re-lay the weights out at every
+// call. The weights are laid out once, at load, in panels of 32 output channels ([K][32] values
+// each, in their stored type), so a product streams each weight once per block of rows, and a
+// tile of up to 12 input rows x 32 channels stays in registers for the whole of K. f16 and bf16
+// weights are widened to f32 in registers (exactly).
 //
 // Contract: each output is one f32 fused multiply-add chain over k = 0..K-1 in order, of the f32
 // input and the weight's exact f32 value (then + the residual), so a row's result depends only on
-// that row and the weights: never on the batch, the tiling or the thread count (threads split the
-// panels). CPUs without AVX-512 get plain loops with std::fma in the same order (the same bits).
+// that row and the weights: never on the batch, the tiling or the thread count. CPUs without
+// AVX-512 get plain loops with std::fma in the same order (the same bits).
 #pragma once
 
 #include <cstdint>
@@ -40,7 +40,7 @@ bool panels_take(ggml_type type);
 Panels pack_panels(const ggml_tensor* w);
 
 // y [N, M] = w x [K, M] (f32, contiguous), plus `residual` ([N, M] f32, or null), as one ggml op
-// (the panels split between threads, every row). `w` must outlive the graph.
+// (threads take even shares of (row block, panel) items). `w` must outlive the graph.
 ggml_tensor* dense_panels(ggml_context* ctx, const Panels& w, ggml_tensor* x,
                           ggml_tensor* residual = nullptr);
 

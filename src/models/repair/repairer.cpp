@@ -53,9 +53,11 @@ Repairer::Impl::Impl(std::shared_ptr<const RepairModel> m, const RepairParams& p
   if (B > 1 && model->n_vocab <= (int)model->eog.size())
     throw std::invalid_argument(
         "repair beam search needs a vocabulary with tokens other than end-of-generation");
-  if (params.parallel < B)
-    throw std::invalid_argument(
-        fmt::format("repair parallel ({}) must be >= beams ({})", params.parallel, B));
+  if (params.parallel < 0 || (params.parallel > 0 && params.parallel < B))
+    throw std::invalid_argument(fmt::format(
+        "repair parallel ({}) must be >= beams ({}), or 0 for the engine's default", params.parallel, B));
+  // 0: the engine's default (repair.h)
+  const int parallel = params.parallel > 0 ? params.parallel : std::max(model->engine == "ggml" ? 64 : 32, B);
   if (!std::isfinite(params.length_penalty))
     throw std::invalid_argument("repair length penalty must be finite");
   if (!(params.repetition_penalty > 0) || !std::isfinite(params.repetition_penalty))
@@ -80,7 +82,7 @@ Repairer::Impl::Impl(std::shared_ptr<const RepairModel> m, const RepairParams& p
 
   const int ids_per_job = B == 1 ? 1 : 2 * B;
   // a parallel above what the sequence ids allow is clamped (repair.h)
-  max_jobs = std::max(1, std::min(params.parallel / B, kMaxSeq / ids_per_job));
+  max_jobs = std::max(1, std::min(parallel / B, kMaxSeq / ids_per_job));
   const int seqs = max_jobs * B;  // sequences decoded per step at most
   // T5's relative positions make n_ctx_train a soft limit; it is still the cap
   const int n_ctx_train = model->n_ctx_train > 0 ? model->n_ctx_train : 512;

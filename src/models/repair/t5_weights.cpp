@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -19,6 +20,19 @@
 #include "models/nn/simd.h"
 
 namespace capforge::repair {
+
+namespace {
+
+// CAPFORGE_PANELS=0 in the environment: no weight panels (A/B runs; a model too large to copy).
+bool panels_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("CAPFORGE_PANELS");
+    return !(env && std::strcmp(env, "0") == 0);
+  }();
+  return on;
+}
+
+}  // namespace
 
 constexpr size_t kMapAlign = 32;  // ggml's TENSOR_ALIGNMENT, which a mapped tensor's data must keep
 
@@ -324,7 +338,7 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path
           for (const ggml_tensor* w : {l.q, l.k, l.v, l.o, l.cq, l.ck, l.cv, l.co, l.up, l.gate, l.down})
             pack(w);
       pack(output);
-    } else if (matrices == T5Matrices::stored && nn::has_avx512()) {
+    } else if (matrices == T5Matrices::stored && nn::has_avx512() && panels_enabled()) {
       // products in f32 arithmetic on panels wherever they beat the alternative: every decode
       // step (few rows), and the encoder's (many rows) where oneDNN does not take the type
       auto pack = [&](const ggml_tensor* w, bool decode) {

@@ -65,7 +65,8 @@ class T5Weights {
   // `int8`: the tensors load as stored, then every matrix is packed to int8 blocks (int8()).
   // `stored` on a CPU with AVX-512: the decoder's f32/f16/bf16 matrices and the output layer are
   // also laid out in panels for the decode steps (panels(); the same values, another copy in
-  // memory), and so are the f16 matrices the encoder uses where oneDNN does not take them.
+  // memory), and so are the encoder's matrices whose type oneDNN does not take (f16; every type
+  // without oneDNN). CAPFORGE_PANELS=0 in the environment: none.
   explicit T5Weights(const std::string &path, bool map = true, T5Matrices matrices = T5Matrices::stored);
   ~T5Weights();
   T5Weights(const T5Weights &) = delete;
