@@ -107,11 +107,11 @@ class ModelRepairStage : public Stage {
       if (!s->ok()) continue;
       if (s->re_caption)
         items.push_back(
-            {s, "", &s->re_caption, &s->re_clip_score, &s->re_caption_unrepaired, &s->repair_status});
+            {s, "", &s->re_caption, &s->re_clip_score, &s->re_caption_unrepaired, &s->repair_status, {}});
       for (auto& o : s->more_outputs)
         if (o.re_caption)
           items.push_back(
-              {s, o.name, &o.re_caption, &o.re_clip_score, &o.re_caption_unrepaired, &o.repair_status});
+              {s, o.name, &o.re_caption, &o.re_clip_score, &o.re_caption_unrepaired, &o.repair_status, {}});
     }
     if (items.empty()) return;
     std::vector<std::string> captions;
