@@ -121,11 +121,17 @@ TEST(RepairEngine, ImpossibleSettingsThrowInvalidArgument) {
   };
   bad([](RepairParams& p) { p.beams = 0; });
   bad([](RepairParams& p) { p.beams = 4, p.parallel = 2; });
+  bad([](RepairParams& p) { p.parallel = -1; });
   bad([](RepairParams& p) { p.kv_type = "q8_0"; });
   bad([](RepairParams& p) { p.early_stopping = "sometimes"; });
   bad([](RepairParams& p) { p.repetition_penalty = 0; });
   bad([](RepairParams& p) { p.max_tokens_ratio = 0, p.max_tokens_extra = 0; });
   bad([](RepairParams& p) { p.beams = 129, p.parallel = 4096; });  // 2 ids per beam > 256
+  {  // 0: the engine's default, never below the beams
+    RepairParams p = params_for(fx().t5_v1_1);
+    p.beams = 100, p.parallel = 0;
+    EXPECT_NO_THROW(Repairer(m, p));
+  }
   auto d = load_repair_model(params_for(fx().llama));
   RepairParams p = params_for(fx().llama);
   p.prompt = "no placeholder";

@@ -252,6 +252,7 @@ TEST_F(RepairCli, UsageErrorsExitTwoBeforeAnyOutput) {
        "--repair-chat-template is for decoder-only"},
       {{"--repair-model", at("lm.gguf"), "--repair-prefix", "fix: "}, "T5"},
       {{"--repair-model", t5, "--repair-beams", "8", "--repair-parallel", "4"}, "--repair-parallel"},
+      {{"--repair-model", t5, "--repair-parallel", "-1"}, "--repair-parallel"},
   };
   for (auto& [args, what] : cases) {
     auto r = cap(args);
