@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """bench/repair's report: the results of bench/repair/run as a markdown table, the ratios against the
 goals and the output equality. usage: report.py WORK MODELS N CLI_N THREADS"""
+import functools
 import json
 import os
 import sys
@@ -119,6 +120,7 @@ def llama_detok(ids, tokens, types):
     return out.decode("utf-8", errors="replace").strip(" \t\r\n")
 
 
+@functools.lru_cache(maxsize=None)
 def read_vocab(path):
     sys.path.insert(0, os.path.expanduser("~/.cache/capforge/deps/llama.cpp/gguf-py"))
     import gguf

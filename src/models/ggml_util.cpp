@@ -4,8 +4,11 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <thread>
 
@@ -29,6 +32,15 @@ void advise_huge_pages(ggml_backend_buffer_t buf) {
   const auto base = (uintptr_t)ggml_backend_buffer_get_base(buf);
   const uintptr_t from = (base + page - 1) / page * page, to = (base + size) / page * page;
   if (to > from) madvise((void*)from, to - from, MADV_HUGEPAGE);  // a hint: failure changes nothing
+}
+
+void* alloc_huge(size_t bytes) {
+  constexpr size_t kHuge = 2u << 20;
+  void* mem = nullptr;
+  if (posix_memalign(&mem, kHuge, std::max<size_t>(bytes, 64)) != 0) throw std::bad_alloc();
+  if (const size_t whole = bytes / kHuge * kHuge; whole > 0)
+    madvise(mem, whole, MADV_HUGEPAGE);  // a hint: failure changes nothing
+  return mem;
 }
 
 ggml_backend_t init_backend(ggml_backend_dev_t dev, int threads) {

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -27,6 +28,15 @@ ggml_type weight_type_from_name(const std::string& name);
 // of 512 small faults (RN50x64 images +15%, a T5's bf16 conversion at load 2.8 -> 1.2 s). Call it
 // before the buffer's pages are first written; buffers under 4 MB and device buffers are skipped.
 void advise_huge_pages(ggml_backend_buffer_t buf);
+
+// Host memory for weights that a decode step streams whole (nn/panels.h, nn/int8_blocked.h):
+// 2 MiB-aligned, its whole 2 MiB pages advised huge (a hint: a TLB miss every 4 KiB otherwise, and
+// a fault each at first touch); the tail past the last whole huge page stays in small pages, so
+// rounding never makes memory resident for nothing. Freed with std::free. Throws std::bad_alloc.
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+void* alloc_huge(size_t bytes);
 
 // n values of `type` at src (f32, f16, bf16 or any type ggml dequantises; n whole blocks of it) as
 // f32 at dst: the CPU backend's vectorised conversions for f16 and bf16 (the type traits' take one

@@ -9,7 +9,6 @@
 #include "ggml-backend.h"
 #include "models/ggml_util.h"
 #include "models/nn/epilogue.h"
-#include "models/nn/int8.h"
 #include "models/nn/onednn_rows.h"
 
 #if defined(__x86_64__)

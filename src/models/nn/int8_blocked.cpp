@@ -2,13 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <new>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include <omp.h>
-#include <sys/mman.h>
 
 #include "models/ggml_util.h"
 #include "models/nn/int8.h"
@@ -200,13 +198,7 @@ Int8Blocked pack_blocked(int64_t K, int64_t N, const Rows& rows) {
   if (K > 65536) throw std::invalid_argument("int8 weights: rows longer than 65536 values");
   Int8Blocked b;
   b.K = K, b.N = N, b.k4 = (K + 3) / 4, b.blocks = (N + 31) / 32 * 2;
-  // 2 MiB-aligned and advised huge: a decode step streams every weight, and 4 KiB pages cost a
-  // TLB miss every 4 KiB of it (and a fault each at first touch)
-  constexpr size_t kHuge = 2u << 20;
-  const size_t size = (b.bytes() + kHuge - 1) / kHuge * kHuge;
-  b.q.reset((int8_t*)std::aligned_alloc(size >= kHuge * 2 ? kHuge : 64, size));
-  if (!b.q) throw std::bad_alloc();
-  if (size >= kHuge * 2) madvise(b.q.get(), size, MADV_HUGEPAGE);  // a hint: failure changes nothing
+  b.q.reset((int8_t*)alloc_huge(b.bytes()));
   const int64_t channels = b.blocks * kLanes;
   b.scale.assign((size_t)channels, 0.f);
   b.sum.assign((size_t)channels, 0);

@@ -18,19 +18,17 @@
 #include <vector>
 
 #include "ggml.h"
+#include "models/ggml_util.h"
 
 namespace capforge::nn {
 
 struct Int8Blocked {
-  struct Free {
-    void operator()(int8_t* p) const { std::free(p); }
-  };
-  int64_t K = 0, N = 0;             // input width, output channels
-  int64_t k4 = 0;                   // ceil(K / 4): groups of 4 inputs (a zero-padded tail)
-  int64_t blocks = 0;               // ceil(N / 32) * 2: blocks of 16 channels (zero channels past N)
-  std::unique_ptr<int8_t, Free> q;  // [blocks][k4][16][4] int8, 64-byte aligned
-  std::vector<float> scale;         // per channel (blocks * 16; 0 past N)
-  std::vector<int32_t> sum;         // per channel: the sum of its q
+  int64_t K = 0, N = 0;                    // input width, output channels
+  int64_t k4 = 0;                          // ceil(K / 4): groups of 4 inputs (a zero-padded tail)
+  int64_t blocks = 0;                      // ceil(N / 32) * 2: blocks of 16 channels (zero channels past N)
+  std::unique_ptr<int8_t, FreeDeleter> q;  // [blocks][k4][16][4] int8 (alloc_huge)
+  std::vector<float> scale;                // per channel (blocks * 16; 0 past N)
+  std::vector<int32_t> sum;                // per channel: the sum of its q
   size_t bytes() const { return (size_t)(blocks * k4 * 64); }
 };
 

@@ -2,13 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <new>
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <sys/mman.h>
 
 #include "models/nn/simd.h"
 
@@ -192,6 +191,14 @@ bool panels_take(ggml_type type) {
   return type == GGML_TYPE_F32 || type == GGML_TYPE_F16 || type == GGML_TYPE_BF16;
 }
 
+bool panels_pay() {
+  static const bool yes = [] {
+    const char* env = std::getenv("CAPFORGE_PANELS");
+    return has_avx512() && !(env && std::strcmp(env, "0") == 0);
+  }();
+  return yes;
+}
+
 Panels pack_panels(const ggml_tensor* w) {
   if (!panels_take(w->type))
     throw std::invalid_argument(std::string("weight panels: weights of type ") + ggml_type_name(w->type));
@@ -199,15 +206,7 @@ Panels pack_panels(const ggml_tensor* w) {
     throw std::invalid_argument("weight panels: a 2-D matrix with contiguous rows in host memory");
   Panels b;
   b.type = w->type, b.K = w->ne[0], b.N = ggml_nrows(w), b.panels = (b.N + kPanel - 1) / kPanel;
-  // 2 MiB-aligned, and its whole 2 MiB pages advised huge, as int8_blocked.cpp's blocks: a step
-  // streams every weight. The tail past the last whole huge page stays in small pages (rounding
-  // the size up instead would make up to 2 MiB per matrix resident for nothing).
-  constexpr size_t kHuge = 2u << 20;
-  void* mem = nullptr;
-  if (posix_memalign(&mem, kHuge, std::max<size_t>(b.bytes(), 64)) != 0) throw std::bad_alloc();
-  b.w.reset(mem);
-  if (const size_t whole = b.bytes() / kHuge * kHuge; whole > 0)
-    madvise(mem, whole, MADV_HUGEPAGE);  // a hint: failure changes nothing
+  b.w.reset(alloc_huge(b.bytes()));
   if (ggml_type_size(b.type) == 4)
     fill_panels<uint32_t>(w, b);
   else

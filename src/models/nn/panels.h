@@ -13,26 +13,28 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 
 #include "ggml.h"
+#include "models/ggml_util.h"
 
 namespace capforge::nn {
 
 struct Panels {
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  ggml_type type = GGML_TYPE_F32;  // of the values: F32, F16 or BF16
-  int64_t K = 0, N = 0;            // input width, output channels
-  int64_t panels = 0;              // ceil(N / 32) (zero channels past N)
-  std::unique_ptr<void, Free> w;   // [panels][K][32] values, 2 MiB-aligned
+  ggml_type type = GGML_TYPE_F32;        // of the values: F32, F16 or BF16
+  int64_t K = 0, N = 0;                  // input width, output channels
+  int64_t panels = 0;                    // ceil(N / 32) (zero channels past N)
+  std::unique_ptr<void, FreeDeleter> w;  // [panels][K][32] values (alloc_huge)
   size_t bytes() const { return (size_t)(panels * K * 32) * ggml_type_size(type); }
 };
 
 // Whether pack_panels() takes this weight type (F32, F16, BF16).
 bool panels_take(ggml_type type);
+
+// Whether panels are worth making on this CPU: AVX-512 (elsewhere the plain loops are slower than
+// ggml's kernels), and not turned off with CAPFORGE_PANELS=0 in the environment (A/B runs; a model
+// too large to copy). Read once.
+bool panels_pay();
 
 // A 2-D ggml matrix in host memory, [K, N] in ggml's order (ne0 = K inputs per row), of a type
 // panels_take() accepts -> its panels in the same type (on every core). std::invalid_argument

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -17,22 +16,8 @@
 #include "gguf.h"
 #include "models/ggml_util.h"
 #include "models/nn/dense.h"
-#include "models/nn/simd.h"
 
 namespace capforge::repair {
-
-namespace {
-
-// CAPFORGE_PANELS=0 in the environment: no weight panels (A/B runs; a model too large to copy).
-bool panels_enabled() {
-  static const bool on = [] {
-    const char* env = std::getenv("CAPFORGE_PANELS");
-    return !(env && std::strcmp(env, "0") == 0);
-  }();
-  return on;
-}
-
-}  // namespace
 
 constexpr size_t kMapAlign = 32;  // ggml's TENSOR_ALIGNMENT, which a mapped tensor's data must keep
 
@@ -338,7 +323,7 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path
           for (const ggml_tensor* w : {l.q, l.k, l.v, l.o, l.cq, l.ck, l.cv, l.co, l.up, l.gate, l.down})
             pack(w);
       pack(output);
-    } else if (matrices == T5Matrices::stored && nn::has_avx512() && panels_enabled()) {
+    } else if (matrices == T5Matrices::stored && nn::panels_pay()) {
       // products in f32 arithmetic on panels wherever they beat the alternative: every decode
       // step (few rows), and the encoder's (many rows) where oneDNN does not take the type
       auto pack = [&](const ggml_tensor* w, bool decode) {
@@ -361,17 +346,22 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path
   }
 }
 
-const nn::Int8Blocked* T5Weights::int8(const ggml_tensor* w) const {
-  for (const auto& [t, b] : int8_)
+namespace {
+
+// The packed form of matrix w in `packed` (a few hundred entries, looked up at graph build), or null.
+template <class P>
+const P* packed_of(const std::vector<std::pair<const ggml_tensor*, std::unique_ptr<P>>>& packed,
+                   const ggml_tensor* w) {
+  for (const auto& [t, b] : packed)
     if (t == w) return b.get();
   return nullptr;
 }
 
-const nn::Panels* T5Weights::panels(const ggml_tensor* w) const {
-  for (const auto& [t, b] : panels_)
-    if (t == w) return b.get();
-  return nullptr;
-}
+}  // namespace
+
+const nn::Int8Blocked* T5Weights::int8(const ggml_tensor* w) const { return packed_of(int8_, w); }
+
+const nn::Panels* T5Weights::panels(const ggml_tensor* w) const { return packed_of(panels_, w); }
 
 T5Weights::~T5Weights() {
   if (buf_) ggml_backend_buffer_free(buf_);
