@@ -48,14 +48,15 @@ struct RepairParams {
   // std::invalid_argument.
   std::string weights = "stored";
   // Sequences in flight: captions x beams; the context and batch are sized for them. 0: the
-  // engine's default, 64 on capforge's ggml T5 engine (a decode step reads each weight once for
-  // more captions) and 32 on libllama (whose context, and KV cache, grows with it), at least
-  // beams. llama.cpp's 256 sequence ids cap the captions per wave at 256 when greedy and
+  // engine's default, kParallelGgml on capforge's ggml T5 engine (a decode step reads each weight
+  // once for more captions) and kParallelLlama on libllama (whose context, and KV cache, grows
+  // with it), at least beams. llama.cpp's 256 sequence ids cap the captions per wave at 256 when greedy and
   // 256 / (2 x beams) with beams (a spare id per beam): a larger parallel is clamped to that
   // silently. Below beams (but not 0), or negative: std::invalid_argument. beams must be <= 128
   // (std::invalid_argument).
   int parallel = 0;
-  int threads = 0;  // 0: all cores
+  static constexpr int kParallelGgml = 64, kParallelLlama = 32;
+  int threads = 0;  // 0: the CPUs this process may use (affinity and CPU quota)
   bool gpu = true;
   std::string kv_type = "f16";  // KV cache type: f16 (llama.cpp's default) or f32
   bool flash_attn = false;

@@ -92,8 +92,9 @@ void add_repair_model_options(CLI::App* cmd, RepairCli& r, const char* g, bool w
         ->check(number_range(-200, 200))
         ->group(g);
   cmd->add_option("--repair-parallel", p.parallel,
-                  "repair sequences in flight (captions x beams); 0: the engine's default (64 on capforge's "
-                  "ggml T5 engine, 32 on libllama)")
+                  fmt::format("repair sequences in flight (captions x beams); 0: the engine's default ({} on "
+                              "capforge's ggml T5 engine, {} on libllama)",
+                              RepairParams::kParallelGgml, RepairParams::kParallelLlama))
       ->capture_default_str()
       ->check(int_range(0, 4096))
       ->group(g);

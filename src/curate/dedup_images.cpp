@@ -9,6 +9,7 @@
 
 #include "capforge/image.h"
 #include "capforge/io.h"
+#include "core/cpus.h"
 #include "core/hash.h"
 #include "core/log.h"
 #include "curate/dedup_internal.h"
@@ -123,7 +124,7 @@ std::vector<std::pair<uint64_t, uint64_t>> row_phashes(duck::Database& db, const
   init_vips();
   const fs::path cache_dir = fs::path(params.out) / ".dedup" / "phash";
   fs::create_directories(cache_dir);
-  const int threads = params.threads > 0 ? params.threads : omp_get_max_threads();
+  const int threads = params.threads > 0 ? params.threads : available_cpus();
   db.exec("CREATE TABLE ph(set_idx INTEGER, shard_idx INTEGER, key VARCHAR, h BIGINT)");
   {
     Appender app(db, "ph");

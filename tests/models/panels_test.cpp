@@ -52,6 +52,11 @@ TEST(Panels, EachOutputIsOneFmaChainAtAnyRowsAndThreads) {
       const nn::Panels b = nn::pack_panels(m.t);
       ASSERT_EQ(b.panels, (N + 31) / 32);
       ASSERT_EQ(b.type, type);
+      for (int pack_threads : {1, 3}) {  // the layout does not depend on the packing threads
+        const nn::Panels o = nn::pack_panels(m.t, pack_threads);
+        ASSERT_EQ(std::memcmp(o.w.get(), b.w.get(), b.bytes()), 0)
+            << "packed on " << pack_threads << " threads";
+      }
       for (int64_t M : {1, 7, 12, 13, 25, 200}) {  // 200: row blocks, several when threads outnumber panels
         std::vector<float> x((size_t)(K * M)), r((size_t)(N * M));
         for (auto& v : x) v = d(rng) * 3;

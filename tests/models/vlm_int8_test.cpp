@@ -54,6 +54,13 @@ TEST(Int8Blocked, EqualsTheRowSchemeAtAnyRowsAndThreads) {
     std::vector<float> w((size_t)(K * N));
     for (auto& v : w) v = d(rng);
     const nn::Int8Blocked b = nn::pack_int8_blocked(w.data(), K, N);
+    for (int pack_threads : {1, 3}) {  // the layout does not depend on the packing threads
+      const nn::Int8Blocked o = nn::pack_int8_blocked(w.data(), K, N, pack_threads);
+      ASSERT_EQ(std::memcmp(o.q.get(), b.q.get(), b.bytes()), 0)
+          << "packed on " << pack_threads << " threads";
+      ASSERT_EQ(o.scale, b.scale);
+      ASSERT_EQ(o.sum, b.sum);
+    }
     for (int64_t M : {1, 7, 8, 19}) {
       std::vector<float> x((size_t)(K * M)), r((size_t)(N * M));
       for (auto& v : x) v = d(rng) * 3;

@@ -111,9 +111,7 @@ CF_AVX512 void query_avx512(const float* q, const PairBlock& p, int64_t keys, co
     }
     for (int64_t i = 0; i < nv; ++i, jb += kLanes) {
       __m512 a = _mm512_mul_ps(acc[i], vscale);
-      const __mmask16 live = keys - jb >= kLanes ? (__mmask16)0xffff
-                             : keys > jb         ? (__mmask16)((1u << (keys - jb)) - 1)
-                                                 : (__mmask16)0;
+      const __mmask16 live = first_lanes(keys - jb);
       if (mask)
         a = _mm512_add_ps(a, _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, (const void*)(mask + jb))));
       a = _mm512_mask_mov_ps(ninf, live, a);  // keys past tk: -inf
@@ -134,7 +132,7 @@ CF_AVX512 void query_avx512(const float* q, const PairBlock& p, int64_t keys, co
   for (int64_t d = 0; d < p.hd;) {
     const int64_t nv = std::min<int64_t>(4, (p.hd - d + kLanes - 1) / kLanes);
     const int64_t rest = p.hd - d - (nv - 1) * kLanes;  // lanes of the last vector, 1..16
-    const __mmask16 last = rest >= kLanes ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
+    const __mmask16 last = first_lanes(rest);
     const float* v = p.v.data() + d;
     switch (nv) {
       case 4:

@@ -24,7 +24,7 @@ __attribute__((target("avx512f"))) void finish_row_avx512(float* y, int64_t n, c
                                                           const float* res) {
   const __m512 k = _mm512_set1_ps(-1.702f), one = _mm512_set1_ps(1.0f);
   for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 live = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+    const __mmask16 live = first_lanes(n - i);
     __m512 v = _mm512_maskz_loadu_ps(live, y + i);
     if (e.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(live, e.bias + i));
     if (e.quick_gelu) v = _mm512_div_ps(v, _mm512_add_ps(one, exp_avx512(_mm512_mul_ps(k, v))));

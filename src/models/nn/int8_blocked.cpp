@@ -8,6 +8,7 @@
 
 #include <omp.h>
 
+#include "core/cpus.h"
 #include "models/ggml_util.h"
 #include "models/nn/int8.h"
 #include "models/nn/simd.h"
@@ -161,27 +162,18 @@ void product_op(ggml_tensor* dst, int ith, int nth, void* wp) {
     TileOut o;
     o.scale = w.scale.data() + c0;  // both padded to whole blocks (zeros past N)
     o.sum = w.sum.data() + c0;
-    o.m0 = (uint16_t)(nc >= 16 ? 0xffff : (1u << nc) - 1);
-    o.m1 = (uint16_t)(nc >= 32 ? 0xffff : nc > 16 ? (1u << (nc - 16)) - 1 : 0);
+    o.m0 = first_lanes(nc), o.m1 = first_lanes(nc - 16);
     o.ldy = (int64_t)(dst->nb[1] / sizeof(float));
     o.ldr = res ? (int64_t)(res->nb[1] / sizeof(float)) : 0;
-    // the fewest tiles of at most kRows rows, of even sizes (18 rows: 6 + 6 + 6, not 8 + 8 + 2)
-    const int64_t tiles = (M + kRows - 1) / kRows;
-    for (int64_t t = 0, m0 = 0; t < tiles; ++t) {
-      const int rows = (int)((M * (t + 1)) / tiles - m0);
+    even_tiles(M, kRows, [&](int64_t m0, int rows) {
       const auto* a = (const uint8_t*)qx->data + m0 * lda;
       o.y = (float*)((char*)dst->data + m0 * dst->nb[1]) + c0;
       o.res = res ? (const float*)((const char*)res->data + m0 * res->nb[1]) + c0 : nullptr;
 #if defined(__x86_64__)
-      if (fast) {
-        tile_vnni_any(a, lda, rows, wb, w.k4, o);
-        m0 += rows;
-        continue;
-      }
+      if (fast) return tile_vnni_any(a, lda, rows, wb, w.k4, o);
 #endif
       tile_plain_out(a, lda, rows, wb, w.k4, nc, o);
-      m0 += rows;
-    }
+    });
   }
 }
 
@@ -194,7 +186,7 @@ namespace {
 // The blocked layout of N channels of K inputs; rows(n, scratch) gives channel n's K f32 weights
 // (a pointer into the source, or scratch [K] filled).
 template <class Rows>
-Int8Blocked pack_blocked(int64_t K, int64_t N, const Rows& rows) {
+Int8Blocked pack_blocked(int64_t K, int64_t N, int threads, const Rows& rows) {
   if (K > 65536) throw std::invalid_argument("int8 weights: rows longer than 65536 values");
   Int8Blocked b;
   b.K = K, b.N = N, b.k4 = (K + 3) / 4, b.blocks = (N + 31) / 32 * 2;
@@ -204,7 +196,7 @@ Int8Blocked pack_blocked(int64_t K, int64_t N, const Rows& rows) {
   b.sum.assign((size_t)channels, 0);
   // blocks of 16 channels per thread (each owns whole cache lines of q); every byte written once.
   // Each thread's buffers are allocated here, outside the parallel loop, which must not throw.
-  const int threads = std::max(1, omp_get_max_threads());
+  threads = threads > 0 ? threads : available_cpus();
   const size_t row_len = (size_t)(b.k4 * 4 + kInt8Tail);
   std::vector<int8_t> row_buf(row_len * (size_t)threads);
   std::vector<float> scratch_buf((size_t)K * (size_t)threads);
@@ -229,17 +221,17 @@ Int8Blocked pack_blocked(int64_t K, int64_t N, const Rows& rows) {
 
 }  // namespace
 
-Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N) {
-  return pack_blocked(K, N, [&](int64_t n, float*) { return w + n * K; });
+Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N, int threads) {
+  return pack_blocked(K, N, threads, [&](int64_t n, float*) { return w + n * K; });
 }
 
-Int8Blocked pack_int8_blocked(const ggml_tensor* w) {
+Int8Blocked pack_int8_blocked(const ggml_tensor* w, int threads) {
   const int64_t K = w->ne[0], N = ggml_nrows(w);
   if (w->type != GGML_TYPE_F32 && !ggml_get_type_traits(w->type)->to_float)
     throw std::invalid_argument(std::string("int8 weights: cannot dequantise type ") +
                                 ggml_type_name(w->type));
   const char* data = (const char*)w->data;
-  return pack_blocked(K, N, [&](int64_t n, float* scratch) {
+  return pack_blocked(K, N, threads, [&](int64_t n, float* scratch) {
     const char* src = data + (size_t)n * w->nb[1];
     if (w->type == GGML_TYPE_F32) return (const float*)src;
     to_f32(w->type, src, scratch, K);

@@ -33,13 +33,15 @@ struct Int8Blocked {
 };
 
 // w [N, K] (f32, rows of K: one output channel each) -> the blocked layout. Non-finite weights give
-// a meaningless channel, never a crash.
-Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N);
+// a meaningless channel, never a crash. Packing runs on `threads` threads (0: available_cpus(), the
+// CPUs this process may use; the layout does not depend on it).
+Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N, int threads = 0);
 
 // A 2-D ggml matrix in host memory, [K, N] in ggml's order (ne0 = K inputs per row), of any type
 // ggml can dequantise (f32, f16, bf16, q8_0, q4_k...) -> the blocked layout (each row dequantised
-// to f32 as it is packed, on every core). std::invalid_argument for a type without a dequantiser.
-Int8Blocked pack_int8_blocked(const ggml_tensor* w);
+// to f32 as it is packed, on `threads` threads as above). std::invalid_argument for a type without a
+// dequantiser.
+Int8Blocked pack_int8_blocked(const ggml_tensor* w, int threads = 0);
 
 // y [N, M] = w x [K, M] (f32, rows contiguous), plus `residual` ([N, M] f32, or null), as one ggml
 // op pair: x's rows quantised (rows split between threads), then the products (columns split).

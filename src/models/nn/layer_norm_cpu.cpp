@@ -32,20 +32,20 @@ __attribute__((target("avx512f"))) void row_avx512(const float* x, const float* 
                                                    float eps, float* y) {
   __m512 s = _mm512_setzero_ps();
   for (int64_t i = 0; i < D; i += 16) {
-    const __mmask16 live = D - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (D - i)) - 1);
+    const __mmask16 live = first_lanes(D - i);
     s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(live, x + i));
   }
   const float mean = _mm512_reduce_add_ps(s) / (float)D;
   const __m512 vm = _mm512_set1_ps(mean);
   __m512 v = _mm512_setzero_ps();
   for (int64_t i = 0; i < D; i += 16) {
-    const __mmask16 live = D - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (D - i)) - 1);
+    const __mmask16 live = first_lanes(D - i);
     const __m512 d = _mm512_maskz_sub_ps(live, _mm512_maskz_loadu_ps(live, x + i), vm);
     v = _mm512_fmadd_ps(d, d, v);
   }
   const __m512 inv = _mm512_set1_ps(1.0f / std::sqrt(_mm512_reduce_add_ps(v) / (float)D + eps));
   for (int64_t i = 0; i < D; i += 16) {
-    const __mmask16 live = D - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (D - i)) - 1);
+    const __mmask16 live = first_lanes(D - i);
     const __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, x + i), vm), inv);
     _mm512_mask_storeu_ps(
         y + i, live,

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/cpus.h"
 #include "models/nn/simd.h"
 
 namespace capforge::nn {
@@ -133,20 +134,16 @@ void product(ggml_tensor* dst, int ith, int nth, const Panels& w) {
     const int64_t rows_b = std::min(block, M - b0), c0 = p * kPanel;
     TileOut o;
     o.nc = (int)std::min<int64_t>(kPanel, w.N - c0);
-    o.m0 = (uint16_t)(o.nc >= 16 ? 0xffff : (1u << o.nc) - 1);
-    o.m1 = (uint16_t)(o.nc >= 32 ? 0xffff : o.nc > 16 ? (1u << (o.nc - 16)) - 1 : 0);
+    o.m0 = first_lanes(o.nc), o.m1 = first_lanes(o.nc - 16);
     o.ldy = (int64_t)(dst->nb[1] / sizeof(float));
     o.ldr = res ? (int64_t)(res->nb[1] / sizeof(float)) : 0;
     const void* wb = (const char*)w.w.get() + (size_t)p * panel_bytes;
-    // the fewest tiles of at most kRows rows, of even sizes (18 rows: 9 + 9, not 12 + 6)
-    const int64_t tiles = (rows_b + kRows - 1) / kRows;
-    for (int64_t t = 0, m0 = b0; t < tiles; ++t) {
-      const int rows = (int)(b0 + (rows_b * (t + 1)) / tiles - m0);
+    even_tiles(rows_b, kRows, [&](int64_t t0, int rows) {  // 18 rows: 9 + 9, not 12 + 6
+      const int64_t m0 = b0 + t0;
       o.y = (float*)((char*)dst->data + m0 * dst->nb[1]) + c0;
       o.res = res ? (const float*)((const char*)res->data + m0 * res->nb[1]) + c0 : nullptr;
       tile<T>((const float*)x->data + m0 * lda, lda, rows, wb, w.K, o);
-      m0 += rows;
-    }
+    });
   }
 }
 
@@ -162,16 +159,16 @@ void product_op(ggml_tensor* dst, int ith, int nth, void* wp) {
   }
 }
 
-// b's panels from w's rows, values of E's size copied as they are (on every core; each thread owns
+// b's panels from w's rows, values of E's size copied as they are (each of `threads` threads owns
 // whole panels, every value written once).
 template <class E>
-void fill_panels(const ggml_tensor* w, Panels& b) {
+void fill_panels(const ggml_tensor* w, Panels& b, int threads) {
   const int64_t K = b.K, N = b.N;
   const char* data = (const char*)w->data;
   const size_t nb1 = w->nb[1];
   E* out = (E*)b.w.get();
   const std::vector<E> zeros((size_t)K, E(0));  // the channels past N
-#pragma omp parallel for schedule(static, 1)
+#pragma omp parallel for schedule(static, 1) num_threads(threads)
   for (int64_t p = 0; p < b.panels; ++p) {
     const E* src[kPanel];
     for (int64_t c = 0; c < kPanel; ++c) {
@@ -199,7 +196,7 @@ bool panels_pay() {
   return yes;
 }
 
-Panels pack_panels(const ggml_tensor* w) {
+Panels pack_panels(const ggml_tensor* w, int threads) {
   if (!panels_take(w->type))
     throw std::invalid_argument(std::string("weight panels: weights of type ") + ggml_type_name(w->type));
   if (w->nb[0] != ggml_type_size(w->type) || !w->data || w->ne[2] != 1 || w->ne[3] != 1)
@@ -207,10 +204,11 @@ Panels pack_panels(const ggml_tensor* w) {
   Panels b;
   b.type = w->type, b.K = w->ne[0], b.N = ggml_nrows(w), b.panels = (b.N + kPanel - 1) / kPanel;
   b.w.reset(alloc_huge(b.bytes()));
+  threads = threads > 0 ? threads : available_cpus();
   if (ggml_type_size(b.type) == 4)
-    fill_panels<uint32_t>(w, b);
+    fill_panels<uint32_t>(w, b, threads);
   else
-    fill_panels<uint16_t>(w, b);
+    fill_panels<uint16_t>(w, b, threads);
   return b;
 }
 

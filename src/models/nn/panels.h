@@ -37,9 +37,9 @@ bool panels_take(ggml_type type);
 bool panels_pay();
 
 // A 2-D ggml matrix in host memory, [K, N] in ggml's order (ne0 = K inputs per row), of a type
-// panels_take() accepts -> its panels in the same type (on every core). std::invalid_argument
-// for any other type.
-Panels pack_panels(const ggml_tensor* w);
+// panels_take() accepts -> its panels in the same type, on `threads` threads (0: available_cpus(),
+// the CPUs this process may use). std::invalid_argument for any other type.
+Panels pack_panels(const ggml_tensor* w, int threads = 0);
 
 // y [N, M] = w x [K, M] (f32, contiguous), plus `residual` ([N, M] f32, or null), as one ggml op
 // (threads take even shares of (row block, panel) items). `w` must outlive the graph.

@@ -4,6 +4,29 @@
 // compile the vector code in functions that target avx512f (and the extensions they use).
 #pragma once
 
+#include <cstdint>
+
+namespace capforge::nn {
+
+// The mask of the first n of 16 lanes (n <= 0: none; n >= 16: all), for masked loads and stores.
+constexpr uint16_t first_lanes(int64_t n) {
+  return n >= 16 ? 0xffff : n <= 0 ? 0 : (uint16_t)((1u << n) - 1);
+}
+
+// Calls tile(row0, rows) for the fewest register tiles of at most max_rows rows that cover rows
+// [0, M), in order, of sizes as even as can be (18 rows at 8: 6 + 6 + 6, not 8 + 8 + 2).
+template <class F>
+void even_tiles(int64_t M, int max_rows, F&& tile) {
+  const int64_t tiles = (M + max_rows - 1) / max_rows;
+  for (int64_t t = 0, row0 = 0; t < tiles; ++t) {
+    const int rows = (int)(M * (t + 1) / tiles - row0);
+    tile(row0, rows);
+    row0 += rows;
+  }
+}
+
+}  // namespace capforge::nn
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 

@@ -191,9 +191,10 @@ LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
         try {
           if (p.weights == "int8" && !nn::int8_blocked_vnni())
             spdlog::warn(
-                "--repair-dtype int8: this CPU has no AVX512-VNNI; the int8 products run in plain loops (slow)");
-          t5w = std::make_shared<const T5Weights>(path, true,
-                                                  matrices_of(p.weights));  // throws naming the tensor
+                "--repair-dtype int8: this CPU has no AVX512-VNNI; the int8 products run in plain loops "
+                "(slow)");
+          t5w = std::make_shared<const T5Weights>(path, true, matrices_of(p.weights),
+                                                  p.threads);  // throws naming the tensor
         } catch (const T5Unsupported& e) {
           if (p.engine != "auto") throw;
           // a T5 this engine does not run, which libllama does: load it whole there instead

@@ -2,14 +2,13 @@
 // family-specific input step and tokenisation: input.cpp).
 #include <fmt/format.h>
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
 
+#include "core/cpus.h"
 #include "core/log.h"
 #include "core/text.h"
 #include "models/repair/engine.h"
@@ -57,7 +56,10 @@ Repairer::Impl::Impl(std::shared_ptr<const RepairModel> m, const RepairParams& p
     throw std::invalid_argument(fmt::format(
         "repair parallel ({}) must be >= beams ({}), or 0 for the engine's default", params.parallel, B));
   // 0: the engine's default (repair.h)
-  const int parallel = params.parallel > 0 ? params.parallel : std::max(model->engine == "ggml" ? 64 : 32, B);
+  const int parallel =
+      params.parallel > 0
+          ? params.parallel
+          : std::max(model->engine == "ggml" ? RepairParams::kParallelGgml : RepairParams::kParallelLlama, B);
   if (!std::isfinite(params.length_penalty))
     throw std::invalid_argument("repair length penalty must be finite");
   if (!(params.repetition_penalty > 0) || !std::isfinite(params.repetition_penalty))
@@ -184,7 +186,7 @@ bool Repairer::Impl::step(std::vector<Job*>& wave, std::vector<RepairOutput>& ou
   std::vector<double> pick_logprob(wave.size(), 0);
   std::vector<BeamSearch::Step> beam_step(wave.size());
   std::vector<std::string> search_error(wave.size());
-  const int threads = params.threads > 0 ? params.threads : std::max(1, omp_get_max_threads());
+  const int threads = params.threads > 0 ? params.threads : available_cpus();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (size_t w = 0; w < wave.size(); ++w) {
     Job& job = *wave[w];

@@ -214,7 +214,7 @@ class Loader {
 
 }  // namespace
 
-T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path(p) {
+T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices, int threads) : path(p) {
   const bool bf16 = matrices == T5Matrices::bf16;
   ggml_context* meta = nullptr;
   std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path.c_str(), gguf_init_params{true, &meta}));
@@ -316,7 +316,8 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path
     ggml_backend_buffer_set_usage(buf_, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
     if (matrices == T5Matrices::int8) {
       auto pack = [&](const ggml_tensor* w) {
-        if (w && !int8(w)) int8_.emplace_back(w, std::make_unique<nn::Int8Blocked>(nn::pack_int8_blocked(w)));
+        if (w && !int8(w))
+          int8_.emplace_back(w, std::make_unique<nn::Int8Blocked>(nn::pack_int8_blocked(w, threads)));
       };
       for (const std::vector<T5Layer>* stack : {&enc, &dec})
         for (const T5Layer& l : *stack)
@@ -328,7 +329,7 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices) : path
       // step (few rows), and the encoder's (many rows) where oneDNN does not take the type
       auto pack = [&](const ggml_tensor* w, bool decode) {
         if (w && nn::panels_take(w->type) && (decode || !nn::dense_uses_onednn(w->type)) && !panels(w))
-          panels_.emplace_back(w, std::make_unique<nn::Panels>(nn::pack_panels(w)));
+          panels_.emplace_back(w, std::make_unique<nn::Panels>(nn::pack_panels(w, threads)));
       };
       for (const T5Layer& l : enc)
         for (const ggml_tensor* w : {l.q, l.k, l.v, l.o, l.up, l.gate, l.down}) pack(w, false);

@@ -66,8 +66,10 @@ class T5Weights {
   // `stored` on a CPU with AVX-512: the decoder's f32/f16/bf16 matrices and the output layer are
   // also laid out in panels for the decode steps (panels(); the same values, another copy in
   // memory), and so are the encoder's matrices whose type oneDNN does not take (f16; every type
-  // without oneDNN). CAPFORGE_PANELS=0 in the environment: none.
-  explicit T5Weights(const std::string &path, bool map = true, T5Matrices matrices = T5Matrices::stored);
+  // without oneDNN). CAPFORGE_PANELS=0 in the environment: none. Packing runs on `threads` threads
+  // (0: available_cpus()).
+  explicit T5Weights(const std::string &path, bool map = true, T5Matrices matrices = T5Matrices::stored,
+                     int threads = 0);
   ~T5Weights();
   T5Weights(const T5Weights &) = delete;
   T5Weights &operator=(const T5Weights &) = delete;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <set>
 
+#include "core/cpus.h"
 #include "ggml-cpu.h"
 #include "gguf.h"
 #include "models/ggml_util.h"
@@ -27,8 +28,8 @@ struct GgufFree {
 
 class Reader {
  public:
-  Reader(const std::string& path, gguf_context* g, ggml_context* meta, const MappedFile& file)
-      : path_(path), g_(g), meta_(meta), file_(file) {}
+  Reader(const std::string& path, gguf_context* g, ggml_context* meta, const MappedFile& file, int threads)
+      : path_(path), g_(g), meta_(meta), file_(file), threads_(threads) {}
 
   [[noreturn]] void fail(const std::string& what) const {
     throw std::runtime_error(fmt::format("text model {}: {}", path_, what));
@@ -91,15 +92,14 @@ class Reader {
     *data = file_.data() + at;
     return t;
   }
-  // Rows [rows0 + ne1) of `out` (f32, rows of ne0) = tensor `name` dequantised.
   // Rows [row0, row0 + ne1) of `out` (rows of ne0) = tensor `name` dequantised (in blocks of rows
-  // on every core).
+  // on threads_ threads).
   void dequant(const std::string& name, int64_t ne0, int64_t ne1, float* out, int64_t row0) {
     const uint8_t* d = nullptr;
     const ggml_tensor* t = tensor(name, ne0, ne1, &d);
     const size_t row_bytes = ggml_row_size(t->type, ne0);
     constexpr int64_t kRows = 64;
-#pragma omp parallel for schedule(static)  // the type was checked above: to_f32 cannot throw here
+#pragma omp parallel for schedule(static) num_threads(threads_)  // type checked above: to_f32 cannot throw
     for (int64_t r = 0; r < ne1; r += kRows) {
       const int64_t n = std::min(kRows, ne1 - r);
       to_f32(t->type, d + (size_t)r * row_bytes, out + (row0 + r) * ne0, n * ne0);
@@ -111,17 +111,19 @@ class Reader {
   gguf_context* g_;
   ggml_context* meta_;
   const MappedFile& file_;
+  int threads_;
 };
 
 }  // namespace
 
-LmWeights::LmWeights(const std::string& path, bool as_f32) : f32(as_f32) {
+LmWeights::LmWeights(const std::string& path, bool as_f32, int threads) : f32(as_f32) {
+  threads = threads > 0 ? threads : available_cpus();
   ggml_context* meta = nullptr;
   std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path.c_str(), gguf_init_params{true, &meta}));
   if (!g) throw std::runtime_error(fmt::format("text model {}: not a valid GGUF file", path));
   std::unique_ptr<ggml_context, void (*)(ggml_context*)> meta_owner(meta, ggml_free);
   file_ = std::make_unique<MappedFile>(path);
-  Reader R(path, g.get(), meta, *file_);
+  Reader R(path, g.get(), meta, *file_, threads);
   if (std::string arch = R.text("general.architecture"); arch != "llama")
     R.unsupported(fmt::format("its architecture is '{}' (not llama)", arch));
   // llama.cpp reads a missing scaling type as linear, its factor from scaling.factor, else
@@ -208,7 +210,7 @@ LmWeights::LmWeights(const std::string& path, bool as_f32) : f32(as_f32) {
         R.dequant(names[i], K, rows[i], scratch.get(), (int64_t)at);
       LmLinear l;
       if (!f32) {
-        l.i8 = nn::pack_int8_blocked(scratch.get(), K, N);
+        l.i8 = nn::pack_int8_blocked(scratch.get(), K, N, threads);
         return l;
       }
       l.f32 = ggml_new_tensor_2d(ctx_, GGML_TYPE_F32, K, N);

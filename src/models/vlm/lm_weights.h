@@ -49,7 +49,9 @@ struct LmLayer {
 class LmWeights {
  public:
   // Throws LmUnsupported (see above), or std::runtime_error naming the file and what is wrong.
-  LmWeights(const std::string& path, bool f32);
+  // Dequantising and packing run on `threads` threads (0: available_cpus(); the values do not
+  // depend on it).
+  LmWeights(const std::string& path, bool f32, int threads = 0);
   ~LmWeights();
   LmWeights(const LmWeights&) = delete;
   LmWeights& operator=(const LmWeights&) = delete;

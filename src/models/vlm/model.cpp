@@ -90,7 +90,7 @@ VlmModel::VlmModel(const CaptionerParams& p) {
       if (!nn::int8_blocked_vnni())
         warn("--lm-engine int8: this CPU has no AVX512-VNNI; the int8 products run in plain loops (slow)");
       try {
-        lm_weights = std::make_shared<const vlm::LmWeights>(p.model, false);
+        lm_weights = std::make_shared<const vlm::LmWeights>(p.model, false, p.threads);
       } catch (const vlm::LmUnsupported& e) {
         throw std::invalid_argument(e.what());
       }
