@@ -72,7 +72,7 @@ struct CaptionerParams {
   int parallel = 16;        // sequences in flight (images x candidates)
   bool kv_unified = false;  // one KV pool for all sequences instead of a stream per sequence
   int batch = 512;          // prompt tokens per decode call
-  int threads = 0;          // 0: all cores
+  int threads = 0;          // 0: the CPUs this process may use
   bool gpu = true;
   // VLM text model: "llama" (libllama, the GGUF's weights as stored) or "int8" (capforge's own
   // decoder for llama-architecture models: every matrix re-quantised to per-channel int8 at load,

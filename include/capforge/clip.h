@@ -17,7 +17,7 @@ struct ClipParams {
   // matrices per-channel int8 and each token's activations quantised on the fly, integer products
   // on oneDNN (on the CPU, whatever `gpu` says; CPUs with VNNI only: elsewhere load_clip says so).
   std::string dtype = "f32";
-  int threads = 0;       // CPU threads per context (0: all cores)
+  int threads = 0;       // CPU threads per context (0: the CPUs this process may use)
   bool gpu = true;       // use ggml's GPU backend when capforge is built with one
   int image_batch = 16;  // images per forward pass
   int text_batch = 64;   // texts per forward pass

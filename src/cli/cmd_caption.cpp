@@ -208,7 +208,8 @@ void add_caption_options(CLI::App* cmd, std::shared_ptr<CaptionOptions> o) {
       ->check(CLI::IsMember({"parquet", "jsonl", "webdataset"}))
       ->group(out);
   cmd->add_option("--db", o->db, "job store URL (default: sqlite:OUT/.capforge/jobs.db)");
-  cmd->add_option("--threads", o->threads, "threads for decoding and the models (0: all cores)")
+  cmd->add_option("--threads", o->threads,
+                  "threads for decoding and the models (0: the CPUs this process may use)")
       ->capture_default_str()
       ->check(threads_count());
   cmd->add_option("--batch-size", o->batch_size, "images per model batch")

@@ -36,7 +36,7 @@ void add_model_options(CLI::App* cmd, ClipOptions& o) {
                   "convert weights at load: f32, f16, bf16, q8_0 or int8 (CPUs with VNNI)")
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "int8"}));
-  cmd->add_option("--threads", o.params.threads, "CPU threads (0: all cores)")
+  cmd->add_option("--threads", o.params.threads, "CPU threads (0: the CPUs this process may use)")
       ->capture_default_str()
       ->check(threads_count());
   cmd->add_flag("!--cpu", o.params.gpu, "stay on the CPU even when a GPU backend is built in");

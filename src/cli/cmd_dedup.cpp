@@ -106,7 +106,8 @@ void add_dedup(CLI::App& app, Action& action) {
   cmd->add_option("--nprobe", e.nprobe, "embedding: IVF lists searched per row")
       ->capture_default_str()
       ->check(int_range(1, 1 << 24));
-  cmd->add_option("--threads", o->params.threads, "threads for hashing, DuckDB and Faiss (0: all cores)")
+  cmd->add_option("--threads", o->params.threads,
+                  "threads for hashing, DuckDB and Faiss (0: the CPUs this process may use)")
       ->capture_default_str()
       ->check(threads_count());
   cmd->add_option("--memory-limit", o->params.memory_limit,

@@ -115,7 +115,7 @@ void add_describe(CLI::App& app, Action& action) {
                   "vlm (--model and --mmproj GGUFs) or blip (--model: a BLIP dir)")
       ->capture_default_str()
       ->check(CLI::IsMember({"vlm", "blip"}));
-  cmd->add_option("--threads", o->c.params.threads, "CPU threads (0: all cores)")
+  cmd->add_option("--threads", o->c.params.threads, "CPU threads (0: the CPUs this process may use)")
       ->capture_default_str()
       ->check(threads_count());
   cmd->callback([o, &action] { action = [o] { return run_describe(*o); }; });

@@ -221,7 +221,8 @@ void add_download(CLI::App& app, Action& action) {
         }
       })
       ->group(net);
-  cmd->add_option("--threads", o->threads, "resize threads (0: all cores)")->check(threads_count());
+  cmd->add_option("--threads", o->threads, "resize threads (0: the CPUs this process may use)")
+      ->check(threads_count());
   add_reader_options(cmd, o->reader);
   add_progress_option(cmd, o->progress);
   cmd->callback([o, &action] { action = [o] { return run_download(*o); }; });

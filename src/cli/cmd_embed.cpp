@@ -40,7 +40,8 @@ void add_embed_shards(CLI::App& app, Action& action) {
       ->capture_default_str()
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "int8"}));
   cmd->add_option("--db", e->db, "job store URL (default: sqlite:OUT/.capforge/jobs.db)");
-  cmd->add_option("--threads", e->threads, "threads for decoding and the model (0: all cores)")
+  cmd->add_option("--threads", e->threads,
+                  "threads for decoding and the model (0: the CPUs this process may use)")
       ->capture_default_str()
       ->check(threads_count());
   cmd->add_option("--batch-size", e->batch_size, "images per model batch")

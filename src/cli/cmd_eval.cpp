@@ -110,7 +110,7 @@ void add_eval(CLI::App& app, Action& action) {
                   "compute CLIP scores with this model dir (`demo`: the demo CLIP)");
   cmd->add_option("--images", o->params.image_paths,
                   "shards with the images, matched by key (CLIP, thumbnails)");
-  cmd->add_option("--threads", o->threads, "CPU threads for --clip (0: all cores)")
+  cmd->add_option("--threads", o->threads, "CPU threads for --clip (0: the CPUs this process may use)")
       ->capture_default_str()
       ->check(threads_count());
   cmd->add_flag("--json", o->json, "print the results as one JSON object");

@@ -279,7 +279,7 @@ void add_repair(CLI::App& app, Action& action) {
       ->required();
   add_repair_model_options(cmd, o->rm, "Repair model (docs/repair.md)", /*with_model=*/false,
                            /*with_clip_guard=*/false);
-  cmd->add_option("--threads", o->threads, "threads for the model (0: all cores)")
+  cmd->add_option("--threads", o->threads, "threads for the model (0: the CPUs this process may use)")
       ->capture_default_str()
       ->check(threads_count());
   cmd->add_option("--batch-size", o->batch_size, "captions per repair call")

@@ -297,7 +297,7 @@ void add_tune(CLI::App& app, Action& action) {
       ->check(CLI::IsMember({"rules", "none", "model"}));
   add_repair_model_options(cmd, o->cap.rm,
                            "Repair model (docs/repair.md; --grid may vary the --repair-* flags)");
-  cmd->add_option("--threads", o->cap.threads, "threads for the models (0: all cores)")
+  cmd->add_option("--threads", o->cap.threads, "threads for the models (0: the CPUs this process may use)")
       ->capture_default_str()
       ->check(threads_count());
   cmd->add_option("--batch-size", o->cap.batch_size, "images per model batch")

@@ -67,7 +67,9 @@ CLI::Validator number_range(double lo, double hi, bool lo_open) {
 }
 
 CLI::Validator prob01() { return number_range(0, 1); }
-CLI::Validator threads_count() { return int_range(0, 4096).description("0..4096, 0: all cores"); }
+CLI::Validator threads_count() {
+  return int_range(0, 4096).description("0..4096, 0: the CPUs this process may use");
+}
 CLI::Validator port_number() { return int_range(0, 65535); }
 CLI::Validator seed_value() {
   return CLI::Validator(

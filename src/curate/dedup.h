@@ -36,7 +36,7 @@ struct DedupParams {
   std::vector<std::string> image_dirs;
   int phash_bits = 6;  // pHash pairs within this Hamming distance (of 64) are duplicates
   EmbeddingSearchParams embedding;
-  int threads = 0;                   // image hashing and Faiss; 0: all cores
+  int threads = 0;                   // image hashing and Faiss; 0: the CPUs this process may use
   std::string memory_limit = "2GB";  // DuckDB's; it spills to --out/.dedup/tmp past it
   const std::atomic<bool>* cancel = nullptr;
 };

@@ -17,7 +17,7 @@ namespace capforge {
 
 // The device to run on: the first GPU when `gpu` and one is compiled in, else the CPU.
 ggml_backend_dev_t pick_device(bool gpu);
-// A backend on `dev`; CPU backends get `threads` threads (0: all cores).
+// A backend on `dev`; CPU backends get `threads` threads (0: the CPUs this process may use).
 ggml_backend_t init_backend(ggml_backend_dev_t dev, int threads);
 
 // "f32", "f16", "q8_0" -> ggml type; throws on others.

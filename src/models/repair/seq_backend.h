@@ -57,9 +57,9 @@ struct LlamaContextShape {
 // Throws std::runtime_error when the context cannot be created.
 std::unique_ptr<SeqBackend> make_llama_backend(const LlamaRepairModel& model, const RepairParams& params,
                                                const LlamaContextShape& shape);
-// The ggml T5 engine on the CPU with params.threads threads (0: all cores); `ids_per_caption`:
-// the size of each caption's seq id block; `capacity`: entries per decode. The model must have
-// been loaded with its T5 weights (model.t5w).
+// The ggml T5 engine on the CPU with params.threads threads (0: the CPUs this process may use);
+// `ids_per_caption`: the size of each caption's seq id block; `capacity`: entries per decode. The model must
+// have been loaded with its T5 weights (model.t5w).
 std::unique_ptr<SeqBackend> make_t5_backend(const LlamaRepairModel& model, const RepairParams& params,
                                             int ids_per_caption, int capacity);
 

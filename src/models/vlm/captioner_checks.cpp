@@ -26,7 +26,8 @@ void check_captioner_params(const CaptionerParams& params) {
   if (params.lm_engine == "int8" && params.kv_unified)
     bad("--kv-unified is libllama's cache layout; --lm-engine int8 keeps a block of cells per sequence");
   if (params.batch < 1) bad(fmt::format("--batch must be at least 1, got {}", params.batch));
-  if (params.threads < 0) bad(fmt::format("--threads must be >= 0 (0: all cores), got {}", params.threads));
+  if (params.threads < 0)
+    bad(fmt::format("--threads must be >= 0 (0: the CPUs this process may use), got {}", params.threads));
   if (params.org_caption_max_tokens < 0)
     bad(fmt::format("--org-caption-max-tokens must be >= 0, got {}", params.org_caption_max_tokens));
   const auto prompts = all_prompts(params);
