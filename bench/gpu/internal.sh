@@ -68,8 +68,16 @@ internal_configure() {
 internal_compile() {
   cmake --build "$BUILD" -j "$JOBS" --target capforge capforge-make-fixture capforge-bench-clip llama-server ||
     return 1
-  ldd "$BUILD/bin/capforge" | grep -iE "cuda|cublas|not found"
-  ! ldd "$BUILD/bin/capforge" | grep -q "not found"
+  local libs
+  libs=$(ldd "$BUILD/bin/capforge") || return 1
+  echo "$libs" | grep -iE "cuda|cublas|not found"
+  echo "$libs" | grep -q "libcublas" || { echo "capforge is not linked with cuBLAS: not a CUDA build"; return 1; }
+  # libcuda.so.1 comes with the NVIDIA driver, not the toolkit: only a machine with a driver has it
+  if echo "$libs" | grep "not found" | grep -qv "libcuda\.so\.1" ||
+    { [ -e /proc/driver/nvidia/version ] && echo "$libs" | grep -q "not found"; }; then
+    echo "capforge needs libraries this machine does not have"
+    return 1
+  fi
 }
 
 # dry run: the CUDA build configures (no compile) in a scratch dir
