@@ -292,9 +292,11 @@ TEST(DenseInt8, NearTheFloatProduct) {
   std::printf("int8: max error relative to sum|x w| %.2g\n", worst);
 }
 
-// A broken model file's non-finite weights and a non-finite activation row stay defined: a finite
-// scale, q in range, NaN as 0; never undefined behaviour or a crash.
-TEST(DenseInt8, NonFiniteWeightsAndRowsStayDefined) {
+// A broken model file's non-finite weights and a non-finite activation row stay defined (q in
+// range, NaN as 0; never undefined behaviour or a crash) and are not hidden: their scale is NaN, so
+// every output they touch is NaN, as in f32 arithmetic. All-zero and subnormal rows keep a finite
+// scale.
+TEST(DenseInt8, NonFiniteWeightsAndRowsGiveNaN) {
   const float inf = INFINITY, nan = NAN;
   const std::vector<float> w = {1.f, nan, -2.f, 0.5f,  // a NaN among finite values
                                 inf, 1.f, 0.f,  -1.f,  // an infinity
@@ -304,17 +306,24 @@ TEST(DenseInt8, NonFiniteWeightsAndRowsStayDefined) {
   for (int n = 0; n < 3; ++n) {
     float scale;
     std::memcpy(&scale, packed.data() + n * (4 + kInt8Tail) + 4, sizeof scale);
-    EXPECT_TRUE(std::isfinite(scale) && scale > 0) << "row " << n;
+    if (n < 2)
+      EXPECT_TRUE(std::isnan(scale)) << "row " << n;
+    else
+      EXPECT_TRUE(std::isfinite(scale) && scale > 0) << "row " << n;
   }
   EXPECT_EQ(packed[1], 0) << "NaN weight";
   EXPECT_EQ(packed[0], 64);  // 1 / (2 / 127), rounded
+  int i = 0;
   for (const std::vector<float>& row : {std::vector<float>{nan, 1.f, -1.f, 2.f},
                                         {inf, -inf, 0.f, 1.f},
                                         {0.f, 0.f, 0.f, 0.f},
                                         {1e-44f, 0.f, 0.f, 0.f}}) {
     std::vector<uint8_t> q(row.size());
     const RowQuant r = quantize_row_u8(row.data(), (int64_t)row.size(), q.data());
-    EXPECT_TRUE(std::isfinite(r.scale) && r.scale > 0);
+    if (i++ < 2)
+      EXPECT_TRUE(std::isnan(r.scale)) << "row " << i;
+    else
+      EXPECT_TRUE(std::isfinite(r.scale) && r.scale > 0) << "row " << i;
     EXPECT_GE(r.zero, 0);
     EXPECT_LE(r.zero, 255);
   }

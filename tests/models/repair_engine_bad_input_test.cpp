@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <memory>
 
 #include "capforge/io.h"
@@ -156,4 +157,61 @@ TEST(RepairEngine, BadFilesGiveClearErrors) {
   RepairParams p = params_for(fx().llama_no_template);
   p.chat_template = "chatml";
   EXPECT_EQ(load_repair_model(p)->family(), "decoder");
+}
+
+// Hostile hyperparameters: each is refused at load with the file and the key named, before it
+// sizes anything (no giant allocation, no ggml assertion at the first caption).
+TEST(T5GgmlEngine, BadHyperparametersNameFileAndKey) {
+  test::TempDir dir;
+  struct Case {
+    const char* file;
+    std::function<void(gguf_context*)> patch;
+    const char* what;
+  };
+  const Case cases[] = {
+      {"eps.gguf", [](gguf_context* g) { gguf_set_val_f32(g, "t5.attention.layer_norm_rms_epsilon", -1.0f); },
+       "layer_norm_rms_epsilon"},
+      {"nan_eps.gguf",
+       [](gguf_context* g) { gguf_set_val_f32(g, "t5.attention.layer_norm_rms_epsilon", NAN); },
+       "layer_norm_rms_epsilon"},
+      {"buckets.gguf",
+       [](gguf_context* g) { gguf_set_val_u32(g, "t5.attention.relative_buckets_count", 512); },
+       "relative_buckets_count = 512"},
+      {"layers.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.block_count", 2000000000u); },
+       "t5.block_count = 2000000000"},
+      {"heads.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.attention.head_count", 0); },
+       "t5.attention.head_count = 0"},
+      {"start.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.decoder_start_token_id", 99999); },
+       "decoder_start_token_id = 99999"},
+      {"buckets64.gguf",  // not cut to 32 bits (4294967328 would read as 32)
+       [](gguf_context* g) { gguf_set_val_u64(g, "t5.attention.relative_buckets_count", (1ull << 32) + 32); },
+       "relative_buckets_count = 4294967328"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file);
+    const std::string path = dir / c.file;
+    rewrite_gguf(fx().t5_v1_1, path, "", "", c.patch);
+    expect_load_error(path, c.what, "ggml");
+  }
+  // libllama asserts on these (an abort) rather than reporting them: checked for it too
+  const Case llama_cases[] = {
+      {"ctx.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.context_length", 0); },
+       "t5.context_length = 0"},
+      {"eps_llama.gguf",
+       [](gguf_context* g) { gguf_set_val_f32(g, "t5.attention.layer_norm_rms_epsilon", -1.0f); },
+       "layer_norm_rms_epsilon = -1"},
+      {"blocks0.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.block_count", 0); },
+       "t5.block_count = 0"},
+  };
+  for (const Case& c : llama_cases) {
+    SCOPED_TRACE(c.file);
+    const std::string path = dir / c.file;
+    rewrite_gguf(fx().t5_v1_1, path, "", "", c.patch);
+    expect_load_error(path, c.what, "llama");
+  }
+  // fewer decoder blocks by the keys than the file holds: the ggml engine would ignore the rest
+  const std::string fewer = dir / "fewer.gguf";
+  rewrite_gguf(fx().t5_v1_1, fewer, "", "",
+               [](gguf_context* g) { gguf_set_val_u32(g, "t5.decoder_block_count", 1); });
+  expect_load_error(fewer, "tensor dec.blk.1.", "ggml");
 }

@@ -6,12 +6,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "capforge/repair.h"
 #include "core/text.h"
+#include "ggml.h"
+#include "gguf.h"
 #include "llama.h"
 #include "support/fixtures.h"
 #include "support/process.h"
@@ -167,5 +171,42 @@ struct Vocab {
     return trim(s);
   }
 };
+
+// GGUF copy of `src` without tensor `drop`, and with tensor `reshape` stored with its two dims swapped;
+// `copy` {from, to}: tensor `from` also stored as `to`.
+inline void rewrite_gguf(const std::string& src, const std::string& dst, const std::string& drop,
+                         const std::string& reshape, const std::function<void(gguf_context*)>& patch = {},
+                         const std::pair<std::string, std::string>& copy = {}) {
+  ggml_context* data = nullptr;
+  gguf_context* in = gguf_init_from_file(src.c_str(), gguf_init_params{false, &data});
+  ASSERT_TRUE(in);
+  gguf_context* out = gguf_init_empty();
+  gguf_set_kv(out, in);
+  if (patch) patch(out);
+  ggml_context* extra = ggml_init({64 * ggml_tensor_overhead() + (16 << 20), nullptr, false});
+  for (int64_t i = 0; i < gguf_get_n_tensors(in); ++i) {
+    const std::string name = gguf_get_tensor_name(in, i);
+    ggml_tensor* t = ggml_get_tensor(data, name.c_str());
+    if (name == drop) continue;
+    if (name == reshape) {
+      ggml_tensor* u = ggml_new_tensor_2d(extra, t->type, t->ne[1], t->ne[0]);
+      ggml_set_name(u, name.c_str());
+      std::memcpy(u->data, t->data, ggml_nbytes(t));
+      t = u;
+    }
+    gguf_add_tensor(out, t);
+    if (name == copy.first) {
+      ggml_tensor* u = ggml_dup_tensor(extra, t);
+      ggml_set_name(u, copy.second.c_str());
+      std::memcpy(u->data, t->data, ggml_nbytes(t));
+      gguf_add_tensor(out, u);
+    }
+  }
+  ASSERT_TRUE(gguf_write_to_file(out, dst.c_str(), false));
+  gguf_free(out);
+  gguf_free(in);
+  ggml_free(extra);
+  ggml_free(data);
+}
 
 }  // namespace capforge::test::repair_support

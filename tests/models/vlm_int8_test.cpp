@@ -85,6 +85,25 @@ TEST(Int8Blocked, EqualsTheRowSchemeAtAnyRowsAndThreads) {
   }
 }
 
+// Non-finite values are not hidden by the quantisation (int8.h): a weight channel holding NaN gives
+// NaN in that channel of every row, an input row holding inf gives NaN in every output of that
+// row, and the rest stays finite.
+TEST(Int8Blocked, NonFiniteValuesGiveNaN) {
+  const int64_t K = 40, N = 20, M = 3;
+  std::vector<float> w((size_t)(K * N), 0.5f), x((size_t)(K * M), 0.25f);
+  w[(size_t)(3 * K + 7)] = NAN;
+  x[(size_t)(1 * K + 5)] = INFINITY;
+  const nn::Int8Blocked b = nn::pack_int8_blocked(w.data(), K, N);
+  test::CpuGraph g;
+  ggml_tensor* tx = g.input(GGML_TYPE_F32, K, M);
+  g.build(nn::dense_int8_blocked(g.ctx(), b, tx));
+  g.set(tx, x);
+  const auto y = g.compute(2);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n)
+      EXPECT_EQ(std::isnan(y[(size_t)(m * N + n)]), m == 1 || n == 3) << "row " << m << " channel " << n;
+}
+
 namespace {
 
 struct VlmInt8 : ::testing::Test {
@@ -250,6 +269,35 @@ TEST_F(VlmInt8, RefusesWhatItCannotRun) {
   const std::string e = bad_usage(p);
   EXPECT_NE(e.find("blk.0.attn_q.bias"), std::string::npos) << e;
   EXPECT_NE(e.find("--lm-engine llama"), std::string::npos) << e;
+}
+
+// A text model with NaN weights (its token embeddings): the image fails with "non-finite logits"
+// on both engines, never a caption made of whatever the NaNs sampled or quantised to.
+TEST_F(VlmInt8, NonFiniteWeightsFailTheImage) {
+  auto p = params();
+  ggml_context* data = nullptr;
+  gguf_context* src = gguf_init_from_file(p.model.c_str(), {false, &data});
+  ASSERT_TRUE(src);
+  ggml_tensor* emb = ggml_get_tensor(data, "token_embd.weight");
+  ASSERT_TRUE(emb && emb->type == GGML_TYPE_F32);
+  for (int64_t i = 0; i < ggml_nelements(emb); ++i) ((float*)emb->data)[i] = NAN;
+  gguf_context* out = gguf_init_empty();
+  gguf_set_kv(out, src);
+  for (int64_t i = 0; i < gguf_get_n_tensors(src); ++i)
+    gguf_add_tensor(out, ggml_get_tensor(data, gguf_get_tensor_name(src, i)));
+  const std::string nan_model = *dir_ / "nan.gguf";
+  ASSERT_TRUE(gguf_write_to_file(out, nan_model.c_str(), false));
+  gguf_free(out), gguf_free(src), ggml_free(data);
+  p.model = nan_model;
+  Image img = test::noise_image(40, 30, 7);
+  for (const char* engine : {"llama", "int8"}) {
+    p.lm_engine = engine;
+    Captioner c(load_captioner(p), p);
+    const auto r = c.caption({{"k", &img}});
+    ASSERT_EQ(r.size(), 1u);
+    EXPECT_TRUE(r[0].captions.empty()) << engine;
+    EXPECT_NE(r[0].error.find("non-finite logits"), std::string::npos) << engine << ": " << r[0].error;
+  }
 }
 
 // --mmproj-dtype bf16: the converted copy loads and captions, the

@@ -39,13 +39,16 @@ inline uint8_t quant(float x, float inv, int32_t zero) {
 
 RowQuant quantize_scalar(const float* x, int64_t K, uint8_t* q) {
   float lo = 0, hi = 0;
+  bool nan = false;
   for (int64_t k = 0; k < K; ++k) {
     lo = x[k] < lo ? x[k] : lo;
     hi = x[k] > hi ? x[k] : hi;
+    nan |= std::isnan(x[k]);
   }
-  const RowQuant r = row_quant(lo, hi);
+  RowQuant r = row_quant(lo, hi);
   const float inv = 1.f / r.scale;
   for (int64_t k = 0; k < K; ++k) q[k] = quant(x[k], inv, r.zero);
+  if (nan || !std::isfinite(lo) || !std::isfinite(hi)) r.scale = NAN;  // every output NaN
   return r;
 }
 
@@ -66,18 +69,21 @@ void rescale_scalar(const int32_t* acc, RowQuant a, const float* scale, const in
 
 CF_AVX512 RowQuant quantize_avx512(const float* x, int64_t K, uint8_t* q) {
   __m512 vlo = _mm512_setzero_ps(), vhi = _mm512_setzero_ps();
+  __mmask16 nan = 0;
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) {
     const __m512 v = _mm512_loadu_ps(x + k);
     vlo = _mm512_min_ps(v, vlo);  // NaN in v: keeps vlo
     vhi = _mm512_max_ps(v, vhi);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   }
   float lo = _mm512_reduce_min_ps(vlo), hi = _mm512_reduce_max_ps(vhi);
   for (int64_t t = k; t < K; ++t) {
     lo = x[t] < lo ? x[t] : lo;
     hi = x[t] > hi ? x[t] : hi;
+    nan |= std::isnan(x[t]) ? 1 : 0;
   }
-  const RowQuant r = row_quant(lo, hi);
+  RowQuant r = row_quant(lo, hi);
   const float inv = 1.f / r.scale;
   const __m512 vinv = _mm512_set1_ps(inv), vmin = _mm512_set1_ps(-256.f), vmax = _mm512_set1_ps(256.f);
   const __m512i vzero = _mm512_set1_epi32(r.zero), v0 = _mm512_setzero_si512(), v255 = _mm512_set1_epi32(255);
@@ -90,6 +96,7 @@ CF_AVX512 RowQuant quantize_avx512(const float* x, int64_t K, uint8_t* q) {
     _mm_storeu_si128((__m128i*)(q + k), _mm512_cvtepi32_epi8(i));
   }
   for (; k < K; ++k) q[k] = quant(x[k], inv, r.zero);
+  if (nan || !std::isfinite(lo) || !std::isfinite(hi)) r.scale = NAN;  // every output NaN
   return r;
 }
 
@@ -108,14 +115,22 @@ CF_AVX512 void rescale_avx512(const int32_t* acc, RowQuant a, const float* scale
   rescale_scalar(acc + n, a, scale + n, sum + n, bias ? bias + n : nullptr, N - n, y + n);
 }
 
-// pack_row's AVX-512 form: the same q (division and round-to-nearest-even as the scalar code; NaN
-// ignored by the maximum, quantised to 0).
+// pack_row's AVX-512 form: the same q and scale (division and round-to-nearest-even as the scalar
+// code; NaN ignored by the maximum, quantised to 0, and the scale NaN).
 CF_AVX512 int32_t pack_row_avx512(const float* row, int64_t K, int8_t* q, float* scale_out) {
   __m512 vmax = _mm512_setzero_ps();
+  __mmask16 nan = 0;
   int64_t k = 0;
-  for (; k + 16 <= K; k += 16) vmax = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + k)), vmax);
+  for (; k + 16 <= K; k += 16) {
+    const __m512 v = _mm512_loadu_ps(row + k);
+    vmax = _mm512_max_ps(_mm512_abs_ps(v), vmax);
+    nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  }
   float amax = _mm512_reduce_max_ps(vmax);
-  for (int64_t t = k; t < K; ++t) amax = std::fabs(row[t]) > amax ? std::fabs(row[t]) : amax;
+  for (int64_t t = k; t < K; ++t) {
+    amax = std::fabs(row[t]) > amax ? std::fabs(row[t]) : amax;
+    nan |= std::isnan(row[t]) ? 1 : 0;
+  }
   const float scale = amax > 0 && std::isfinite(amax) ? amax / 127.f : 1.f;
   const __m512 vs = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-127.f), hi = _mm512_set1_ps(127.f);
   __m512i vsum = _mm512_setzero_si512();
@@ -134,7 +149,7 @@ CF_AVX512 int32_t pack_row_avx512(const float* row, int64_t K, int8_t* q, float*
     q[k] = (int8_t)(std::isnan(v) ? 0.f : v);
     sum += q[k];
   }
-  *scale_out = scale;
+  *scale_out = nan || !std::isfinite(amax) ? NAN : scale;
   return sum;
 }
 
@@ -148,7 +163,11 @@ int32_t pack_row(const float* row, int64_t K, int8_t* q, float* scale_out) {
   if (has_avx512()) return pack_row_avx512(row, K, q, scale_out);
 #endif
   float amax = 0;
-  for (int64_t k = 0; k < K; ++k) amax = std::fabs(row[k]) > amax ? std::fabs(row[k]) : amax;
+  bool nan = false;
+  for (int64_t k = 0; k < K; ++k) {
+    amax = std::fabs(row[k]) > amax ? std::fabs(row[k]) : amax;
+    nan |= std::isnan(row[k]);
+  }
   const float scale = amax > 0 && std::isfinite(amax) ? amax / 127.f : 1.f;
   int32_t sum = 0;
   for (int64_t k = 0; k < K; ++k) {
@@ -156,7 +175,7 @@ int32_t pack_row(const float* row, int64_t K, int8_t* q, float* scale_out) {
     q[k] = (int8_t)(std::isnan(v) ? 0.f : v);
     sum += q[k];
   }
-  *scale_out = scale;
+  *scale_out = nan || !std::isfinite(amax) ? NAN : scale;  // the channel's outputs NaN
   return sum;
 }
 

@@ -6,6 +6,10 @@
 // Packed weights ("int8 rows"): each of the N output channels is K int8 values q (w ~= q * scale,
 // scale = max|w| / 127) followed by kInt8Tail bytes: the scale (f32) and the sum of the row's q
 // (i32), so a tensor's rows are K + kInt8Tail bytes apart.
+//
+// Non-finite values are not hidden: a weight row holding NaN or +-inf gets a NaN scale, and so
+// does an activation row, so every output they touch is NaN, as in f32 arithmetic (the callers'
+// non-finite checks then see a broken model or input).
 #pragma once
 
 #include <cstdint>

@@ -33,8 +33,8 @@ struct Int8Blocked {
 };
 
 // w [N, K] (f32, rows of K: one output channel each) -> the blocked layout. Non-finite weights give
-// a meaningless channel, never a crash. Packing runs on `threads` threads (0: available_cpus(), the
-// CPUs this process may use; the layout does not depend on it).
+// NaN outputs in that channel (int8.h), never a crash. Packing runs on `threads` threads (0:
+// available_cpus(), the CPUs this process may use; the layout does not depend on it).
 Int8Blocked pack_int8_blocked(const float* w, int64_t K, int64_t N, int threads = 0);
 
 // A 2-D ggml matrix in host memory, [K, N] in ggml's order (ne0 = K inputs per row), of any type

@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "ggml.h"
 #include "gguf.h"
+#include "models/gguf_hparams.h"
 #include "models/nn/int8_blocked.h"
 #include "models/repair/t5_weights.h"
 #include "models/vlm/model.h"
@@ -34,10 +35,6 @@ std::string str_key(gguf_context* g, const std::string& key) {
   return gguf_get_val_str(g, k);
 }
 
-std::string with_log(const std::string& msg) {
-  std::string e = vlm::last_llama_error();
-  return e.empty() ? msg : msg + " (" + e + ")";
-}
 }  // namespace
 
 void check_engine_name(const std::string& engine) {
@@ -71,8 +68,8 @@ bool check_repair_gguf(const std::string& path) {
   gguf_init_params gp{true, nullptr};
   std::unique_ptr<gguf_context, GgufFree> g(gguf_init_from_file(path.c_str(), gp));
   if (!g)
-    throw std::runtime_error(
-        fmt::format("repair model {} is not a valid GGUF file (corrupt or truncated?)", path));
+    throw std::runtime_error(vlm::with_llama_errors(
+        fmt::format("repair model {} is not a valid GGUF file (corrupt or truncated?)", path)));
   gguf_context* c = g.get();
   // every tensor's data must lie inside the file (llama.cpp would read past its end)
   size_t end = gguf_get_data_offset(c);
@@ -97,6 +94,7 @@ bool check_repair_gguf(const std::string& path) {
         fmt::format("repair model {} has no tokenizer: not a usable language model", path));
   if (gguf_get_n_tensors(c) == 0)
     throw std::runtime_error(fmt::format("repair model {} has no weights (a vocab-only GGUF?)", path));
+  check_llama_hparams(c, fmt::format("repair model {}", path));
   if (arch == "t5encoder")
     throw std::runtime_error(
         fmt::format("repair model {} is an encoder-only T5 (t5encoder): repair needs a T5 with its decoder "
@@ -159,7 +157,8 @@ LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
   if (!p.gpu) mp.n_gpu_layers = 0;
   mp.vocab_only = engine == "ggml";  // capforge's engine loads the weights itself
   model = llama_model_load_from_file(path.c_str(), mp);
-  if (!model) throw std::runtime_error(with_log(fmt::format("cannot load repair model {}", path)));
+  if (!model)
+    throw std::runtime_error(vlm::with_llama_errors(fmt::format("cannot load repair model {}", path)));
   try {
     vocab = llama_model_get_vocab(model);
     n_vocab = llama_vocab_n_tokens(vocab);
@@ -204,7 +203,9 @@ LlamaRepairModel::LlamaRepairModel(const RepairParams& p) : path(p.model) {
           model = nullptr;
           mp.vocab_only = false;
           model = llama_model_load_from_file(path.c_str(), mp);
-          if (!model) throw std::runtime_error(with_log(fmt::format("cannot load repair model {}", path)));
+          if (!model)
+            throw std::runtime_error(
+                vlm::with_llama_errors(fmt::format("cannot load repair model {}", path)));
           vocab = llama_model_get_vocab(model);
           n_embd = llama_model_n_embd(model);
           n_ctx_train = llama_model_n_ctx_train(model);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <set>
 #include <stdexcept>
 
 #include "ggml-alloc.h"
@@ -100,6 +101,7 @@ class Loader {
       if (required) fail(fmt::format("missing tensor {}", name));
       return nullptr;
     }
+    used_.insert(name);
     shape.resize(GGML_MAX_DIMS, 1);
     for (int d = 0; d < GGML_MAX_DIMS; ++d)
       if (t->ne[d] != shape[(size_t)d])
@@ -210,6 +212,15 @@ class Loader {
     ggml_type stored;  // the file's type (t's own unless converted)
   };
   std::vector<Todo> todo_;
+  mutable std::set<std::string> used_;  // the tensors read so far (stored())
+
+ public:
+  // The file's first tensor that nothing read, or "".
+  std::string unused() const {
+    for (int64_t i = 0; i < gguf_get_n_tensors(g_); ++i)
+      if (!used_.count(gguf_get_tensor_name(g_, i))) return gguf_get_tensor_name(g_, i);
+    return "";
+  }
 };
 
 }  // namespace
@@ -244,9 +255,10 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices, int th
     c.enc_layers = sized("t5.block_count", 512);  // llama.cpp's own cap
     c.dec_layers = sized("t5.decoder_block_count", 512, c.enc_layers);
     // t5_position_bucket's log scale needs max_exact < max_distance (128) in both directions
-    c.buckets = (int)L.key_int("t5.attention.relative_buckets_count");
-    if (c.buckets < 4 || c.buckets > 255)
-      L.fail(fmt::format("relative_buckets_count = {} is outside 4..255", c.buckets));
+    const int64_t buckets = L.key_int("t5.attention.relative_buckets_count");
+    if (buckets < 4 || buckets > 255)
+      L.fail(fmt::format("relative_buckets_count = {} is outside 4..255", buckets));
+    c.buckets = (int)buckets;
     c.eps = L.key_float("t5.attention.layer_norm_rms_epsilon");
     if (!std::isfinite(c.eps) || c.eps < 0 || c.eps > 1)  // ggml's rms_norm asserts eps >= 0
       L.fail(fmt::format("layer_norm_rms_epsilon = {} is not in [0, 1]", c.eps));
@@ -304,6 +316,13 @@ T5Weights::T5Weights(const std::string& p, bool map, T5Matrices matrices, int th
               fmt::format("T5 model {}: tensor {}: per-block position biases are not supported by the ggml "
                           "T5 engine (use --repair-engine llama)",
                           path, name));
+    // a tensor the engine would ignore: the keys' block counts disagree with the tensors, or a
+    // variant of T5 (libllama may run it, so auto falls back to it)
+    if (const std::string extra = L.unused(); !extra.empty())
+      throw T5Unsupported(
+          fmt::format("T5 model {}: tensor {} is not used by the ggml T5 engine ({} encoder and {} "
+                      "decoder blocks by the keys; use --repair-engine llama)",
+                      path, extra, c.enc_layers, c.dec_layers));
     // the weights in place in the mapped file (stored types are used as they are); copied into
     // memory only when the file's alignment does not suit ggml or it cannot be mapped
     if (map) buf_ = L.map_all(map_);

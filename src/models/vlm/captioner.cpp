@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <thread>
 
@@ -56,16 +57,22 @@ void VlmEngine::harvest(Seq& s) {
   groups[s.group].per_prompt[s.prompt][(size_t)s.candidate].push_back(std::move(c));
 }
 
-void VlmEngine::finish(Seq& s, std::vector<std::string> flags, std::vector<CaptionResult>& out) {
-  bool truncated = std::find(flags.begin(), flags.end(), "max_length") != flags.end();
-  Candidate c;
-  const PromptParams& pp = prompts[s.prompt].p;
-  c.text = vlm::clean_caption(pp.response_prefix + s.text, pp.prompt, params.drop_fragment, truncated, flags);
-  c.flags = flags;
-  c.tokens = s.n_new;
-  c.logprob = s.logprob;
+void VlmEngine::finish(Seq& s, std::vector<std::string> flags, std::vector<CaptionResult>& out,
+                       const std::string& error) {
   Group& g = groups[s.group];
-  g.per_prompt[s.prompt][(size_t)s.candidate].push_back(std::move(c));
+  if (error.empty()) {
+    bool truncated = std::find(flags.begin(), flags.end(), "max_length") != flags.end();
+    Candidate c;
+    const PromptParams& pp = prompts[s.prompt].p;
+    c.text =
+        vlm::clean_caption(pp.response_prefix + s.text, pp.prompt, params.drop_fragment, truncated, flags);
+    c.flags = flags;
+    c.tokens = s.n_new;
+    c.logprob = s.logprob;
+    g.per_prompt[s.prompt][(size_t)s.candidate].push_back(std::move(c));
+  } else if (g.error.empty()) {
+    g.error = error;
+  }
   lm->seq_rm(s.id);
   free_ids.push_back(s.id);
   std::sort(free_ids.rbegin(),
@@ -73,6 +80,11 @@ void VlmEngine::finish(Seq& s, std::vector<std::string> flags, std::vector<Capti
   if (--g.live > 0) return;
   cells_used -= g.cells;
   CaptionResult& r = out[g.request];
+  if (!g.error.empty()) {  // no captions from a model that gave non-finite logits for this image
+    r.error = g.error;
+    g.per_prompt.clear();
+    return;
+  }
   r.more.resize(prompts.size() - 1);
   for (size_t k = 0; k < prompts.size(); ++k) {
     auto& dst = k == 0 ? r.captions : r.more[k - 1];
@@ -89,6 +101,11 @@ void VlmEngine::step(std::vector<CaptionResult>& out) {
   std::vector<size_t> in_batch;
   for (size_t i = 0; i < live.size(); ++i) {
     Seq& s = live[i];
+    if (!std::all_of(s.logits.begin(), s.logits.end(), [](float v) { return std::isfinite(v); })) {
+      finish(s, {}, out, "non-finite logits from the model (broken weights or projector?)");
+      s.id = -1;
+      continue;
+    }
     sampling::Choice ch =
         sampling::choose(s.logits.data(), model->n_vocab, s.tokens, s.n_new, model->eog, s.p, s.rng);
     // LAION-COCO's force-EOS: a raw p(end) above the threshold completes the candidate whatever

@@ -28,6 +28,7 @@ struct Group {  // one image and its candidates of every prompt
   int cells = 0;                                                // KV cells reserved
   int live = 0;                                                 // candidates still decoding
   std::vector<std::vector<std::vector<Candidate>>> per_prompt;  // [prompt][candidate]
+  std::string error;  // set when a candidate's logits were not finite: the image fails, no captions
 };
 
 struct Seq {
@@ -89,7 +90,9 @@ struct VlmEngine : CaptionModel::Engine {
   // Evaluates `tokens` into `seq` from `pos`; returns the logits of the last one.
   const float* decode_tokens(const std::vector<int>& tokens, llama_seq_id seq, llama_pos pos);
   void step(std::vector<CaptionResult>& out);
-  void finish(Seq& s, std::vector<std::string> flags, std::vector<CaptionResult>& out);
+  // Ends s with a candidate of these flags; with `error`, without one, failing its image.
+  void finish(Seq& s, std::vector<std::string> flags, std::vector<CaptionResult>& out,
+              const std::string& error = "");
   void harvest(Seq& s);
   // Cancelled: frees every live sequence; unfinished requests get error "interrupted".
   void abandon(std::vector<CaptionResult>& out);

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -11,6 +12,7 @@
 #include "core/log.h"
 #include "ggml.h"
 #include "gguf.h"
+#include "models/gguf_hparams.h"
 #include "models/vlm/model.h"
 #include "mtmd-helper.h"
 
@@ -29,7 +31,9 @@ Gguf open_gguf(const std::string& path, const char* what) {
     throw std::runtime_error(fmt::format("{} file {} does not exist", what, path));
   gguf_init_params p{true, nullptr};
   Gguf g(gguf_init_from_file(path.c_str(), p));
-  if (!g) throw std::runtime_error(fmt::format("{} is not a valid GGUF file (corrupt or truncated?)", path));
+  if (!g)
+    throw std::runtime_error(
+        with_llama_errors(fmt::format("{} is not a valid GGUF file (corrupt or truncated?)", path)));
   // every tensor's data must lie inside the file
   size_t end = gguf_get_data_offset(g.get());
   for (int64_t i = 0; i < gguf_get_n_tensors(g.get()); ++i)
@@ -63,6 +67,7 @@ void check_text_model(const std::string& path) {
     throw std::runtime_error(fmt::format("{} has no general.architecture: not a llama.cpp model", path));
   if (gguf_find_key(g.get(), "tokenizer.ggml.tokens") < 0)
     throw std::runtime_error(fmt::format("{} has no tokenizer: not a usable language model", path));
+  check_llama_hparams(g.get(), fmt::format("model {}", path));
 }
 
 void check_mmproj(const std::string& path, int text_embd) {
@@ -138,11 +143,13 @@ void check_mmproj(const std::string& path, int text_embd) {
                         path, out, text_embd));
     }
   }
+  check_mmproj_tensors(path, text_embd);  // hyper-parameters, shapes and types (mmproj_checks.cpp)
 }
 
 namespace {
 std::mutex g_log_mu;
-std::string g_last_error;
+std::deque<std::string> g_errors;  // the last error lines (at most kKeepErrors)
+constexpr size_t kKeepErrors = 3;
 
 void on_log(ggml_log_level level, const char* text, void*) {
   std::string s = text ? text : "";
@@ -150,7 +157,8 @@ void on_log(ggml_log_level level, const char* text, void*) {
   if (s.empty()) return;
   if (level == GGML_LOG_LEVEL_ERROR) {
     std::lock_guard lock(g_log_mu);
-    g_last_error = s;
+    g_errors.push_back(s);
+    if (g_errors.size() > kKeepErrors) g_errors.pop_front();
   }
   spdlog::debug("llama.cpp: {}", s);
 }
@@ -161,9 +169,14 @@ void capture_llama_logs() {
   mtmd_helper_log_set(on_log, nullptr);  // also sets libmtmd's own
 }
 
-std::string last_llama_error() {
-  std::lock_guard lock(g_log_mu);
-  return g_last_error;
+std::string with_llama_errors(const std::string& msg) {
+  std::string e;
+  {
+    std::lock_guard lock(g_log_mu);
+    for (const std::string& line : g_errors) e += (e.empty() ? "" : "; ") + line;
+    g_errors.clear();
+  }
+  return e.empty() ? msg : msg + " (" + e + ")";
 }
 
 }  // namespace capforge::vlm

@@ -19,10 +19,6 @@ namespace capforge {
 namespace {
 int default_threads(int t) { return t > 0 ? t : available_cpus(); }
 
-std::string with_log(const std::string& msg) {
-  std::string e = vlm::last_llama_error();
-  return e.empty() ? msg : msg + " (" + e + ")";
-}
 }  // namespace
 
 VlmModel::VlmModel(const CaptionerParams& p) {
@@ -36,7 +32,8 @@ VlmModel::VlmModel(const CaptionerParams& p) {
   if (!p.gpu || p.lm_engine == "int8") mp.n_gpu_layers = 0;
   if (p.lm_engine == "int8") mp.use_extra_bufts = false;  // libllama only tokenizes: no repacked copy
   model = llama_model_load_from_file(p.model.c_str(), mp);
-  if (!model) throw std::runtime_error(with_log(fmt::format("cannot load language model {}", p.model)));
+  if (!model)
+    throw std::runtime_error(vlm::with_llama_errors(fmt::format("cannot load language model {}", p.model)));
   try {
     vlm::check_mmproj(p.mmproj, llama_model_n_embd_inp(model));
     vocab = llama_model_get_vocab(model);
@@ -79,7 +76,8 @@ VlmModel::VlmModel(const CaptionerParams& p) {
       }
     }
     mtmd = mtmd_init_from_file(mmproj.c_str(), model, cp);
-    if (!mtmd) throw std::runtime_error(with_log(fmt::format("cannot load mmproj {}", p.mmproj)));
+    if (!mtmd)
+      throw std::runtime_error(vlm::with_llama_errors(fmt::format("cannot load mmproj {}", p.mmproj)));
     if (!mtmd_support_vision(mtmd))
       throw std::runtime_error(fmt::format("{} has no vision support", p.mmproj));
     if (p.lm_engine == "int8") {

@@ -43,11 +43,18 @@ namespace vlm {
 // files): GGUF validity, a vision encoder, key types, required tensors, and (for the MLP
 // projector) that it projects to `text_embd`. Throws std::runtime_error saying what is wrong.
 void check_mmproj(const std::string& path, int text_embd);
+// The part of check_mmproj that reads tensor shapes: hyper-parameters libmtmd cannot run with, and
+// tensors missing, misshapen or of types ggml cannot compute with, for the vision tower and (mlp,
+// idefics3) the projector. Throws std::runtime_error naming the file and the problem.
+void check_mmproj_tensors(const std::string& path, int text_embd);
 // Checks the text GGUF is a readable language model, not a projector. Throws on problems.
 void check_text_model(const std::string& path);
-// Routes llama.cpp / libmtmd logs to capforge's debug log; remembers the last error line.
+// Routes llama.cpp / libmtmd logs to capforge's debug log; remembers the last error lines.
 void capture_llama_logs();
-std::string last_llama_error();
+// msg, plus the last few error lines llama.cpp / libmtmd logged (oldest first, in parentheses; the
+// line naming the cause usually comes before the generic "failed to load model"), which are then
+// forgotten.
+std::string with_llama_errors(const std::string& msg);
 }  // namespace vlm
 
 }  // namespace capforge
