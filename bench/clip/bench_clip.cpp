@@ -12,10 +12,12 @@
 #include <string>
 
 #include "capforge/clip.h"
+#include "core/omp_waits.h"
 
 using namespace capforge;
 
 int main(int argc, char** argv) {
+  capforge::exec_with_short_waits(argv);  // as the CLI runs its model commands
   if (argc < 6) {
     std::fprintf(stderr,
                  "usage: capforge-bench-clip MODEL_DIR DTYPE THREADS IMAGES TEXTS [--save FILE] [--ids FILE] "

@@ -8,11 +8,13 @@
 
 #include "capforge/io.h"
 #include "capforge/pipeline.h"
+#include "core/omp_waits.h"
 #include "pipeline/model_stages.h"
 
 using namespace capforge;
 
 int main(int argc, char** argv) {
+  capforge::exec_with_short_waits(argv);  // as the CLI runs its model commands
   if (argc < 8) {
     std::fprintf(stderr, "usage: %s SHARD.tar TEXT.gguf MMPROJ.gguf CLIP_DIR BATCH THREADS MAX_NEW\n",
                  argv[0]);

@@ -3,7 +3,9 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "capforge/version.h"
@@ -13,9 +15,12 @@
 #include "cli/filter_options.h"
 #include "core/cpus.h"
 #include "core/log.h"
+#include "core/omp_waits.h"
 
 namespace {
 const char* kHelpHint = "run `capforge --help` or `capforge <command> --help`";
+// Commands that run no model: they keep libgomp's defaults (no re-exec at start).
+const std::array<const char*, 6> kLight = {"inspect", "convert", "sql", "synth", "rate", "download"};
 
 bool has_arg(int argc, char** argv, const char* flag) {
   for (int i = 1; i < argc; ++i)
@@ -79,9 +84,17 @@ int main(int argc, char** argv) {
     logging::hint(kHelpHint);
     return 2;  // bad usage, whatever CLI11's own code for it
   }
+  // commands that run models: short spin-waits for the compute threads (core/omp_waits.h), by
+  // re-running this process with GOMP_SPINCOUNT set before anything is done
+  if (std::none_of(kLight.begin(), kLight.end(), [&](const char* c) { return app.got_subcommand(c); }))
+    exec_with_short_waits(argv);
   logging::init(log_json ? logging::Format::json : logging::Format::text, verbose, quiet);
   cli::install_debug_faults();
   spdlog::debug("CPUs for default thread counts: {}", describe_cpus());
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  spdlog::debug("compute threads' waits: OMP_WAIT_POLICY={} GOMP_SPINCOUNT={}", policy ? policy : "(unset)",
+                spin ? spin : "(unset)");
   try {
     return action ? action() : 0;
   } catch (const cli::UsageError& e) {

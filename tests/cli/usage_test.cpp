@@ -332,6 +332,33 @@ TEST(UsageCli, CpusOverrideAndLog) {
   EXPECT_EQ(bad.err.find("CAPFORGE_CPUS"), std::string::npos) << bad.err;
 }
 
+// Commands that run models re-run themselves with short spin-waits for the compute threads, which
+// libgomp really takes (OMP_DISPLAY_ENV shows what it read); the user's own setting wins, and light
+// commands are not re-run.
+TEST(UsageCli, ModelCommandsGetShortSpinWaits) {
+  const std::vector<std::string> repair = {
+      "-v",     "repair", "--pred", "/nonexistent",   "--out",
+      "/tmp/x", "--col",  "c",      "--repair-model", "/nonexistent.gguf"};
+  ::setenv("OMP_DISPLAY_ENV", "VERBOSE", 1);
+  auto r = test::run_capforge(repair);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("GOMP_SPINCOUNT = '3000'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("waits: OMP_WAIT_POLICY=(unset) GOMP_SPINCOUNT=3000"), std::string::npos) << r.err;
+  ::setenv("GOMP_SPINCOUNT", "77", 1);
+  r = test::run_capforge(repair);
+  ::unsetenv("GOMP_SPINCOUNT");
+  EXPECT_EQ(r.err.find("GOMP_SPINCOUNT = '3000'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("GOMP_SPINCOUNT=77"), std::string::npos) << r.err;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  r = test::run_capforge(repair);
+  ::unsetenv("OMP_WAIT_POLICY");
+  EXPECT_NE(r.err.find("waits: OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=(unset)"), std::string::npos) << r.err;
+  r = test::run_capforge({"-v", "sql", "SELECT 1 AS x"});
+  ::unsetenv("OMP_DISPLAY_ENV");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("GOMP_SPINCOUNT=(unset)"), std::string::npos) << r.err;
+}
+
 // A CPU quota (cgroup v1 cpu.cfs_quota_us; Kubernetes CPU limits, docker --cpus) caps the default
 // thread counts. Needs a writable cgroup v1 cpu hierarchy (root in a container); skipped otherwise.
 TEST(UsageCli, CpuQuotaCapsThreads) {
