@@ -187,12 +187,15 @@ TEST(T5GgmlEngine, BadHyperparametersNameFileAndKey) {
        [](gguf_context* g) { gguf_set_val_u64(g, "t5.attention.relative_buckets_count", (1ull << 32) + 32); },
        "relative_buckets_count = 4294967328"},
   };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.file);
-    const std::string path = dir / c.file;
-    rewrite_gguf(fx().t5_v1_1, path, "", "", c.patch);
-    expect_load_error(path, c.what, "ggml");
-  }
+  auto check = [&](const auto& list, const std::string& engine) {
+    for (const Case& c : list) {
+      SCOPED_TRACE(c.file);
+      const std::string path = dir / c.file;
+      rewrite_gguf(fx().t5_v1_1, path, "", "", c.patch);
+      expect_load_error(path, c.what, engine);
+    }
+  };
+  check(cases, "ggml");
   // libllama asserts on these (an abort) rather than reporting them: checked for it too
   const Case llama_cases[] = {
       {"ctx.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.context_length", 0); },
@@ -203,12 +206,7 @@ TEST(T5GgmlEngine, BadHyperparametersNameFileAndKey) {
       {"blocks0.gguf", [](gguf_context* g) { gguf_set_val_u32(g, "t5.block_count", 0); },
        "t5.block_count = 0"},
   };
-  for (const Case& c : llama_cases) {
-    SCOPED_TRACE(c.file);
-    const std::string path = dir / c.file;
-    rewrite_gguf(fx().t5_v1_1, path, "", "", c.patch);
-    expect_load_error(path, c.what, "llama");
-  }
+  check(llama_cases, "llama");
   // fewer decoder blocks by the keys than the file holds: the ggml engine would ignore the rest
   const std::string fewer = dir / "fewer.gguf";
   rewrite_gguf(fx().t5_v1_1, fewer, "", "",
