@@ -20,7 +20,8 @@
 namespace {
 const char* kHelpHint = "run `capforge --help` or `capforge <command> --help`";
 // Commands that run no model: they keep libgomp's defaults (no re-exec at start).
-const std::array<const char*, 6> kLight = {"inspect", "convert", "sql", "synth", "rate", "download"};
+const std::array<const char*, 9> kLight = {"inspect",  "convert", "sql",    "synth",   "rate",
+                                           "download", "queue",   "filter", "tokenize"};
 
 bool has_arg(int argc, char** argv, const char* flag) {
   for (int i = 1; i < argc; ++i)

@@ -17,8 +17,9 @@ constexpr const char* kComputeSpinCount = "3000";
 // libgomp reads its settings once, when it loads, so they can only change for a new process image:
 // re-executes the running program (/proc/self/exe, the same argv, the same pid) with
 // GOMP_SPINCOUNT=kComputeSpinCount added to its environment, unless OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT is set already (the user's choice wins; after the exec it is set). Returns only
-// when it did not exec: set already, or the exec failed (libgomp's defaults then stay).
+// GOMP_SPINCOUNT is set already (the user's choice wins; after the exec it is set), or
+// CAPFORGE_NO_REEXEC is, or /proc/self/exe is not this program (run by a loader: `ld.so capforge`,
+// valgrind, qemu-user). Returns only when it did not exec (libgomp's defaults then stay).
 // Call it before any side effect (files, output, threads).
 void exec_with_short_waits(char** argv);
 

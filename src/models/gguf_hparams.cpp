@@ -97,9 +97,11 @@ void check_llama_hparams(gguf_context* g, const std::string& what) {
   K.range("nextn_predict_layers", K.integer("nextn_predict_layers"), 0, blocks.value_or(kMaxLayers));
   K.range("decoder_block_count", K.integer("decoder_block_count"), 1, kMaxLayers);
 
-  const int64_t experts = K.integer("expert_count").value_or(0);
+  int64_t experts = K.integer("expert_count").value_or(0);
   K.range("expert_count", experts, 0, kMaxExperts);
-  const int64_t used = K.integer("expert_used_count", true).value_or(0);
+  int64_t used = K.integer("expert_used_count", true).value_or(0);
+  if ((K.arch == "hunyuan-dense" || K.arch == "hunyuan_vl") && experts <= 1)
+    experts = used = 0;  // llama.cpp zeroes both for these dense models
   const int64_t groups = K.integer("expert_group_count").value_or(0);
   const int64_t group_used = K.integer("expert_group_used_count").value_or(0);
   if (experts > 0) {

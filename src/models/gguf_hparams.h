@@ -14,7 +14,8 @@ namespace capforge {
 // llama.cpp's to report, which it does without aborting):
 //   A.block_count in 1..512 (llama.cpp's LLAMA_MAX_LAYERS), A.nextn_predict_layers <= it;
 //   A.expert_count <= 1024, A.expert_used_count (a number or one per block) 1..expert_count when
-//   there are experts and 0 when there are none, A.expert_group_count and
+//   there are experts and 0 when there are none (HunYuan's dense models: ignored with at most one
+//   expert, as llama.cpp does), A.expert_group_count and
 //   A.expert_group_used_count as llama.cpp asserts them;
 //   A.rope.scaling.type one of none, linear, yarn, longrope;
 //   A.context_length >= 1; A.attention.layer_norm_epsilon and ..._rms_epsilon finite, >= 0;

@@ -46,6 +46,10 @@ TEST(GgufHparams, SaneKeysPass) {
             "");
   EXPECT_EQ(error_for([](gguf_context* g) { gguf_set_val_u32(g, "t5.decoder_start_token_id", 0); }, "t5"),
             "");
+  // HunYuan's dense models may carry an expert_used_count without experts; llama.cpp zeroes it
+  EXPECT_EQ(error_for([](gguf_context* g) { gguf_set_val_u32(g, "hunyuan-dense.expert_used_count", 1); },
+                      "hunyuan-dense"),
+            "");
 }
 
 TEST(GgufHparams, KeysLlamaCppAssertsOnAreRefused) {

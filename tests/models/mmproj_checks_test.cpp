@@ -138,12 +138,15 @@ TEST_F(MmprojChecks, ValidLayoutsPass) {
 }
 
 TEST_F(MmprojChecks, PatchAndImageSize) {
-  for (uint32_t p : {3u, 64u})
-    refused(mutant("patch" + std::to_string(p), set_u32("clip.vision.patch_size", p)),
-            {"clip.vision.image_size (32) must be a positive multiple of clip.vision.patch_size"});
+  refused(mutant("patch64", set_u32("clip.vision.patch_size", 64)),
+          {"clip.vision.image_size (32) must be at least clip.vision.patch_size (64)"});
+  // a patch size the kernel does not have
+  refused(mutant("patch3", set_u32("clip.vision.patch_size", 3)), {"v.patch_embd.weight", "[3, 3, 3, 64]"});
   for (uint32_t s : {0u, 7u})
     refused(mutant("image" + std::to_string(s), set_u32("clip.vision.image_size", s)),
-            {"clip.vision.image_size (" + std::to_string(s) + ") must be a positive multiple"});
+            {"clip.vision.image_size (" + std::to_string(s) + ") must be at least"});
+  // not a multiple of the patch size: clip.cpp floors it (SigLIP's 384 / 14 in SmolVLM, Granite Vision)
+  EXPECT_EQ(error(mutant("image36", set_u32("clip.vision.image_size", 36))), "");
   // a multiple of the patch size, but more patches than position embeddings
   refused(mutant("image40", set_u32("clip.vision.image_size", 40)), {"v.position_embd.weight", "[64, 26]"});
 }

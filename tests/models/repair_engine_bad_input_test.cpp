@@ -212,4 +212,11 @@ TEST(T5GgmlEngine, BadHyperparametersNameFileAndKey) {
   rewrite_gguf(fx().t5_v1_1, fewer, "", "",
                [](gguf_context* g) { gguf_set_val_u32(g, "t5.decoder_block_count", 1); });
   expect_load_error(fewer, "tensor dec.blk.1.", "ggml");
+  // Google's original checkpoints carry a cross-attention position bias nothing uses: still ggml
+  const std::string cross = dir / "cross_bias.gguf";
+  rewrite_gguf(fx().t5_v1_1, cross, "", "", {},
+               {"dec.blk.0.attn_rel_b.weight", "dec.blk.0.cross_attn_rel_b.weight"});
+  RepairParams cp = params_for(cross);
+  cp.engine = "ggml";
+  EXPECT_NO_THROW(load_repair_model(cp));
 }

@@ -216,9 +216,13 @@ class Loader {
 
  public:
   // The file's first tensor that nothing read, or "".
+  // Not counted: the cross-attention position biases of Google's original T5 checkpoints, which
+  // Hugging Face and llama.cpp load and never use.
   std::string unused() const {
-    for (int64_t i = 0; i < gguf_get_n_tensors(g_); ++i)
-      if (!used_.count(gguf_get_tensor_name(g_, i))) return gguf_get_tensor_name(g_, i);
+    for (int64_t i = 0; i < gguf_get_n_tensors(g_); ++i) {
+      const std::string name = gguf_get_tensor_name(g_, i);
+      if (!used_.count(name) && name.find(".cross_attn_rel_b.") == std::string::npos) return name;
+    }
     return "";
   }
 };

@@ -101,7 +101,8 @@ void VlmEngine::step(std::vector<CaptionResult>& out) {
   std::vector<size_t> in_batch;
   for (size_t i = 0; i < live.size(); ++i) {
     Seq& s = live[i];
-    if (!std::all_of(s.logits.begin(), s.logits.end(), [](float v) { return std::isfinite(v); })) {
+    // NaN or +inf: a broken model (-inf is a masked token, which the sampler takes)
+    if (!std::all_of(s.logits.begin(), s.logits.end(), [](float v) { return v < INFINITY; })) {
       finish(s, {}, out, "non-finite logits from the model (broken weights or projector?)");
       s.id = -1;
       continue;

@@ -107,10 +107,18 @@ bool ffn_may_be_swapped(const std::string& p) {
 void check_block(const Meta& m, const std::string& proj, int i, int64_t E, int64_t heads, int64_t kv_heads,
                  int64_t d_head) {
   auto name = [&](const char* t, const char* part) { return fmt::format("v.blk.{}.{}.{}", i, t, part); };
+  ggml_tensor* qkv = m.get(name("attn_qkv", "weight"));
+  if (d_head <= 0) {  // no head_dim key and a head size not E / heads (mimovl): clip.cpp reads the rows
+    const ggml_tensor* q = qkv ? qkv : m.need(name("attn_q", "weight"));
+    const int64_t rows = q->ne[1], per = qkv ? heads + 2 * kv_heads : heads;
+    if (rows % per != 0)
+      m.fail(fmt::format("tensor {} has {} rows, which {} heads cannot share", q->name, rows, per));
+    d_head = rows / per;
+  }
   const int64_t q_width = heads * d_head, kv_width = kv_heads * d_head;
-  if (ggml_tensor* qkv = m.get(name("attn_qkv", "weight"))) {
-    matrix(m, qkv, E, 3 * q_width);
-    vec(m, m.get(name("attn_qkv", "bias")), 3 * q_width);
+  if (qkv) {  // q, then k and v (grouped-query: fewer key/value heads)
+    matrix(m, qkv, E, q_width + 2 * kv_width);
+    vec(m, m.get(name("attn_qkv", "bias")), q_width + 2 * kv_width);
   } else {
     for (auto [t, width] :
          {std::pair{"attn_q", q_width}, std::pair{"attn_k", kv_width}, std::pair{"attn_v", kv_width}}) {
@@ -162,22 +170,24 @@ void check_mmproj_tensors(const std::string& path, int text_embd) {
   if (P <= 0 || P >= 65536) m.fail(fmt::format("clip.vision.patch_size must be from 1 to 65535, got {}", P));
   if (S > 8192) m.fail(fmt::format("clip.vision.image_size must be at most 8192, got {}", S));
   if (heads <= 0) m.fail("clip.vision.attention.head_count must be > 0, got 0");
-  if (head_dim == 0 && E % heads != 0)
+  const bool strict = proj == "mlp" || proj == "idefics3";  // CLIP / SigLIP towers: head size E / heads
+  if (head_dim == 0 && strict && E % heads != 0)
     m.fail(fmt::format("clip.vision.attention.head_count ({}) must divide clip.vision.embedding_length ({})",
                        heads, E));
   if (kv_heads <= 0 || heads % kv_heads != 0)
     m.fail(fmt::format("clip.vision.attention.head_count_kv ({}) must be > 0 and divide head_count ({})",
                        kv_heads, heads));
-  const int64_t d_head = head_dim > 0 ? head_dim : E / heads;
+  // 0: from the blocks' q rows (check_block), as clip.cpp does for towers whose head size is not
+  // E / heads (mimovl: 32 heads of 64 over 1280)
+  const int64_t d_head = head_dim > 0 ? head_dim : strict ? E / heads : 0;
   int64_t eps_key = gguf_find_key(m.g, "clip.vision.attention.layer_norm_epsilon");
   if (eps_key < 0) m.fail("required key clip.vision.attention.layer_norm_epsilon is missing");
   const float eps = gguf_get_val_f32(m.g, eps_key);
   if (!std::isfinite(eps) || eps <= 0)
     m.fail(fmt::format("clip.vision.attention.layer_norm_epsilon must be a finite number > 0, got {}", eps));
-  const bool strict = proj == "mlp" || proj == "idefics3";  // image_size is the one size images take
-  if (strict && (S <= 0 || S % P != 0))
-    m.fail(fmt::format(
-        "clip.vision.image_size ({}) must be a positive multiple of clip.vision.patch_size ({})", S, P));
+  // image_size is the one size images take; clip.cpp floors S / P (SigLIP 384 / 14: 27 x 27)
+  if (strict && S < P)
+    m.fail(fmt::format("clip.vision.image_size ({}) must be at least clip.vision.patch_size ({})", S, P));
 
   // the input: patch embedding, class token, position embedding
   for (const char* t : {"v.patch_embd.weight", "v.patch_embd.weight.1"})
