@@ -16,24 +16,9 @@ namespace {
 
 constexpr int64_t kMaxLayers = 512, kMaxExperts = 1024;  // llama-hparams.h's caps
 
-bool is_int(gguf_type t) {
-  switch (t) {
-    case GGUF_TYPE_UINT8:
-    case GGUF_TYPE_INT8:
-    case GGUF_TYPE_UINT16:
-    case GGUF_TYPE_INT16:
-    case GGUF_TYPE_UINT32:
-    case GGUF_TYPE_INT32:
-    case GGUF_TYPE_UINT64:
-    case GGUF_TYPE_INT64:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Element i of data of integer type t, saturated to int64 (a u64 over INT64_MAX reads as INT64_MAX).
-int64_t int_at(gguf_type t, const void* data, size_t i) {
+// Element i of data of type t when t is an integer type (a u64 over INT64_MAX saturates), else
+// nullopt.
+std::optional<int64_t> int_at(gguf_type t, const void* data, size_t i) {
   switch (t) {
     case GGUF_TYPE_UINT8:
       return ((const uint8_t*)data)[i];
@@ -49,10 +34,22 @@ int64_t int_at(gguf_type t, const void* data, size_t i) {
       return ((const int32_t*)data)[i];
     case GGUF_TYPE_UINT64:
       return (int64_t)std::min<uint64_t>(((const uint64_t*)data)[i], (uint64_t)INT64_MAX);
-    default:
+    case GGUF_TYPE_INT64:
       return ((const int64_t*)data)[i];
+    default:
+      return std::nullopt;
   }
 }
+
+}  // namespace
+
+std::optional<int64_t> gguf_integer(gguf_context* g, int64_t key_id) {
+  const gguf_type t = gguf_get_kv_type(g, key_id);
+  if (t == GGUF_TYPE_ARRAY || t == GGUF_TYPE_STRING) return std::nullopt;  // no single value
+  return int_at(t, gguf_get_val_data(g, key_id), 0);
+}
+
+namespace {
 
 struct Keys {
   gguf_context* g;
@@ -68,12 +65,13 @@ struct Keys {
     const std::string key = arch + "." + suffix;
     const int64_t k = find(key);
     if (k < 0) return std::nullopt;
+    if (const auto v = gguf_integer(g, k)) return v;
     const gguf_type t = gguf_get_kv_type(g, k);
-    if (is_int(t)) return int_at(t, gguf_get_val_data(g, k), 0);
-    if (per_block && t == GGUF_TYPE_ARRAY && is_int(gguf_get_arr_type(g, k))) {
+    const uint64_t zero = 0;  // int_at(type, &zero, 0): whether the elements are integers
+    if (per_block && t == GGUF_TYPE_ARRAY && int_at(gguf_get_arr_type(g, k), &zero, 0)) {
       int64_t hi = 0;
       for (size_t i = 0; i < gguf_get_arr_n(g, k); ++i)
-        hi = std::max(hi, int_at(gguf_get_arr_type(g, k), gguf_get_arr_data(g, k), i));
+        hi = std::max(hi, *int_at(gguf_get_arr_type(g, k), gguf_get_arr_data(g, k), i));
       return hi;
     }
     fail(key, fmt::format("has type {}, expected an integer", gguf_type_name(t)));

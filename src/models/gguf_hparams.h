@@ -3,6 +3,8 @@
 // the file, so that a hostile or broken file gets an error naming it and the key.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 struct gguf_context;
@@ -23,5 +25,9 @@ namespace capforge {
 // Integer keys of any GGUF integer type; a key of the wrong kind (a string for a count) is an
 // error. Throws std::runtime_error.
 void check_llama_hparams(gguf_context* g, const std::string& what);
+
+// Key `key_id`'s value when it is a GGUF integer of any width (a u64 over INT64_MAX saturates);
+// nullopt for any other type (floats, bools, strings, arrays).
+std::optional<int64_t> gguf_integer(gguf_context* g, int64_t key_id);
 
 }  // namespace capforge

@@ -16,6 +16,7 @@
 #include "ggml-cpu.h"
 #include "gguf.h"
 #include "models/ggml_util.h"
+#include "models/gguf_hparams.h"
 #include "models/nn/dense.h"
 
 namespace capforge::repair {
@@ -66,26 +67,9 @@ class Loader {
       if (fallback >= 0) return fallback;
       fail(fmt::format("missing key {}", key));
     }
-    switch (gguf_get_kv_type(g_, k)) {
-      case GGUF_TYPE_UINT8:
-        return gguf_get_val_u8(g_, k);
-      case GGUF_TYPE_INT8:
-        return gguf_get_val_i8(g_, k);
-      case GGUF_TYPE_UINT16:
-        return gguf_get_val_u16(g_, k);
-      case GGUF_TYPE_INT16:
-        return gguf_get_val_i16(g_, k);
-      case GGUF_TYPE_UINT32:
-        return gguf_get_val_u32(g_, k);
-      case GGUF_TYPE_INT32:
-        return gguf_get_val_i32(g_, k);
-      case GGUF_TYPE_UINT64:
-        return (int64_t)gguf_get_val_u64(g_, k);
-      case GGUF_TYPE_INT64:
-        return gguf_get_val_i64(g_, k);
-      default:
-        fail(fmt::format("key {} is not an integer", key));
-    }
+    const std::optional<int64_t> v = gguf_integer(g_, k);
+    if (!v) fail(fmt::format("key {} is not an integer", key));
+    return *v;
   }
   float key_float(const std::string& key) const {
     const int64_t k = gguf_find_key(g_, key.c_str());
