@@ -128,22 +128,9 @@ void check_mmproj(const std::string& path, int text_embd) {
   if (proj == "mlp") {
     for (const char* t : {"mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias", "v.position_embd.weight"})
       need(t);
-    // read mm.2.weight's shape from a metadata-only ggml context
-    ggml_context* meta = nullptr;
-    gguf_init_params p{true, &meta};
-    Gguf full(gguf_init_from_file(path.c_str(), p));
-    if (full && meta) {
-      ggml_tensor* t = ggml_get_tensor(meta, "mm.2.weight");
-      int64_t out = t ? t->ne[1] : -1;
-      ggml_free(meta);
-      if (text_embd > 0 && out != text_embd)
-        throw std::runtime_error(
-            fmt::format("{} does not fit the model: it projects images to {} dimensions, but the "
-                        "language model's embeddings have {}",
-                        path, out, text_embd));
-    }
   }
-  check_mmproj_tensors(path, text_embd);  // hyper-parameters, shapes and types (mmproj_checks.cpp)
+  // hyper-parameters, shapes, types, and the projection's width against the text model's
+  check_mmproj_tensors(path, text_embd);
 }
 
 namespace {
